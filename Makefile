@@ -1,0 +1,39 @@
+# livemig - the two commands a newcomer types: `make demo` and `make check`.
+# Meson + Ninja do the build; this file only sets up and dispatches.
+
+BUILD    ?= build
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+BUILD    := build-asan
+MESONOPT := -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Doptimization=1
+else
+MESONOPT := -Dbuildtype=debugoptimized
+endif
+
+.PHONY: all deps build check demo bench docs clean
+
+all: build
+
+deps:
+	@./scripts/install-deps
+
+$(BUILD)/build.ninja: | deps
+	meson setup $(BUILD) $(MESONOPT)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+check: build
+	@./scripts/run-tests $(BUILD)
+
+demo: build
+	@./scripts/demo $(BUILD)
+
+bench: build
+	@./bench/run $(BUILD)
+
+docs: build
+	ninja -C $(BUILD) docs
+
+clean:
+	rm -rf build build-asan
