@@ -18,6 +18,12 @@
 
 #include "livemig/livemig.h"
 
+/* The table itself.  Unit tests of the table's machinery compile the
+ * tunables sources against a test table by defining this. */
+#ifndef LM_TUNABLES_DEF
+#define LM_TUNABLES_DEF "tunables.def"
+#endif
+
 /* Value types of the table. */
 typedef enum lm_ttype {
     LM_T_BOOL,
@@ -61,7 +67,7 @@ typedef struct lm_params {
 #define LM_CAP(c, n, fl, since, doc) bool cap_##c;
 #define LM_ALIAS(alias, target)
 #define LM_LEGACY(cmd, target, arg, kind)
-#include "tunables.def"
+#include LM_TUNABLES_DEF
 #undef LM_BOOL
 #undef LM_UINT
 #undef LM_ENUM
@@ -126,5 +132,44 @@ bool lm_tunables_legacy_call(lm_tunables *t, const char *command,
 /* query-qmp-schema pieces: the object type members of the parameters
  * (with features live / deprecated / unstable), new reference. */
 json_object *lm_tunables_schema_members(void);
+
+/* ---- added to the fixed interface above -------------------------------- */
+
+/* The defaults of every row (what lm_tunables_new starts with). */
+void lm_tunables_defaults(struct lm_params *out);
+
+/* HMP form of a legacy command: one string argument, e.g.
+ * "migrate_set_downtime 0.5" (seconds; "500ms" also accepted) or
+ * "migrate_set_speed 1G" (the target row's HMP suffixes). */
+bool lm_tunables_legacy_call_string(lm_tunables *t, const char *command,
+                                    const char *value, livemig_error *err);
+
+/* The legacy commands as data, for query-commands / the schema / help:
+ * array of {"command", "parameter" (the row it sets), "argument" (its one
+ * member name), "type" ("number" for seconds, else the row's schema type),
+ * "unit" ("s" for seconds, else the row's unit)}.  New reference. */
+json_object *lm_tunables_legacy_info(void);
+
+/*
+ * query-qmp-schema types that lm_tunables_schema_members refers to, as an
+ * array of SchemaInfo objects, new reference:
+ *  - one enum per LM_ENUM row, named after the row in CamelCase
+ *    ("zero-page-detection" -> "ZeroPageDetection"); the members' "type"
+ *    uses exactly that name;
+ *  - "MigrationCapability": enum of the capability names;
+ *  - "MigrationParameter": enum of the parameter names.
+ * Each is {"name", "meta-type": "enum", "members": [{"name"[, "features"]}],
+ * "values": [...]}.  The monitor appends them to its schema as they are and
+ * forms the object types itself (e.g. "MigrationParameters" and
+ * "MigrateSetParameters" with lm_tunables_schema_members() as members).
+ */
+json_object *lm_tunables_schema_types(void);
+
+/* HMP "help migrate_set_parameter": one line per parameter with its form,
+ * range, default and doc (malloc'd, caller frees). */
+char *lm_tunables_format_help(void);
+
+/* docs/tunables.md as generated from the table (malloc'd, caller frees). */
+char *lm_tunables_markdown(void);
 
 #endif
