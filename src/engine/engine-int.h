@@ -1,0 +1,127 @@
+/*
+ * engine-int.h - the engine's own structures, shared by the engine's files
+ * (engine.c: handle, status, guest; outgoing.c: migration thread;
+ * incoming.c: destination thread; query.c: query-migrate).
+ *
+ * Thread model (see docs/threads.md):
+ *  - "set before start": RAM blocks, sections, guest ops, event callback.
+ *    Written only while no migration thread runs; read by every thread.
+ *  - "lock": lm->lock protects status, runstate, stats, error_desc, the
+ *    thread handle and the connection fds that cancel needs.
+ *  - "migration thread": the pass state (send bitmaps, bandwidth meter,
+ *    snapshot of the tunables) is owned by the one running thread.
+ * A cancel sets lm->cancel, shuts the connection down so blocked I/O
+ * returns, and signals lm->kick; the thread cleans up and only then
+ * publishes "cancelled".
+ */
+#ifndef LM_ENGINE_INT_H
+#define LM_ENGINE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "livemig/livemig.h"
+#include "ram/tracker.h"
+#include "transport/transport.h"
+#include "tunables/tunables.h"
+
+#define LM_PAGE_SIZE 4096u
+#define LM_NAME_MAX 255u
+
+struct livemig_ram {
+    char name[LM_NAME_MAX + 1];
+    uint8_t *host;
+    size_t size;
+    size_t pages;
+    livemig_tracker_kind kind;   /* resolved, never AUTO */
+    lm_tracker *tracker;
+    uint64_t *dirty;             /* migration thread: pages still to send */
+    size_t bitmap_words;
+};
+
+typedef struct lm_section {
+    char name[LM_NAME_MAX + 1];
+    uint32_t version;
+    livemig_section_ops ops;
+    void *opaque;
+} lm_section;
+
+/* Downtime breakdown of the last switchover, in microseconds. */
+typedef struct lm_downtime {
+    uint64_t stop_us, sync_us, send_us, load_us, confirm_us;
+} lm_downtime;
+
+/* Counters shown by query-migrate; under lm->lock. */
+typedef struct lm_stats {
+    uint64_t start_ms;           /* CLOCK_MONOTONIC at migrate */
+    uint64_t end_ms;             /* at completion/failure, 0 while running */
+    uint64_t setup_ms;
+    uint64_t transferred;        /* bytes on the wire */
+    uint64_t remaining;          /* bytes of dirty pages left to send */
+    uint64_t total;              /* bytes of guest RAM */
+    uint64_t duplicate;          /* zero pages */
+    uint64_t normal;             /* pages sent as data */
+    uint64_t dirty_pages_rate;   /* pages/s dirtied, last pass */
+    uint64_t bandwidth;          /* bytes/s, measured */
+    uint64_t bandwidth_source;   /* 0 measured, 1 avail-switchover-bandwidth */
+    uint64_t dirty_sync_count;
+    uint64_t precopy_bytes, downtime_bytes;
+    uint64_t pages_per_second;
+    uint64_t expected_downtime_ms;
+    uint64_t downtime_ms;
+    bool converged;              /* the remainder fits downtime-limit now */
+    lm_downtime dt;
+} lm_stats;
+
+struct livemig {
+    /* set before start */
+    livemig_ram **ram;
+    size_t nram;
+    lm_section *sections;
+    size_t nsections;
+    livemig_guest_ops gops;
+    void *gopaque;
+    livemig_event_fn event_fn;
+    void *event_opaque;
+    lm_tunables *tun;
+    bool ram_pristine;           /* destination RAM untouched since alloc */
+
+    /* lm->lock */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;         /* status changes, kicks */
+    livemig_status status;
+    livemig_runstate runstate;
+    bool incoming;               /* the current/last migration is incoming */
+    bool thread_joinable;
+    pthread_t thread;
+    lm_conn conn;                /* open connection (fds -1 when none) */
+    lm_listener listener;
+    lm_stats stats;
+    char error_desc[512];
+    bool kicked;
+    bool continue_requested;
+    atomic_bool cancel;
+};
+
+/* engine.c */
+uint64_t lm_now_us(void);
+uint64_t lm_now_ms(void);
+/* Move from @from (or any state when @from is LIVEMIG_STATUS__MAX) to
+ * @to if the edge is legal; emits MIGRATION.  Caller holds lm->lock. */
+bool lm_set_status_locked(livemig *lm, livemig_status from, livemig_status to);
+void lm_set_status(livemig *lm, livemig_status to);
+/* Keep the first error of a migration for query-migrate. */
+void lm_set_error(livemig *lm, const char *desc);
+void lm_emit(livemig *lm, const char *event, struct json_object *data);
+/* Engine-driven guest stop/cont for switchover (emit STOP / RESUME). */
+void lm_guest_stop(livemig *lm, livemig_runstate to);
+void lm_guest_cont(livemig *lm);
+bool lm_cancelled(livemig *lm);
+
+/* outgoing.c / incoming.c: thread bodies */
+void *lm_outgoing_thread(void *arg);
+void *lm_incoming_thread(void *arg);
+
+#endif

@@ -1,0 +1,460 @@
+/*
+ * outgoing.c - the migration thread of the source: precopy passes, then
+ * switchover.
+ *
+ *   setup:  hello/header, start dirty tracking, mark every page dirty.
+ *   pass:   send every dirty page (zero pages as a flag), end-of-pass,
+ *           sync the trackers, measure bandwidth and dirty rate, estimate
+ *           the downtime of switching over now.
+ *   switch: when the estimate fits downtime-limit and switchover-hold is
+ *           off: stop the guest, final sync, last pages, state sections,
+ *           end of stream; wait until the destination says it loaded
+ *           everything and runs.  Only then "completed".
+ * Any failure before that confirmation resumes the source guest: nothing
+ * is lost and a new migration can start.
+ */
+#include <errno.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "engine/engine-int.h"
+#include "stream/stream.h"
+
+typedef struct out_state {
+    livemig *lm;
+    lm_writer *w;
+    struct lm_params p;
+    uint64_t normal, duplicate;    /* pages sent as data / as zero */
+    uint64_t dirty_pages;          /* to send in the next pass */
+    bool stopped_guest;            /* we stopped it: resume on failure */
+    livemig_error err;
+} out_state;
+
+/* ---- sending pages ----------------------------------------------------- */
+
+typedef struct run {
+    uint64_t start;
+    uint32_t len;
+    bool zero;
+} run;
+
+static bool emit_run(out_state *s, uint32_t bi, const run *r)
+{
+    livemig_ram *ram = s->lm->ram[bi];
+    if (!r->len)
+        return true;
+    if (r->zero) {
+        s->duplicate += r->len;
+        return lm_wr_ram_zero(s->w, bi, r->start, r->len);
+    }
+    s->normal += r->len;
+    return lm_wr_ram_raw(s->w, bi, r->start, r->len,
+                         ram->host + r->start * LM_PAGE_SIZE);
+}
+
+/* Send every page whose bit is set in the block's send bitmap, clearing
+ * the bits.  Adjacent pages of the same kind go out as one run. */
+static bool send_block(out_state *s, uint32_t bi)
+{
+    livemig_ram *ram = s->lm->ram[bi];
+    bool detect = s->p.zero_page_detection != 0;
+    run cur = { 0, 0, false };
+    for (size_t wi = 0; wi < ram->bitmap_words; wi++) {
+        uint64_t word = ram->dirty[wi];
+        if (!word)
+            continue;
+        ram->dirty[wi] = 0;
+        while (word) {
+            uint64_t page = wi * 64 + (uint64_t)__builtin_ctzll(word);
+            word &= word - 1;
+            bool z = detect &&
+                     lm_page_is_zero(ram->host + page * LM_PAGE_SIZE);
+            if (cur.len && page == cur.start + cur.len && z == cur.zero &&
+                cur.len < 256) {
+                cur.len++;
+                continue;
+            }
+            if (!emit_run(s, bi, &cur))
+                return false;
+            cur = (run){ page, 1, z };
+        }
+        if ((wi & 1023) == 0 && lm_cancelled(s->lm))
+            return false;
+    }
+    return emit_run(s, bi, &cur);
+}
+
+static bool send_dirty(out_state *s)
+{
+    for (uint32_t bi = 0; bi < s->lm->nram; bi++)
+        if (!send_block(s, bi))
+            return false;
+    return true;
+}
+
+static bool sync_dirty(out_state *s)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < s->lm->nram; i++) {
+        livemig_ram *r = s->lm->ram[i];
+        size_t n = 0;
+        if (!lm_tracker_sync(r->tracker, r->dirty, &n, &s->err))
+            return false;
+        (void)n;
+        /* Count what is set, not what was new: pages left from an aborted
+         * pass are still to send. */
+        for (size_t w = 0; w < r->bitmap_words; w++)
+            total += (uint64_t)__builtin_popcountll(r->dirty[w]);
+    }
+    s->dirty_pages = total;
+    return true;
+}
+
+/* ---- return path ------------------------------------------------------- */
+
+/* Read one reply; waits up to @timeout_ms (-1: until cancel).  Returns 1
+ * with *load_us on RESUMED, 0 on timeout, -1 with s->err on error. */
+static int read_reply(out_state *s, int timeout_ms, uint64_t *load_us)
+{
+    int fd = s->lm->conn.rfd;
+    uint64_t deadline = lm_now_ms() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms);
+    for (;;) {
+        if (lm_cancelled(s->lm))
+            return -1;
+        struct pollfd pf = { .fd = fd, .events = POLLIN };
+        int rc = poll(&pf, 1, 50);
+        if (rc < 0 && errno != EINTR)
+            break;
+        if (rc > 0)
+            break;
+        if (timeout_ms >= 0 && lm_now_ms() >= deadline)
+            return 0;
+    }
+    uint8_t type;
+    if (lm_read_full(fd, &type, 1) != 0) {
+        livemig_error_set(&s->err, "the destination closed the connection "
+                          "before confirming it runs the guest; check the "
+                          "destination's query-migrate for its error");
+        return -1;
+    }
+    if (type == LM_RP_RESUMED) {
+        uint8_t b[8];
+        if (lm_read_full(fd, b, 8) != 0) {
+            livemig_error_set(&s->err, "truncated confirmation from the "
+                              "destination");
+            return -1;
+        }
+        *load_us = lm_get_be64(b);
+        return 1;
+    }
+    if (type == LM_RP_ERROR) {
+        uint8_t b[2];
+        char msg[400] = "";
+        if (lm_read_full(fd, b, 2) == 0) {
+            size_t n = lm_get_be16(b);
+            if (n >= sizeof(msg))
+                n = sizeof(msg) - 1;
+            if (lm_read_full(fd, msg, n) == 0)
+                msg[n] = '\0';
+        }
+        livemig_error_set(&s->err, "the destination refused the migration: "
+                          "%s", msg[0] ? msg : "(no reason given)");
+        return -1;
+    }
+    livemig_error_set(&s->err, "unexpected reply 0x%02x from the "
+                      "destination; is it a livemig engine of the same "
+                      "version?", type);
+    return -1;
+}
+
+/* A write failed: the destination may have said why before closing. */
+static void explain_write_error(out_state *s)
+{
+    int e = s->w->error;
+    if (s->lm->conn.return_path && !lm_cancelled(s->lm)) {
+        uint64_t dummy;
+        if (read_reply(s, 200, &dummy) < 0 && livemig_error_is_set(&s->err))
+            return;
+    }
+    livemig_error_set(&s->err, "sending the migration stream failed: %s; "
+                      "the destination stopped or the connection broke",
+                      strerror(e ? e : EIO));
+}
+
+/* ---- passes ------------------------------------------------------------ */
+
+static void publish(out_state *s, uint64_t pass_bytes, uint64_t pass_us,
+                    uint64_t dirtied)
+{
+    livemig *lm = s->lm;
+    pthread_mutex_lock(&lm->lock);
+    lm_stats *st = &lm->stats;
+    st->transferred = s->w->total;
+    st->precopy_bytes = s->w->total;
+    st->normal = s->normal;
+    st->duplicate = s->duplicate;
+    st->remaining = s->dirty_pages * LM_PAGE_SIZE;
+    if (pass_us > 0 && (pass_bytes >= (1u << 20) || pass_us >= 20000)) {
+        st->bandwidth = pass_bytes * 1000000u / pass_us;
+        st->pages_per_second = (s->normal + s->duplicate) * 1000000u /
+                               (lm_now_us() - st->start_ms * 1000u + 1);
+    }
+    if (pass_us > 0)
+        st->dirty_pages_rate = dirtied * 1000000u / pass_us;
+    uint64_t bw = st->bandwidth;
+    st->bandwidth_source = 0;
+    if (s->p.avail_switchover_bandwidth) {
+        bw = s->p.avail_switchover_bandwidth;
+        st->bandwidth_source = 1;
+    }
+    st->expected_downtime_ms = bw ? st->remaining * 1000u / bw
+                                  : (st->remaining ? UINT64_MAX / 2 : 0);
+    st->converged = st->expected_downtime_ms <= s->p.downtime_limit;
+    pthread_mutex_unlock(&lm->lock);
+}
+
+static bool do_pass(out_state *s, uint64_t pass)
+{
+    livemig *lm = s->lm;
+    lm_tunables_snapshot(lm->tun, &s->p);
+    lm_writer_set_rate(s->w, s->p.max_bandwidth);
+    uint64_t t0 = lm_now_us(), b0 = s->w->total;
+    if (!send_dirty(s) || !lm_wr_end_pass(s->w, pass) || !lm_wr_flush(s->w)) {
+        if (s->w->error)
+            explain_write_error(s);
+        return false;
+    }
+    if (!sync_dirty(s))
+        return false;
+    uint64_t dt = lm_now_us() - t0;
+    pthread_mutex_lock(&lm->lock);
+    lm->stats.dirty_sync_count = pass;
+    pthread_mutex_unlock(&lm->lock);
+    publish(s, s->w->total - b0, dt, s->dirty_pages);
+    if (s->p.cap_events) {
+        json_object *d = json_object_new_object();
+        json_object_object_add(d, "pass", json_object_new_uint64(pass));
+        lm_emit(lm, "MIGRATION_PASS", d);
+    }
+    return true;
+}
+
+static bool send_sections(out_state *s)
+{
+    livemig_buf b = LM_BUF_INIT;
+    bool ok = true;
+    for (size_t i = 0; ok && i < s->lm->nsections; i++) {
+        lm_section *sec = &s->lm->sections[i];
+        lm_buf_reset(&b);
+        if (!sec->ops.save(sec->opaque, &b, &s->err)) {
+            livemig_error_set(&s->err, "saving state section '%s' failed",
+                              sec->name);
+            ok = false;
+        } else if (b.len > LM_STREAM_MAX_SECTION) {
+            livemig_error_set(&s->err, "state section '%s' is %zu bytes, "
+                              "more than %u", sec->name, b.len,
+                              LM_STREAM_MAX_SECTION);
+            ok = false;
+        } else if (!lm_wr_section(s->w, sec->name, sec->version, b.p,
+                                  (uint32_t)b.len)) {
+            explain_write_error(s);
+            ok = false;
+        }
+    }
+    lm_buf_release(&b);
+    return ok;
+}
+
+/* Wait while switchover-hold is set (or pause-before-switchover asks).
+ * Returns false on cancel.  A kick (the hold cleared) wakes it at once;
+ * otherwise it wakes every 10 ms to keep the destination in sync. */
+static void wait_kick(livemig *lm, unsigned ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += (long)ms * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&lm->lock);
+    while (!lm->kicked && !lm_cancelled(lm))
+        if (pthread_cond_timedwait(&lm->cond, &lm->lock, &ts) != 0)
+            break;
+    lm->kicked = false;
+    pthread_mutex_unlock(&lm->lock);
+}
+
+static bool switchover(out_state *s)
+{
+    livemig *lm = s->lm;
+    lm_downtime dt = { 0 };
+    uint64_t t0 = lm_now_us();
+    lm_guest_stop(lm, LIVEMIG_RUN_FINISH_MIGRATE);
+    s->stopped_guest = true;
+    uint64_t t1 = lm_now_us();
+    pthread_mutex_lock(&lm->lock);
+    bool ok = lm_set_status_locked(lm, LIVEMIG_STATUS_ACTIVE,
+                                   LIVEMIG_STATUS_DEVICE);
+    pthread_mutex_unlock(&lm->lock);
+    if (!ok)
+        return false;   /* cancelled meanwhile */
+    if (!sync_dirty(s))
+        return false;
+    uint64_t t2 = lm_now_us();
+    uint64_t b0 = s->w->total;
+    if (!send_dirty(s) || !lm_wr_flush(s->w)) {
+        if (s->w->error)
+            explain_write_error(s);
+        return false;
+    }
+    if (!send_sections(s))
+        return false;
+    if (!lm_wr_end_stream(s->w)) {
+        explain_write_error(s);
+        return false;
+    }
+    uint64_t t3 = lm_now_us(), load_us = 0;
+    if (lm->conn.return_path) {
+        if (read_reply(s, -1, &load_us) != 1)
+            return false;
+    }
+    uint64_t t4 = lm_now_us();
+    dt.stop_us = t1 - t0;
+    dt.sync_us = t2 - t1;
+    dt.send_us = t3 - t2;
+    dt.load_us = load_us;
+    dt.confirm_us = t4 - t3 > load_us ? t4 - t3 - load_us : 0;
+    s->dirty_pages = 0;
+    publish(s, 0, 0, 0);
+    pthread_mutex_lock(&lm->lock);
+    lm->stats.dt = dt;
+    lm->stats.downtime_ms = (t4 - t0 + 500) / 1000;
+    lm->stats.downtime_bytes = s->w->total - b0;
+    lm->stats.transferred = s->w->total;
+    lm->stats.precopy_bytes = b0;
+    pthread_mutex_unlock(&lm->lock);
+    return true;
+}
+
+static bool setup(out_state *s)
+{
+    livemig *lm = s->lm;
+    lm_stream_header *h = calloc(1, sizeof(*h));
+    if (!h) {
+        livemig_error_set(&s->err, "out of memory");
+        return false;
+    }
+    h->version = LM_STREAM_VERSION;
+    h->page_size = LM_PAGE_SIZE;
+    h->role = LM_ROLE_MAIN;
+    if (getrandom(h->uuid, sizeof(h->uuid), 0) != sizeof(h->uuid))
+        memset(h->uuid, 0, sizeof(h->uuid));
+    h->nblocks = (uint32_t)lm->nram;
+    for (size_t i = 0; i < lm->nram; i++) {
+        snprintf(h->blocks[i].name, sizeof(h->blocks[i].name), "%s",
+                 lm->ram[i]->name);
+        h->blocks[i].size = lm->ram[i]->size;
+    }
+    bool ok = lm_wr_header(s->w, h) && lm_wr_flush(s->w);
+    free(h);
+    if (!ok) {
+        explain_write_error(s);
+        return false;
+    }
+    /* Track first, then mark everything: a write during pass 1 is sent
+     * in pass 1 or reported for pass 2, never lost. */
+    for (size_t i = 0; i < lm->nram; i++) {
+        livemig_ram *r = lm->ram[i];
+        if (!lm_tracker_start(r->tracker, &s->err))
+            return false;
+        memset(r->dirty, 0xff, r->bitmap_words * sizeof(uint64_t));
+        if (r->pages % 64)
+            r->dirty[r->bitmap_words - 1] = (1ull << (r->pages % 64)) - 1;
+    }
+    pthread_mutex_lock(&lm->lock);
+    lm->stats.setup_ms = lm_now_ms() - lm->stats.start_ms;
+    ok = lm_set_status_locked(lm, LIVEMIG_STATUS_SETUP, LIVEMIG_STATUS_ACTIVE);
+    pthread_mutex_unlock(&lm->lock);
+    return ok;
+}
+
+static bool migrate(out_state *s)
+{
+    livemig *lm = s->lm;
+    if (!setup(s))
+        return false;
+    for (uint64_t pass = 1; !lm_cancelled(lm); pass++) {
+        if (!do_pass(s, pass))
+            return false;
+        lm_tunables_snapshot(lm->tun, &s->p);
+        pthread_mutex_lock(&lm->lock);
+        bool converged = lm->stats.converged;
+        pthread_mutex_unlock(&lm->lock);
+        if (converged && !s->p.switchover_hold)
+            return switchover(s);
+        if (converged || s->dirty_pages == 0)
+            wait_kick(lm, 10);   /* held: keep in sync without spinning */
+    }
+    return false;
+}
+
+void *lm_outgoing_thread(void *arg)
+{
+    livemig *lm = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    out_state *s = calloc(1, sizeof(*s));
+    lm_writer *w = malloc(sizeof(*w));
+    bool ok = false;
+    if (s && w) {
+        s->lm = lm;
+        s->w = w;
+        lm_writer_init(w, lm->conn.wfd, &lm->cancel);
+        lm_tunables_snapshot(lm->tun, &s->p);
+        ok = migrate(s);
+    }
+    for (size_t i = 0; i < lm->nram; i++)
+        lm_tracker_stop(lm->ram[i]->tracker);
+
+    pthread_mutex_lock(&lm->lock);
+    lm_conn_close(&lm->conn);
+    lm->conn = (lm_conn)LM_CONN_INIT;
+    pthread_mutex_unlock(&lm->lock);
+
+    if (ok) {
+        pthread_mutex_lock(&lm->lock);
+        lm->runstate = LIVEMIG_RUN_POSTMIGRATE;
+        /* A cancel that raced the confirmation is too late: the
+         * destination runs the guest now, so this side stays stopped. */
+        lm_set_status_locked(lm, LIVEMIG_STATUS__MAX,
+                             LIVEMIG_STATUS_COMPLETED);
+        pthread_mutex_unlock(&lm->lock);
+    } else {
+        if (s && s->stopped_guest)
+            lm_guest_cont(lm);
+        bool cancelled = lm_cancelled(lm);
+        if (!cancelled)
+            lm_set_error(lm, s && livemig_error_is_set(&s->err)
+                                 ? s->err.desc
+                                 : "migration failed (out of memory)");
+        pthread_mutex_lock(&lm->lock);
+        lm_set_status_locked(lm, LIVEMIG_STATUS__MAX,
+                             cancelled ? LIVEMIG_STATUS_CANCELLED
+                                       : LIVEMIG_STATUS_FAILED);
+        pthread_mutex_unlock(&lm->lock);
+    }
+    free(w);
+    free(s);
+    return NULL;
+}

@@ -1,0 +1,86 @@
+/* query.c - the QMP query-migrate value, QEMU's fields plus livemig's
+ * downtime breakdown and convergence verdict. */
+#include <json-c/json.h>
+#include <string.h>
+
+#include "engine/engine-int.h"
+
+static void add_u64(json_object *o, const char *k, uint64_t v)
+{
+    json_object_object_add(o, k, json_object_new_uint64(v));
+}
+
+json_object *livemig_query_migrate(livemig *lm)
+{
+    json_object *o = json_object_new_object();
+    pthread_mutex_lock(&lm->lock);
+    lm_stats st = lm->stats;
+    livemig_status status = lm->status;
+    char err[sizeof(lm->error_desc)];
+    memcpy(err, lm->error_desc, sizeof(err));
+    bool incoming = lm->incoming;
+    pthread_mutex_unlock(&lm->lock);
+
+    json_object_object_add(o, "status",
+                           json_object_new_string(livemig_status_name(status)));
+    if (status == LIVEMIG_STATUS_NONE)
+        return o;
+    bool done = status == LIVEMIG_STATUS_COMPLETED ||
+                status == LIVEMIG_STATUS_FAILED ||
+                status == LIVEMIG_STATUS_CANCELLED;
+    uint64_t end = st.end_ms ? st.end_ms : lm_now_ms();
+    add_u64(o, "total-time", end - st.start_ms);
+    add_u64(o, "setup-time", st.setup_ms);
+    if (!incoming && !done)
+        add_u64(o, "expected-downtime", st.expected_downtime_ms);
+    if (status == LIVEMIG_STATUS_COMPLETED && !incoming)
+        add_u64(o, "downtime", st.downtime_ms);
+
+    json_object *ram = json_object_new_object();
+    add_u64(ram, "transferred", st.transferred);
+    add_u64(ram, "remaining", st.remaining);
+    add_u64(ram, "total", st.total);
+    add_u64(ram, "duplicate", st.duplicate);
+    add_u64(ram, "normal", st.normal);
+    add_u64(ram, "normal-bytes", st.normal * LM_PAGE_SIZE);
+    add_u64(ram, "dirty-pages-rate", st.dirty_pages_rate);
+    json_object_object_add(ram, "mbps",
+                           json_object_new_double((double)st.bandwidth * 8 / 1e6));
+    add_u64(ram, "dirty-sync-count", st.dirty_sync_count);
+    add_u64(ram, "precopy-bytes", st.precopy_bytes);
+    add_u64(ram, "downtime-bytes", st.downtime_bytes);
+    add_u64(ram, "postcopy-bytes", 0);
+    add_u64(ram, "pages-per-second", st.pages_per_second);
+    add_u64(ram, "page-size", LM_PAGE_SIZE);
+    json_object_object_add(o, "ram", ram);
+
+    if (!incoming) {
+        json_object *c = json_object_new_object();
+        bool stalled = st.dirty_sync_count > 1 && st.bandwidth &&
+                       st.dirty_pages_rate * LM_PAGE_SIZE >= st.bandwidth;
+        json_object_object_add(c, "verdict", json_object_new_string(
+            st.converged ? "converged" : stalled ? "stalled" : "converging"));
+        add_u64(c, "dirty-bytes-rate", st.dirty_pages_rate * LM_PAGE_SIZE);
+        add_u64(c, "bandwidth", st.bandwidth);
+        json_object_object_add(c, "bandwidth-source", json_object_new_string(
+            st.bandwidth_source ? "avail-switchover-bandwidth" : "measured"));
+        json_object_object_add(c, "would-switchover",
+                               json_object_new_boolean(st.converged));
+        json_object_object_add(o, "convergence", c);
+    }
+    if (status == LIVEMIG_STATUS_COMPLETED) {
+        json_object *d = json_object_new_object();
+        if (!incoming) {
+            add_u64(d, "stop-us", st.dt.stop_us);
+            add_u64(d, "final-sync-us", st.dt.sync_us);
+            add_u64(d, "final-send-us", st.dt.send_us);
+        }
+        add_u64(d, "destination-load-us", st.dt.load_us);
+        if (!incoming)
+            add_u64(d, "resume-confirm-us", st.dt.confirm_us);
+        json_object_object_add(o, "downtime-breakdown", d);
+    }
+    if (err[0])
+        json_object_object_add(o, "error-desc", json_object_new_string(err));
+    return o;
+}

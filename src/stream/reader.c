@@ -1,0 +1,283 @@
+/*
+ * reader.c - decodes the migration stream (format: writer.c, docs/stream.md).
+ *
+ * Everything that comes off the wire is untrusted: every length, block
+ * index and page range is checked against the header and the local RAM
+ * blocks before a byte is stored, and anything else fails the migration
+ * with a message naming the record and the rule.  Page data of RAM_RAW
+ * records is read straight into guest memory (what is already buffered is
+ * copied, the rest goes through read() into the pages).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "stream/stream.h"
+
+#define RD_BUF (256 * 1024)
+
+bool lm_reader_init(lm_reader *r, int fd, livemig_error *err)
+{
+    memset(r, 0, sizeof(*r));
+    r->fd = fd;
+    r->cap = RD_BUF;
+    r->buf = malloc(r->cap);
+    if (!r->buf) {
+        livemig_error_set(err, "out of memory for the stream reader");
+        return false;
+    }
+    return true;
+}
+
+void lm_reader_destroy(lm_reader *r)
+{
+    free(r->buf);
+    free(r->section);
+    r->buf = r->section = NULL;
+}
+
+static bool io_fail(lm_reader *r, int rc, const char *what,
+                    livemig_error *err)
+{
+    if (rc > 0)
+        livemig_error_set(err, "migration stream ended in the middle of %s "
+                          "(after %llu bytes); the source stopped or the "
+                          "connection broke", what,
+                          (unsigned long long)r->total);
+    else
+        livemig_error_set(err, "reading the migration stream failed in %s: "
+                          "%s", what, strerror(errno));
+    return false;
+}
+
+/* Copy @len bytes out; 0 ok, 1 EOF, -1 error. */
+static int rd(lm_reader *r, void *out, size_t len)
+{
+    uint8_t *o = out;
+    while (len > 0) {
+        if (r->pos == r->len) {
+            if (len >= r->cap / 2) {
+                /* Big reads bypass the buffer. */
+                ssize_t n = read(r->fd, o, len);
+                if (n < 0 && errno == EINTR)
+                    continue;
+                if (n <= 0)
+                    return n == 0 ? 1 : -1;
+                o += n;
+                len -= (size_t)n;
+                r->total += (uint64_t)n;
+                continue;
+            }
+            ssize_t n = read(r->fd, r->buf, r->cap);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                return n == 0 ? 1 : -1;
+            r->pos = 0;
+            r->len = (size_t)n;
+        }
+        size_t n = r->len - r->pos;
+        if (n > len)
+            n = len;
+        memcpy(o, r->buf + r->pos, n);
+        r->pos += n;
+        o += n;
+        len -= n;
+        r->total += n;
+    }
+    return 0;
+}
+
+#define RD(r, p, n, what)                                   \
+    do {                                                    \
+        int rc_ = rd((r), (p), (n));                        \
+        if (rc_ != 0)                                       \
+            return io_fail((r), rc_, (what), err);          \
+    } while (0)
+
+bool lm_rd_header(lm_reader *r, livemig_error *err)
+{
+    uint8_t b[36];
+    RD(r, b, sizeof(b), "the stream header");
+    lm_stream_header *h = &r->hdr;
+    uint32_t magic = lm_get_be32(b);
+    if (magic != LM_STREAM_MAGIC) {
+        livemig_error_set(err, "not a livemig migration stream (magic "
+                          "0x%08x, expected 0x%08x); check that the source "
+                          "is a livemig engine", magic, LM_STREAM_MAGIC);
+        return false;
+    }
+    h->version = lm_get_be32(b + 4);
+    if (h->version != LM_STREAM_VERSION) {
+        livemig_error_set(err, "migration stream version %u is not "
+                          "supported (this build reads version %u); use the "
+                          "same livemig version on both ends", h->version,
+                          LM_STREAM_VERSION);
+        return false;
+    }
+    h->page_size = lm_get_be32(b + 8);
+    if (h->page_size != 4096) {
+        livemig_error_set(err, "the source uses %u-byte pages, this host "
+                          "4096-byte pages", h->page_size);
+        return false;
+    }
+    r->page_size = h->page_size;
+    h->role = b[12];
+    h->index = b[13];
+    memcpy(h->uuid, b + 16, 16);
+    h->nblocks = lm_get_be32(b + 32);
+    if (h->nblocks == 0 || h->nblocks > LM_STREAM_MAX_BLOCKS) {
+        livemig_error_set(err, "migration stream declares %u RAM blocks "
+                          "(1 to %u allowed)", h->nblocks,
+                          LM_STREAM_MAX_BLOCKS);
+        return false;
+    }
+    for (uint32_t i = 0; i < h->nblocks; i++) {
+        uint8_t n;
+        RD(r, &n, 1, "the stream header");
+        RD(r, h->blocks[i].name, n, "the stream header");
+        h->blocks[i].name[n] = '\0';
+        if (strlen(h->blocks[i].name) != n) {
+            livemig_error_set(err, "RAM block %u has a name with a NUL byte "
+                              "in the stream header", i);
+            return false;
+        }
+        uint8_t sz[8];
+        RD(r, sz, 8, "the stream header");
+        h->blocks[i].size = lm_get_be64(sz);
+        h->blocks[i].host = NULL;
+        if (h->blocks[i].size == 0 || h->blocks[i].size % h->page_size) {
+            livemig_error_set(err, "RAM block '%s' has size %llu, not a "
+                              "positive multiple of the page size",
+                              h->blocks[i].name,
+                              (unsigned long long)h->blocks[i].size);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool lm_rd_bind(lm_reader *r, const lm_stream_block *local, uint32_t n,
+                livemig_error *err)
+{
+    lm_stream_header *h = &r->hdr;
+    if (h->nblocks != n) {
+        livemig_error_set(err, "the source has %u RAM blocks, this "
+                          "destination %u; start both with the same --guest",
+                          h->nblocks, n);
+        return false;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (strcmp(h->blocks[i].name, local[i].name) != 0) {
+            livemig_error_set(err, "RAM block %u is '%s' on the source but "
+                              "'%s' here; start both with the same --guest",
+                              i, h->blocks[i].name, local[i].name);
+            return false;
+        }
+        if (h->blocks[i].size != local[i].size) {
+            livemig_error_set(err, "RAM block '%s' is %llu bytes on the "
+                              "source but %llu here; start both with the "
+                              "same --guest size", local[i].name,
+                              (unsigned long long)h->blocks[i].size,
+                              (unsigned long long)local[i].size);
+            return false;
+        }
+        h->blocks[i].host = local[i].host;
+    }
+    return true;
+}
+
+static bool ram_range(lm_reader *r, lm_rec *rec, livemig_error *err)
+{
+    uint8_t b[16];
+    RD(r, b, 16, "a RAM record");
+    rec->block = lm_get_be32(b);
+    rec->first = lm_get_be64(b + 4);
+    rec->npages = lm_get_be32(b + 12);
+    if (rec->block >= r->hdr.nblocks || !r->hdr.blocks[rec->block].host) {
+        livemig_error_set(err, "RAM record names block %u, but the stream "
+                          "declared %u blocks", rec->block, r->hdr.nblocks);
+        return false;
+    }
+    uint64_t pages = r->hdr.blocks[rec->block].size / r->page_size;
+    if (rec->npages == 0 || rec->npages > LM_STREAM_MAX_RUN ||
+        rec->first >= pages || rec->npages > pages - rec->first) {
+        livemig_error_set(err, "RAM record for pages %llu+%u is outside "
+                          "block '%s' (%llu pages) or longer than %u pages",
+                          (unsigned long long)rec->first, rec->npages,
+                          r->hdr.blocks[rec->block].name,
+                          (unsigned long long)pages, LM_STREAM_MAX_RUN);
+        return false;
+    }
+    return true;
+}
+
+bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err)
+{
+    uint8_t type;
+    RD(r, &type, 1, "a record type");
+    memset(rec, 0, sizeof(*rec));
+    rec->type = type;
+    switch (type) {
+    case LM_REC_RAM_RAW: {
+        if (!ram_range(r, rec, err))
+            return false;
+        uint8_t *dst = r->hdr.blocks[rec->block].host +
+                       rec->first * r->page_size;
+        RD(r, dst, (size_t)rec->npages * r->page_size, "RAM page data");
+        return true;
+    }
+    case LM_REC_RAM_ZERO:
+        if (!ram_range(r, rec, err))
+            return false;
+        if (!r->skip_zero)
+            memset(r->hdr.blocks[rec->block].host + rec->first * r->page_size,
+                   0, (size_t)rec->npages * r->page_size);
+        return true;
+    case LM_REC_SECTION: {
+        uint8_t n, b[8];
+        RD(r, &n, 1, "a section record");
+        RD(r, rec->name, n, "a section record");
+        rec->name[n] = '\0';
+        RD(r, b, 8, "a section record");
+        rec->version = lm_get_be32(b);
+        rec->len = lm_get_be32(b + 4);
+        if (rec->len > LM_STREAM_MAX_SECTION) {
+            livemig_error_set(err, "state section '%s' is %u bytes, more "
+                              "than the %u allowed", rec->name, rec->len,
+                              LM_STREAM_MAX_SECTION);
+            return false;
+        }
+        if (rec->len > r->section_cap) {
+            uint8_t *p = realloc(r->section, rec->len);
+            if (!p) {
+                livemig_error_set(err, "out of memory for state section "
+                                  "'%s' (%u bytes)", rec->name, rec->len);
+                return false;
+            }
+            r->section = p;
+            r->section_cap = rec->len;
+        }
+        RD(r, r->section, rec->len, "a section record");
+        rec->data = r->section;
+        return true;
+    }
+    case LM_REC_END_PASS: {
+        uint8_t b[8];
+        RD(r, b, 8, "an end-of-pass record");
+        rec->pass = lm_get_be64(b);
+        return true;
+    }
+    case LM_REC_END_STREAM:
+        return true;
+    default:
+        livemig_error_set(err, "unknown record type %u at byte %llu of the "
+                          "migration stream; the stream is corrupt or from "
+                          "another program", type,
+                          (unsigned long long)(r->total - 1));
+        return false;
+    }
+}

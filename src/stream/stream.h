@@ -1,0 +1,134 @@
+/*
+ * stream.h - the migration stream: writer and bounds-checked reader.
+ * The format is described in docs/stream.md and at the top of writer.c.
+ */
+#ifndef LM_STREAM_H
+#define LM_STREAM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "livemig/livemig.h"
+
+#define LM_STREAM_MAGIC 0x4c564d47u      /* "LVMG" */
+#define LM_STREAM_VERSION 1u
+#define LM_STREAM_MAX_BLOCKS 64u
+#define LM_STREAM_MAX_RUN 4096u           /* pages in one RAM record */
+#define LM_STREAM_MAX_SECTION (64u << 20) /* bytes of one state section */
+
+enum lm_record {
+    LM_REC_RAM_RAW = 1,    /* u32 block, u64 first page, u32 npages, data */
+    LM_REC_RAM_ZERO = 2,   /* u32 block, u64 first page, u32 npages */
+    LM_REC_SECTION = 3,    /* u8 len, name, u32 version, u32 len, data */
+    LM_REC_END_PASS = 4,   /* u64 pass */
+    LM_REC_END_STREAM = 5, /* switchover done: load sections and resume */
+};
+
+/* Return-path messages, destination to source. */
+enum lm_reply {
+    LM_RP_RESUMED = 0x81,  /* u64 load time in us: loaded and running */
+    LM_RP_ERROR = 0x82,    /* u16 len, message */
+};
+
+enum lm_role { LM_ROLE_MAIN = 0, LM_ROLE_MULTIFD = 1 };
+
+/* One RAM block as both ends describe it. */
+typedef struct lm_stream_block {
+    char name[256];
+    uint64_t size;
+    uint8_t *host;         /* reader: where pages land */
+} lm_stream_block;
+
+/* The header: the hello of every connection. */
+typedef struct lm_stream_header {
+    uint32_t version;
+    uint32_t page_size;
+    uint8_t role, index;
+    uint8_t uuid[16];
+    uint32_t nblocks;
+    lm_stream_block blocks[LM_STREAM_MAX_BLOCKS];
+} lm_stream_header;
+
+/* ---- writer ------------------------------------------------------------ */
+
+#define LM_WR_IOV 1024
+#define LM_WR_ARENA (64 * 1024)
+#define LM_WR_BATCH (1u << 20)
+
+typedef struct lm_writer {
+    int fd;
+    struct iovec iov[LM_WR_IOV];
+    int niov;
+    uint8_t arena[LM_WR_ARENA];   /* record headers of the pending batch */
+    size_t arena_used;
+    size_t pending;               /* bytes in iov */
+    uint64_t total;               /* bytes written so far */
+    uint64_t rate;                /* bytes/s limit, 0 = unlimited */
+    double tokens;                /* token bucket for @rate */
+    uint64_t last_refill_us;
+    atomic_bool *cancel;          /* stop waiting on the bucket when set */
+    int error;                    /* errno of the first failed write */
+} lm_writer;
+
+void lm_writer_init(lm_writer *w, int fd, atomic_bool *cancel);
+void lm_writer_set_rate(lm_writer *w, uint64_t bytes_per_s);
+bool lm_wr_header(lm_writer *w, const lm_stream_header *h);
+/* @data must stay unchanged until the next flush (it is sent by
+ * reference: guest pages go to the socket without a copy). */
+bool lm_wr_ram_raw(lm_writer *w, uint32_t block, uint64_t first,
+                   uint32_t npages, const void *data);
+bool lm_wr_ram_zero(lm_writer *w, uint32_t block, uint64_t first,
+                    uint32_t npages);
+bool lm_wr_section(lm_writer *w, const char *name, uint32_t version,
+                   const void *data, uint32_t len);
+bool lm_wr_end_pass(lm_writer *w, uint64_t pass);
+bool lm_wr_end_stream(lm_writer *w);
+bool lm_wr_flush(lm_writer *w);
+
+/* ---- reader ------------------------------------------------------------ */
+
+typedef struct lm_reader {
+    int fd;
+    uint8_t *buf;
+    size_t cap, pos, len;
+    uint64_t total;            /* bytes consumed */
+    /* Validated header; blocks[].host set by the caller after reading it
+     * (lm_rd_bind) so RAM records land in guest memory. */
+    lm_stream_header hdr;
+    uint32_t page_size;
+    uint8_t *section;          /* last section's data (reader-owned) */
+    size_t section_cap;
+    bool skip_zero;            /* RAM is known zero: zero runs are no-ops */
+} lm_reader;
+
+/* A decoded record.  RAM data has already been stored into the block. */
+typedef struct lm_rec {
+    int type;
+    uint32_t block;
+    uint64_t first;
+    uint32_t npages;
+    uint64_t pass;
+    char name[256];
+    uint32_t version;
+    const uint8_t *data;       /* section bytes (valid until next record) */
+    uint32_t len;
+} lm_rec;
+
+bool lm_reader_init(lm_reader *r, int fd, livemig_error *err);
+void lm_reader_destroy(lm_reader *r);
+/* Read and check the header. */
+bool lm_rd_header(lm_reader *r, livemig_error *err);
+/* Match the stream's blocks against the local ones (same names, same
+ * sizes, same order) and remember where each lands. */
+bool lm_rd_bind(lm_reader *r, const lm_stream_block *local, uint32_t n,
+                livemig_error *err);
+/* Read the next record; false with @err on EOF, I/O error or anything
+ * malformed. */
+bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err);
+
+/* True if the 4 KiB page at @p is all zero. */
+bool lm_page_is_zero(const void *p);
+
+#endif

@@ -1,0 +1,141 @@
+/* transport.c - URI dispatch and the blocking I/O helpers. */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "transport/transport-int.h"
+
+static const lm_transport_ops *const transports[] = {
+    &lm_transport_tcp, &lm_transport_unix, &lm_transport_file,
+    &lm_transport_exec,
+};
+
+static const lm_transport_ops *find(const char *uri, const char **rest,
+                                    livemig_error *err)
+{
+    for (size_t i = 0; i < sizeof(transports) / sizeof(transports[0]); i++) {
+        size_t n = strlen(transports[i]->prefix);
+        if (strncmp(uri, transports[i]->prefix, n) == 0) {
+            *rest = uri + n;
+            return transports[i];
+        }
+    }
+    livemig_error_set(err, "unknown migration URI '%s'; use tcp:HOST:PORT, "
+                      "unix:PATH, file:PATH or exec:CMD", uri);
+    return NULL;
+}
+
+bool lm_transport_connect(const char *uri, lm_conn *out, livemig_error *err)
+{
+    const char *rest;
+    const lm_transport_ops *t = find(uri, &rest, err);
+    *out = (lm_conn)LM_CONN_INIT;
+    return t && t->connect(rest, out, err);
+}
+
+bool lm_transport_listen(const char *uri, lm_listener *out, livemig_error *err)
+{
+    const char *rest;
+    const lm_transport_ops *t = find(uri, &rest, err);
+    memset(out, 0, sizeof(*out));
+    out->fd = -1;
+    out->pending = (lm_conn)LM_CONN_INIT;
+    return t && t->listen(rest, out, err);
+}
+
+void lm_listener_close(lm_listener *l)
+{
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+    if (l->path[0])
+        unlink(l->path);
+    l->path[0] = '\0';
+    lm_conn_close(&l->pending);
+}
+
+void lm_conn_shutdown(lm_conn *c)
+{
+    if (c->is_socket && c->wfd >= 0)
+        shutdown(c->wfd, SHUT_RDWR);
+    else {
+        /* Pipes and files: nothing to shut down; a kill of the exec child
+         * breaks its pipe, and file I/O never blocks for long. */
+        if (c->child > 0)
+            kill(c->child, SIGTERM);
+    }
+}
+
+void lm_conn_close(lm_conn *c)
+{
+    if (c->rfd >= 0)
+        close(c->rfd);
+    if (c->wfd >= 0 && c->wfd != c->rfd)
+        close(c->wfd);
+    c->rfd = c->wfd = -1;
+    if (c->child > 0) {
+        /* Closing the pipe ends a well-behaved command; give it a moment,
+         * then make sure it is gone so no process is left behind. */
+        for (int i = 0; i < 200; i++) {
+            if (waitpid(c->child, NULL, WNOHANG) == c->child) {
+                c->child = 0;
+                return;
+            }
+            usleep(10000);
+        }
+        kill(c->child, SIGKILL);
+        waitpid(c->child, NULL, 0);
+        c->child = 0;
+    }
+}
+
+bool lm_writev_all(int fd, struct iovec *iov, int iovcnt)
+{
+    while (iovcnt > 0) {
+        int cnt = iovcnt > IOV_MAX ? IOV_MAX : iovcnt;
+        ssize_t n = writev(fd, iov, cnt);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0 && n > 0) {
+            iov->iov_base = (char *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
+    }
+    return true;
+}
+
+bool lm_write_all(int fd, const void *p, size_t len)
+{
+    struct iovec iov = { (void *)p, len };
+    return lm_writev_all(fd, &iov, 1);
+}
+
+int lm_read_full(int fd, void *p, size_t len)
+{
+    char *c = p;
+    while (len > 0) {
+        ssize_t n = read(fd, c, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (n == 0)
+            return 1;
+        c += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}

@@ -1,0 +1,56 @@
+/*
+ * transport.h - byte channels for migration streams.
+ *
+ * URIs: tcp:HOST:PORT, unix:PATH, file:PATH[,offset=N], exec:CMD.
+ * A connection is a pair of file descriptors: wfd for the stream and rfd
+ * for the other direction.  Sockets are bidirectional (rfd == wfd) and so
+ * carry the return path; file and exec are one-way (rfd or wfd is -1).
+ */
+#ifndef LM_TRANSPORT_H
+#define LM_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "livemig/livemig.h"
+
+typedef struct lm_conn {
+    int rfd;            /* read side, -1 if none */
+    int wfd;            /* write side, -1 if none */
+    pid_t child;        /* exec: the command's PID, else 0 */
+    bool return_path;   /* a reply channel exists */
+    bool is_socket;
+} lm_conn;
+
+typedef struct lm_listener {
+    int fd;             /* listening socket, or -1 */
+    lm_conn pending;    /* file/exec incoming: the connection, ready at once */
+    char path[256];     /* unix: socket file to unlink on close */
+} lm_listener;
+
+#define LM_CONN_INIT { -1, -1, 0, false, false }
+
+/* Open an outgoing connection for @uri. */
+bool lm_transport_connect(const char *uri, lm_conn *out, livemig_error *err);
+/* Start listening (tcp, unix) or open the source (file, exec) for @uri. */
+bool lm_transport_listen(const char *uri, lm_listener *out, livemig_error *err);
+/* Wait up to @timeout_ms for the incoming connection.  Returns 1 when
+ * *out holds it, 0 on timeout, -1 on error. */
+int lm_listener_accept(lm_listener *l, int timeout_ms, lm_conn *out,
+                       livemig_error *err);
+void lm_listener_close(lm_listener *l);
+/* Make blocked reads and writes on @c return (used by cancel); the fds
+ * stay valid until lm_conn_close. */
+void lm_conn_shutdown(lm_conn *c);
+/* Close the fds; reap an exec child (killing it if it still runs). */
+void lm_conn_close(lm_conn *c);
+
+/* Write all of @iov (retrying short writes); false with errno on error. */
+struct iovec;
+bool lm_writev_all(int fd, struct iovec *iov, int iovcnt);
+bool lm_write_all(int fd, const void *p, size_t len);
+/* Read exactly @len bytes; 0 ok, -1 error (errno), 1 EOF before len. */
+int lm_read_full(int fd, void *p, size_t len);
+
+#endif
