@@ -1,0 +1,288 @@
+/* test-migrate.c - two engines in one process: a source whose writer
+ * thread keeps dirtying RAM, migrated to a destination over each
+ * transport; the destination's RAM and state must equal the source's at
+ * the moment it stopped. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "livemig/livemig.h"
+
+#define SIZE (16u << 20)
+#define PS 4096u
+
+typedef struct toy {
+    livemig *lm;
+    livemig_ram *ram;
+    uint8_t *mem;
+    uint64_t counter;          /* the "CPU state": pages written */
+    pthread_t thr;
+    bool has_thread;
+    atomic_bool quit, stop_req, parked;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool loaded;
+} toy;
+
+static void toy_stop(void *o)
+{
+    toy *t = o;
+    pthread_mutex_lock(&t->mu);
+    atomic_store(&t->stop_req, true);
+    while (t->has_thread && !atomic_load(&t->parked))
+        pthread_cond_wait(&t->cv, &t->mu);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void toy_cont(void *o)
+{
+    toy *t = o;
+    pthread_mutex_lock(&t->mu);
+    atomic_store(&t->stop_req, false);
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void toy_throttle(void *o, unsigned pct) { (void)o; (void)pct; }
+
+static void *writer(void *o)
+{
+    toy *t = o;
+    unsigned seed = 7;
+    uint64_t *bm = livemig_ram_manual_bitmap(t->ram);
+    while (!atomic_load(&t->quit)) {
+        if (atomic_load(&t->stop_req)) {
+            pthread_mutex_lock(&t->mu);
+            atomic_store(&t->parked, true);
+            pthread_cond_broadcast(&t->cv);
+            while (atomic_load(&t->stop_req) && !atomic_load(&t->quit))
+                pthread_cond_wait(&t->cv, &t->mu);
+            atomic_store(&t->parked, false);
+            pthread_mutex_unlock(&t->mu);
+            continue;
+        }
+        size_t page = (size_t)rand_r(&seed) % (SIZE / PS);
+        t->counter++;
+        memcpy(t->mem + page * PS + (t->counter % 500) * 8, &t->counter, 8);
+        livemig_dirty_mark(bm, page);
+        if ((t->counter & 63) == 0)
+            usleep(100);
+    }
+    return NULL;
+}
+
+static bool toy_save(void *o, livemig_buf *out, livemig_error *err)
+{
+    (void)err;
+    return livemig_buf_put_u64(out, ((toy *)o)->counter);
+}
+
+static bool toy_load(void *o, uint32_t v, livemig_cursor *in,
+                     livemig_error *err)
+{
+    toy *t = o;
+    if (v != 1 || !livemig_cursor_get_u64(in, &t->counter) || in->len) {
+        livemig_error_set(err, "bad toy section");
+        return false;
+    }
+    t->loaded = true;
+    return true;
+}
+
+static void toy_init(toy *t, bool incoming, size_t size)
+{
+    memset(t, 0, sizeof(*t));
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    livemig_error err = { 0 };
+    t->lm = livemig_new(&err);
+    assert_non_null(t->lm);
+    t->mem = livemig_ram_alloc(size, &err);
+    assert_non_null(t->mem);
+    t->ram = livemig_ram_add(t->lm, "toy", t->mem, size,
+                             LIVEMIG_TRACKER_MANUAL, &err);
+    assert_non_null(t->ram);
+    static const livemig_section_ops sops = { toy_save, toy_load };
+    assert_true(livemig_section_add(t->lm, "toy", 1, &sops, t, &err));
+    static const livemig_guest_ops gops = { toy_stop, toy_cont, toy_throttle };
+    livemig_set_guest_ops(t->lm, &gops, t,
+                          incoming ? LIVEMIG_RUN_INMIGRATE
+                                   : LIVEMIG_RUN_RUNNING);
+    if (!incoming) {
+        for (size_t i = 0; i < size; i += PS)
+            if ((i / PS) % 3)   /* every third page stays zero */
+                memset(t->mem + i, (int)(i / PS), PS);
+        t->has_thread = true;
+        pthread_create(&t->thr, NULL, writer, t);
+    }
+}
+
+static void toy_fini(toy *t, size_t size)
+{
+    livemig_free(t->lm);
+    atomic_store(&t->quit, true);
+    toy_cont(t);
+    if (t->has_thread)
+        pthread_join(t->thr, NULL);
+    livemig_ram_free(t->mem, size);
+}
+
+static bool wait_status(livemig *lm, livemig_status want, int ms)
+{
+    for (int i = 0; i < ms / 10; i++) {
+        if (livemig_get_status(lm) == want)
+            return true;
+        usleep(10000);
+    }
+    return livemig_get_status(lm) == want;
+}
+
+static void migrate_over(const char *uri)
+{
+    toy src, dst;
+    toy_init(&src, false, SIZE);
+    toy_init(&dst, true, SIZE);
+    livemig_error err = { 0 };
+    assert_true(livemig_incoming(dst.lm, uri, &err));
+    usleep(20000);
+    assert_true(livemig_migrate(src.lm, uri, &err));
+    assert_true(wait_status(src.lm, LIVEMIG_STATUS_COMPLETED, 20000));
+    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_COMPLETED, 20000));
+    /* Source stays stopped after completion: its memory is final. */
+    assert_int_equal(livemig_vm_runstate(src.lm), LIVEMIG_RUN_POSTMIGRATE);
+    assert_int_equal(livemig_vm_runstate(dst.lm), LIVEMIG_RUN_RUNNING);
+    assert_true(dst.loaded);
+    assert_int_equal(dst.counter, src.counter);
+    assert_memory_equal(dst.mem, src.mem, SIZE);
+
+    json_object *q = livemig_query_migrate(src.lm);
+    json_object *ram = json_object_object_get(q, "ram");
+    assert_true(json_object_get_uint64(json_object_object_get(ram, "total")) == SIZE);
+    assert_true(json_object_get_uint64(json_object_object_get(ram, "duplicate")) > 0);
+    assert_non_null(json_object_object_get(q, "downtime"));
+    json_object_put(q);
+    toy_fini(&src, SIZE);
+    toy_fini(&dst, SIZE);
+}
+
+static void test_migrate_unix(void **state)
+{
+    (void)state;
+    char uri[128];
+    snprintf(uri, sizeof(uri), "unix:/tmp/lm-test-%d.sock", getpid());
+    migrate_over(uri);
+}
+
+static void test_migrate_tcp(void **state)
+{
+    (void)state;
+    char uri[64];
+    snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", 20000 + getpid() % 20000);
+    migrate_over(uri);
+}
+
+/* A destination with another RAM size refuses; the source fails with the
+ * destination's reason and its guest keeps running. */
+static void test_size_mismatch(void **state)
+{
+    (void)state;
+    toy src, dst;
+    toy_init(&src, false, SIZE);
+    toy_init(&dst, true, SIZE / 2);
+    char uri[128];
+    snprintf(uri, sizeof(uri), "unix:/tmp/lm-test-mm-%d.sock", getpid());
+    livemig_error err = { 0 };
+    assert_true(livemig_incoming(dst.lm, uri, &err));
+    assert_true(livemig_migrate(src.lm, uri, &err));
+    assert_true(wait_status(src.lm, LIVEMIG_STATUS_FAILED, 20000));
+    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_FAILED, 20000));
+    json_object *q = livemig_query_migrate(src.lm);
+    const char *desc = json_object_get_string(json_object_object_get(q, "error-desc"));
+    assert_non_null(desc);
+    assert_non_null(strstr(desc, "bytes on the source"));
+    json_object_put(q);
+    assert_int_equal(livemig_vm_runstate(src.lm), LIVEMIG_RUN_RUNNING);
+    assert_int_equal(livemig_vm_runstate(dst.lm), LIVEMIG_RUN_INMIGRATE);
+    toy_fini(&src, SIZE);
+    toy_fini(&dst, SIZE / 2);
+}
+
+/* Cancel while held by switchover-hold: source keeps running, status
+ * cancelled, and a second migration completes. */
+static void test_cancel_then_retry(void **state)
+{
+    (void)state;
+    toy src, dst;
+    toy_init(&src, false, SIZE);
+    toy_init(&dst, true, SIZE);
+    char uri[128];
+    snprintf(uri, sizeof(uri), "unix:/tmp/lm-test-c-%d.sock", getpid());
+    livemig_error err = { 0 };
+    json_object *hold = json_tokener_parse("{\"switchover-hold\": true}");
+    assert_true(lm_tunables_set_parameters(lm_engine_tunables(src.lm), hold, &err));
+    json_object_put(hold);
+    assert_true(livemig_incoming(dst.lm, uri, &err));
+    assert_true(livemig_migrate(src.lm, uri, &err));
+    usleep(300000);
+    assert_int_equal(livemig_get_status(src.lm), LIVEMIG_STATUS_ACTIVE);
+    assert_true(livemig_cancel(src.lm, &err));
+    assert_true(wait_status(src.lm, LIVEMIG_STATUS_CANCELLED, 10000));
+    assert_int_equal(livemig_vm_runstate(src.lm), LIVEMIG_RUN_RUNNING);
+    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_FAILED, 10000));
+
+    hold = json_tokener_parse("{\"switchover-hold\": false}");
+    assert_true(lm_tunables_set_parameters(lm_engine_tunables(src.lm), hold, &err));
+    json_object_put(hold);
+    assert_true(livemig_incoming(dst.lm, uri, &err));
+    assert_true(livemig_migrate(src.lm, uri, &err));
+    assert_true(wait_status(src.lm, LIVEMIG_STATUS_COMPLETED, 20000));
+    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_COMPLETED, 20000));
+    assert_memory_equal(dst.mem, src.mem, SIZE);
+    toy_fini(&src, SIZE);
+    toy_fini(&dst, SIZE);
+}
+
+/* Save to a file, restore from it. */
+static void test_file_save_restore(void **state)
+{
+    (void)state;
+    toy src, dst;
+    toy_init(&src, false, SIZE);
+    toy_init(&dst, true, SIZE);
+    char uri[128];
+    snprintf(uri, sizeof(uri), "file:/tmp/lm-test-%d.bin", getpid());
+    livemig_error err = { 0 };
+    assert_true(livemig_migrate(src.lm, uri, &err));
+    assert_true(wait_status(src.lm, LIVEMIG_STATUS_COMPLETED, 20000));
+    assert_true(livemig_incoming(dst.lm, uri, &err));
+    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_COMPLETED, 20000));
+    assert_int_equal(dst.counter, src.counter);
+    assert_memory_equal(dst.mem, src.mem, SIZE);
+    unlink(uri + 5);
+    toy_fini(&src, SIZE);
+    toy_fini(&dst, SIZE);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_migrate_unix),
+        cmocka_unit_test(test_migrate_tcp),
+        cmocka_unit_test(test_size_mismatch),
+        cmocka_unit_test(test_cancel_then_retry),
+        cmocka_unit_test(test_file_save_restore),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
