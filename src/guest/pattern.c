@@ -1,0 +1,814 @@
+/*
+ * pattern.c - the pattern guest: RAM, workers, guest ops, state section,
+ * query-guest and guest-verify.  The page format is in pattern-page.c, the
+ * spec parser in pattern-spec.c.
+ *
+ * Threads and what they own:
+ *   - workers (threads=N, none with dirty-rate=0): worker w alone writes the
+ *     pages of its slice and its (generation, cursor, written); it publishes
+ *     them with relaxed atomics for query-guest.  It checks p->pause_req
+ *     before every page and parks on p->wake when it is set.
+ *   - fill / verify helpers: short-lived threads over page ranges, started
+ *     while no worker writes.
+ *   - everything else (engine threads calling ops and sections, the monitor
+ *     calling query / verify): take p->lock for the control state.
+ *
+ * Control state (protected by p->lock): engine_stopped (guest op stop/cont),
+ * holds (guest-verify holding the workers), quit (lm_pattern_halt), parked
+ * (workers waiting on p->wake).  pause_req mirrors
+ * "engine_stopped || holds || quit" for the workers' lock-free check.
+ * Stopping = set the flag, broadcast p->wake (a pacing or throttle sleep is
+ * a timed wait on it, so it ends at once), wait on p->parked_cv until every
+ * worker parked.  Parking under the lock orders every store of a worker
+ * before the stopper returns.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "guest/pattern-int.h"
+
+#define PAGE LM_PATTERN_PAGE_SIZE
+#define NS_PER_S 1000000000ull
+#define NS_PER_MS 1000000ull
+#define PACE_SLEEP_NS NS_PER_MS        /* sleep granularity of pacing */
+#define PACE_BURST_NS (10 * NS_PER_MS) /* catch-up allowed after a stall */
+#define THROTTLE_SLICE_NS NS_PER_MS    /* run this long, then sleep */
+#define MAX_HELPERS 8                  /* fill / verify threads */
+
+typedef struct pattern_worker {
+    lm_pattern *p;
+    pthread_t tid;
+    unsigned idx;
+    uint64_t first;                    /* slice: [first, first + npages) */
+    uint64_t npages;
+    /* Written by the worker only (and by load while it is parked). */
+    _Atomic uint64_t generation;
+    _Atomic uint64_t cursor;           /* relative to first, 1..npages */
+    _Atomic uint64_t written;
+} pattern_worker;
+
+struct lm_pattern {
+    /* Set at creation, then read-only. */
+    lm_pattern_spec spec;
+    uint64_t npages;
+    uint8_t *host;
+    livemig *lm;
+    livemig_ram *ram;
+    uint64_t *bitmap;                  /* manual tracker, else NULL */
+    pattern_worker *workers;           /* spec.threads of them */
+    unsigned nworkers_started;         /* threads running (0 when idle) */
+    bool incoming;
+
+    /* Control state, protected by lock. */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;               /* workers wait here (CLOCK_MONOTONIC) */
+    pthread_cond_t parked_cv;          /* stoppers wait here */
+    bool engine_stopped;
+    unsigned holds;
+    bool quit;
+    unsigned parked;
+    atomic_bool pause_req;
+    _Atomic unsigned throttle;
+
+    /* Write statistics (atomics, any writer). */
+    _Atomic uint64_t base_written;     /* fill + pages written before load */
+    _Atomic uint64_t last_write_ns;
+    _Atomic uint64_t max_gap_ns;
+
+    /* Incoming migration (set by load with the guest stopped). */
+    atomic_bool migrated;              /* release-stored after the rest */
+    uint64_t resumed_generation, resumed_cursor;
+    atomic_bool gap_pending;
+    _Atomic uint64_t migration_gap_ns;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+static struct timespec ns_to_ts(uint64_t ns)
+{
+    struct timespec ts = { .tv_sec = (time_t)(ns / NS_PER_S),
+                           .tv_nsec = (long)(ns % NS_PER_S) };
+    return ts;
+}
+
+/* ---- control ------------------------------------------------------------ */
+
+static bool paused_locked(const lm_pattern *p)
+{
+    return p->engine_stopped || p->holds || p->quit;
+}
+
+static void update_pause_locked(lm_pattern *p)
+{
+    atomic_store_explicit(&p->pause_req, paused_locked(p),
+                          memory_order_release);
+    pthread_cond_broadcast(&p->wake);
+}
+
+/* Wait until every worker parked.  Called with p->lock held and the pause
+ * requested. */
+static void wait_parked_locked(lm_pattern *p)
+{
+    while (p->parked < p->nworkers_started)
+        pthread_cond_wait(&p->parked_cv, &p->lock);
+}
+
+/* Park until released.  Returns false when the worker must exit. */
+static bool worker_park(lm_pattern *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->parked++;
+    pthread_cond_broadcast(&p->parked_cv);
+    while (paused_locked(p) && !p->quit)
+        pthread_cond_wait(&p->wake, &p->lock);
+    p->parked--;
+    bool quit = p->quit;
+    pthread_mutex_unlock(&p->lock);
+    return !quit;
+}
+
+/* Sleep until @deadline (CLOCK_MONOTONIC ns) unless a pause is requested. */
+static void worker_sleep_until(lm_pattern *p, uint64_t deadline)
+{
+    struct timespec ts = ns_to_ts(deadline);
+    pthread_mutex_lock(&p->lock);
+    while (!paused_locked(p) && now_ns() < deadline) {
+        if (pthread_cond_timedwait(&p->wake, &p->lock, &ts) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void op_stop(void *opaque)
+{
+    lm_pattern *p = opaque;
+    pthread_mutex_lock(&p->lock);
+    p->engine_stopped = true;
+    update_pause_locked(p);
+    wait_parked_locked(p);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void op_cont(void *opaque)
+{
+    lm_pattern *p = opaque;
+    pthread_mutex_lock(&p->lock);
+    p->engine_stopped = false;
+    update_pause_locked(p);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void op_throttle(void *opaque, unsigned percent)
+{
+    lm_pattern *p = opaque;
+    atomic_store(&p->throttle, percent > 99 ? 99 : percent);
+}
+
+static const livemig_guest_ops pattern_guest_ops = {
+    .stop = op_stop, .cont = op_cont, .throttle = op_throttle,
+};
+
+const livemig_guest_ops *lm_pattern_guest_ops(void)
+{
+    return &pattern_guest_ops;
+}
+
+/* Hold the workers (guest-verify).  Returns whether the guest was running
+ * (so the hold is a pause the workload should not be charged for). */
+static bool hold_begin(lm_pattern *p)
+{
+    pthread_mutex_lock(&p->lock);
+    bool running = !p->engine_stopped;
+    p->holds++;
+    update_pause_locked(p);
+    wait_parked_locked(p);
+    pthread_mutex_unlock(&p->lock);
+    return running;
+}
+
+static void hold_end(lm_pattern *p, bool was_running, uint64_t held_ns)
+{
+    pthread_mutex_lock(&p->lock);
+    p->holds--;
+    /* Do not count the verify's own pause as a gap of the workload. */
+    if (was_running && !p->engine_stopped)
+        atomic_fetch_add(&p->last_write_ns, held_ns);
+    update_pause_locked(p);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- workers -------------------------------------------------------------- */
+
+/* Account one page write at @now: the gap since the guest's previous write
+ * (of any worker), and the gap across an incoming migration. */
+static void note_write(lm_pattern *p, uint64_t now)
+{
+    uint64_t prev = atomic_exchange_explicit(&p->last_write_ns, now,
+                                             memory_order_relaxed);
+    uint64_t gap = now > prev ? now - prev : 0;
+    uint64_t max = atomic_load_explicit(&p->max_gap_ns, memory_order_relaxed);
+    while (gap > max &&
+           !atomic_compare_exchange_weak_explicit(&p->max_gap_ns, &max, gap,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+    if (atomic_load_explicit(&p->gap_pending, memory_order_relaxed) &&
+        atomic_exchange(&p->gap_pending, false))
+        atomic_store(&p->migration_gap_ns, gap);
+}
+
+static void *worker_main(void *arg)
+{
+    pattern_worker *w = arg;
+    lm_pattern *p = w->p;
+    lm_pattern_fill fill = p->spec.fill;
+    uint64_t rate = p->spec.dirty_rate;
+    bool paced = rate != LM_PATTERN_RATE_MAX;
+    uint64_t cost = 1;                 /* ns per page at this worker's rate */
+    if (paced) {
+        double per_worker = (double)rate / p->spec.threads;
+        double c = (double)PAGE * (double)NS_PER_S / per_worker;
+        cost = c < 1 ? 1 : c > 1e15 ? (uint64_t)1e15 : (uint64_t)c;
+    }
+    uint64_t start = now_ns();
+    uint64_t next = start, busy_start = start;
+    uint64_t written = atomic_load(&w->written);
+
+    for (;;) {
+        if (atomic_load_explicit(&p->pause_req, memory_order_acquire)) {
+            if (!worker_park(p))
+                break;
+            next = busy_start = now_ns();
+        }
+        uint64_t now = now_ns();
+        if (paced) {
+            if (next > now + PACE_SLEEP_NS) {
+                worker_sleep_until(p, next);
+                busy_start = now_ns();
+                continue;
+            }
+            if (next + PACE_BURST_NS < now)
+                next = now - PACE_BURST_NS;
+        }
+
+        uint64_t c = atomic_load_explicit(&w->cursor, memory_order_relaxed);
+        uint64_t g = atomic_load_explicit(&w->generation,
+                                          memory_order_relaxed);
+        if (c >= w->npages) {
+            c = 0;
+            g++;
+        }
+        uint64_t page = w->first + c;
+        lm_pattern_page_write(fill, p->host + page * PAGE, page, g, now);
+        if (p->bitmap)
+            livemig_dirty_mark(p->bitmap, page);
+        atomic_store_explicit(&w->generation, g, memory_order_relaxed);
+        atomic_store_explicit(&w->cursor, c + 1, memory_order_relaxed);
+        atomic_store_explicit(&w->written, ++written, memory_order_relaxed);
+        note_write(p, now);
+        next += cost;
+
+        unsigned t = atomic_load_explicit(&p->throttle, memory_order_relaxed);
+        if (t) {
+            uint64_t end = now_ns();
+            if (end - busy_start >= THROTTLE_SLICE_NS) {
+                uint64_t busy = end - busy_start;
+                worker_sleep_until(p, end + busy * t / (100 - t));
+                busy_start = now_ns();
+            }
+        }
+    }
+    return NULL;
+}
+
+/* ---- helpers over page ranges (fill, verify) ------------------------------ */
+
+/* Worker state as guest-verify sees it, taken with the workers parked. */
+typedef struct worker_snap {
+    uint64_t first, npages, generation, cursor;
+} worker_snap;
+
+typedef struct range_job {
+    lm_pattern *p;
+    uint64_t begin, end;
+    const worker_snap *snap;           /* verify */
+    uint64_t first_bad;                /* verify: UINT64_MAX if none */
+    uint64_t bad;
+    char why[320];
+} range_job;
+
+static unsigned helper_count(uint64_t npages)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned k = n < 1 ? 1 : n > MAX_HELPERS ? MAX_HELPERS : (unsigned)n;
+    uint64_t by_size = npages / 4096 + 1;   /* 16 MiB or more per helper */
+    return by_size < k ? (unsigned)by_size : k;
+}
+
+/* Run @fn over [0, npages) split across helper threads; the calling thread
+ * takes the first range.  @jobs has MAX_HELPERS entries. */
+static unsigned run_ranges(lm_pattern *p, void *(*fn)(void *),
+                           range_job *jobs, const worker_snap *snap)
+{
+    unsigned k = helper_count(p->npages);
+    pthread_t tids[MAX_HELPERS];
+    bool started[MAX_HELPERS] = { false };
+    for (unsigned i = 0; i < k; i++) {
+        jobs[i] = (range_job){ .p = p, .begin = p->npages * i / k,
+                               .end = p->npages * (i + 1) / k,
+                               .snap = snap, .first_bad = UINT64_MAX };
+    }
+    for (unsigned i = 1; i < k; i++)
+        started[i] = pthread_create(&tids[i], NULL, fn, &jobs[i]) == 0;
+    fn(&jobs[0]);
+    for (unsigned i = 1; i < k; i++) {
+        if (started[i])
+            pthread_join(tids[i], NULL);
+        else
+            fn(&jobs[i]);              /* could not start one: do it here */
+    }
+    return k;
+}
+
+static void *fill_range(void *arg)
+{
+    range_job *j = arg;
+    lm_pattern *p = j->p;
+    for (uint64_t i = j->begin; i < j->end; i++) {
+        lm_pattern_page_write(p->spec.fill, p->host + i * PAGE, i, 1,
+                              now_ns());
+        if (p->bitmap)
+            livemig_dirty_mark(p->bitmap, i);
+    }
+    return NULL;
+}
+
+static void *verify_range(void *arg)
+{
+    range_job *j = arg;
+    lm_pattern *p = j->p;
+    unsigned w = 0;
+    char why[256];
+    for (uint64_t i = j->begin; i < j->end; i++) {
+        while (i >= j->snap[w].first + j->snap[w].npages)
+            w++;
+        const worker_snap *s = &j->snap[w];
+        uint64_t off = i - s->first;
+        uint64_t gen = off < s->cursor ? s->generation : s->generation - 1;
+        int r = lm_pattern_page_check(p->spec.fill, p->host + i * PAGE, i,
+                                      gen, why, sizeof(why));
+        if (r == LM_PATTERN_GOOD)
+            continue;
+        if (!j->bad++) {
+            j->first_bad = i;
+            if (r == LM_PATTERN_BAD_GENERATION)
+                snprintf(j->why, sizeof(j->why), "%s (cursor %" PRIu64
+                         " of worker %u, generation %" PRIu64 ")", why,
+                         s->first + s->cursor, w, s->generation);
+            else
+                snprintf(j->why, sizeof(j->why), "%s", why);
+        }
+    }
+    return NULL;
+}
+
+/* ---- query and verify ----------------------------------------------------- */
+
+static void take_snap(lm_pattern *p, worker_snap *snap)
+{
+    for (unsigned i = 0; i < p->spec.threads; i++) {
+        pattern_worker *w = &p->workers[i];
+        snap[i] = (worker_snap){
+            .first = w->first, .npages = w->npages,
+            .generation = atomic_load(&w->generation),
+            .cursor = atomic_load(&w->cursor),
+        };
+    }
+}
+
+static uint64_t min_generation(const worker_snap *snap, unsigned n)
+{
+    uint64_t g = UINT64_MAX;
+    for (unsigned i = 0; i < n; i++)
+        if (snap[i].generation < g)
+            g = snap[i].generation;
+    return g;
+}
+
+static uint64_t pages_written(lm_pattern *p)
+{
+    uint64_t n = atomic_load(&p->base_written);
+    for (unsigned i = 0; i < p->spec.threads; i++)
+        n += atomic_load_explicit(&p->workers[i].written,
+                                  memory_order_relaxed);
+    return n;
+}
+
+static struct json_object *jint(uint64_t v)
+{
+    return json_object_new_int64(v > INT64_MAX ? INT64_MAX : (int64_t)v);
+}
+
+struct json_object *lm_pattern_query(lm_pattern *p)
+{
+    worker_snap snap[LM_PATTERN_MAX_THREADS];
+    take_snap(p, snap);
+    pthread_mutex_lock(&p->lock);
+    bool running = !p->engine_stopped;
+    pthread_mutex_unlock(&p->lock);
+
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "size", jint(p->spec.size));
+    json_object_object_add(o, "page-size", jint(PAGE));
+    json_object_object_add(o, "pages", jint(p->npages));
+    json_object_object_add(o, "threads", jint(p->spec.threads));
+    json_object_object_add(o, "fill", json_object_new_string(
+                               lm_pattern_fill_name(p->spec.fill)));
+    json_object_object_add(o, "dirty-rate",
+                           p->spec.dirty_rate == LM_PATTERN_RATE_MAX
+                               ? json_object_new_string("max")
+                               : jint(p->spec.dirty_rate));
+    json_object_object_add(o, "running", json_object_new_boolean(running));
+    json_object_object_add(o, "throttle-percentage",
+                           jint(atomic_load(&p->throttle)));
+    json_object_object_add(o, "pages-written", jint(pages_written(p)));
+    json_object_object_add(o, "generation",
+                           jint(min_generation(snap, p->spec.threads)));
+    struct json_object *cur = json_object_new_array();
+    struct json_object *gens = json_object_new_array();
+    for (unsigned i = 0; i < p->spec.threads; i++) {
+        json_object_array_add(cur, jint(snap[i].first + snap[i].cursor));
+        json_object_array_add(gens, jint(snap[i].generation));
+    }
+    json_object_object_add(o, "cursors", cur);
+    json_object_object_add(o, "generations", gens);
+    json_object_object_add(o, "max-write-gap-us",
+                           jint(atomic_load(&p->max_gap_ns) / 1000));
+    json_object_object_add(o, "last-write-ns",
+                           jint(atomic_load(&p->last_write_ns)));
+    if (atomic_load_explicit(&p->migrated, memory_order_acquire)) {
+        struct json_object *r = json_object_new_object();
+        json_object_object_add(r, "generation", jint(p->resumed_generation));
+        json_object_object_add(r, "cursor", jint(p->resumed_cursor));
+        json_object_object_add(o, "resumed-from", r);
+        if (!atomic_load(&p->gap_pending))
+            json_object_object_add(o, "migration-write-gap-us",
+                                   jint(atomic_load(&p->migration_gap_ns) /
+                                        1000));
+    }
+    if (p->spec.outputs)
+        json_object_object_add(o, "outputs",
+                               json_object_new_string(p->spec.outputs));
+    return o;
+}
+
+struct json_object *lm_pattern_verify(lm_pattern *p, livemig_error *err)
+{
+    if (!p) {
+        livemig_error_set(err, "guest-verify: no pattern guest");
+        return NULL;
+    }
+    uint64_t t0 = now_ns();
+    bool was_running = hold_begin(p);
+    uint64_t held = now_ns();
+
+    worker_snap snap[LM_PATTERN_MAX_THREADS];
+    take_snap(p, snap);
+    range_job jobs[MAX_HELPERS];
+    unsigned k = run_ranges(p, verify_range, jobs, snap);
+
+    hold_end(p, was_running, now_ns() - held);
+    uint64_t t1 = now_ns();
+
+    const range_job *first = NULL;
+    uint64_t bad = 0;
+    for (unsigned i = 0; i < k; i++) {
+        bad += jobs[i].bad;
+        if (jobs[i].bad && !first)
+            first = &jobs[i];          /* ranges are in page order */
+    }
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "ok", json_object_new_boolean(bad == 0));
+    if (first) {
+        json_object_object_add(o, "bad-page", jint(first->first_bad));
+        json_object_object_add(o, "bad-pages", jint(bad));
+        json_object_object_add(o, "reason", json_object_new_string(first->why));
+    }
+    json_object_object_add(o, "pages", jint(p->npages));
+    json_object_object_add(o, "generation",
+                           jint(min_generation(snap, p->spec.threads)));
+    json_object_object_add(o, "time-us", jint((t1 - t0) / 1000));
+    return o;
+}
+
+/* ---- state section "pattern", version 1 ------------------------------------
+ *
+ * All fields big-endian:
+ *   u64 page size, u64 pages, u32 threads, u32 fill (0 random, 1 text,
+ *   2 zero), u64 pages written, u64 last write (CLOCK_MONOTONIC ns),
+ *   u64 max write gap (ns), then per worker: u64 generation, u64 cursor
+ *   (relative to the worker's first page, 0..slice length).
+ */
+
+static bool section_save(void *opaque, livemig_buf *out, livemig_error *err)
+{
+    lm_pattern *p = opaque;
+    bool ok = livemig_buf_put_u64(out, PAGE) &&
+              livemig_buf_put_u64(out, p->npages) &&
+              livemig_buf_put_u32(out, p->spec.threads) &&
+              livemig_buf_put_u32(out, (uint32_t)p->spec.fill) &&
+              livemig_buf_put_u64(out, pages_written(p)) &&
+              livemig_buf_put_u64(out, atomic_load(&p->last_write_ns)) &&
+              livemig_buf_put_u64(out, atomic_load(&p->max_gap_ns));
+    for (unsigned i = 0; ok && i < p->spec.threads; i++) {
+        ok = livemig_buf_put_u64(out, atomic_load(&p->workers[i].generation)) &&
+             livemig_buf_put_u64(out, atomic_load(&p->workers[i].cursor));
+    }
+    if (!ok)
+        livemig_error_set(err, "pattern guest: out of memory saving its state");
+    return ok;
+}
+
+static void fmt_size(uint64_t v, char *buf, size_t len)
+{
+    static const char sfx[] = "KMGT";
+    int i = -1;
+    while (i < 3 && v && v % 1024 == 0) {
+        v /= 1024;
+        i++;
+    }
+    if (i < 0)
+        snprintf(buf, len, "%" PRIu64, v);
+    else
+        snprintf(buf, len, "%" PRIu64 "%c", v, sfx[i]);
+}
+
+#define TRUNC_MSG "pattern guest: its state in the stream is truncated " \
+                  "(section 'pattern' version 1)"
+
+static bool section_load(void *opaque, uint32_t version, livemig_cursor *in,
+                         livemig_error *err)
+{
+    lm_pattern *p = opaque;
+    if (version != LM_PATTERN_SECTION_VERSION) {
+        livemig_error_set(err, "pattern guest: state version %u is not "
+                          "supported (this guest reads version %u); use the "
+                          "same livemig version on both sides", version,
+                          LM_PATTERN_SECTION_VERSION);
+        return false;
+    }
+    uint64_t page_size, npages, written, last, max_gap;
+    uint32_t threads, fill;
+    if (!livemig_cursor_get_u64(in, &page_size) ||
+        !livemig_cursor_get_u64(in, &npages) ||
+        !livemig_cursor_get_u32(in, &threads) ||
+        !livemig_cursor_get_u32(in, &fill) ||
+        !livemig_cursor_get_u64(in, &written) ||
+        !livemig_cursor_get_u64(in, &last) ||
+        !livemig_cursor_get_u64(in, &max_gap)) {
+        livemig_error_set(err, TRUNC_MSG);
+        return false;
+    }
+    if (page_size != PAGE) {
+        livemig_error_set(err, "pattern guest: the source uses %" PRIu64
+                          "-byte pages, this guest %u-byte pages", page_size,
+                          PAGE);
+        return false;
+    }
+    if (npages != p->npages) {
+        char a[32], b[32];
+        fmt_size(npages > UINT64_MAX / PAGE ? npages : npages * PAGE, a,
+                 sizeof(a));
+        fmt_size(p->spec.size, b, sizeof(b));
+        livemig_error_set(err, "pattern guest: the source has %" PRIu64
+                          " pages (size=%s), this guest %" PRIu64 " pages "
+                          "(size=%s); start both sides with the same --guest "
+                          "size", npages, a, p->npages, b);
+        return false;
+    }
+    if (threads != p->spec.threads) {
+        livemig_error_set(err, "pattern guest: the source runs threads=%u, "
+                          "this guest threads=%u; start both sides with the "
+                          "same --guest threads", threads, p->spec.threads);
+        return false;
+    }
+    if (fill != (uint32_t)p->spec.fill) {
+        livemig_error_set(err, "pattern guest: the source uses fill=%s, this "
+                          "guest fill=%s; start both sides with the same "
+                          "--guest fill",
+                          lm_pattern_fill_name((lm_pattern_fill)fill),
+                          lm_pattern_fill_name(p->spec.fill));
+        return false;
+    }
+    uint64_t gen[LM_PATTERN_MAX_THREADS], cur[LM_PATTERN_MAX_THREADS];
+    for (unsigned i = 0; i < threads; i++) {
+        if (!livemig_cursor_get_u64(in, &gen[i]) ||
+            !livemig_cursor_get_u64(in, &cur[i])) {
+            livemig_error_set(err, TRUNC_MSG);
+            return false;
+        }
+        const pattern_worker *w = &p->workers[i];
+        if (cur[i] > w->npages || gen[i] == 0 ||
+            (gen[i] == 1 && cur[i] < w->npages)) {
+            livemig_error_set(err, "pattern guest: invalid state of worker %u "
+                              "in the stream: generation %" PRIu64 ", cursor %"
+                              PRIu64 " of %" PRIu64 " pages", i, gen[i],
+                              cur[i], w->npages);
+            return false;
+        }
+    }
+    if (in->len) {
+        livemig_error_set(err, "pattern guest: %zu unexpected bytes after its "
+                          "state in the stream (section 'pattern' version 1)",
+                          in->len);
+        return false;
+    }
+
+    /* Everything checked: apply.  The workers are parked (the guest is
+     * stopped while sections load). */
+    uint64_t own = 0;
+    for (unsigned i = 0; i < threads; i++) {
+        pattern_worker *w = &p->workers[i];
+        atomic_store(&w->generation, gen[i]);
+        atomic_store(&w->cursor, cur[i]);
+        own += atomic_load(&w->written);
+    }
+    atomic_store(&p->base_written, written > own ? written - own : 0);
+    atomic_store(&p->last_write_ns, last);
+    atomic_store(&p->max_gap_ns, max_gap);
+    p->resumed_generation = gen[0];
+    p->resumed_cursor = p->workers[0].first + cur[0];
+    atomic_store(&p->migration_gap_ns, 0);
+    atomic_store(&p->gap_pending, true);
+    atomic_store_explicit(&p->migrated, true, memory_order_release);
+    return true;
+}
+
+static const livemig_section_ops pattern_section_ops = {
+    .save = section_save, .load = section_load,
+};
+
+const livemig_section_ops *lm_pattern_section_ops(void)
+{
+    return &pattern_section_ops;
+}
+
+/* ---- lifetime ------------------------------------------------------------- */
+
+void *lm_pattern_ram(lm_pattern *p, size_t *size)
+{
+    if (size)
+        *size = p->spec.size;
+    return p->host;
+}
+
+livemig_ram *lm_pattern_block(lm_pattern *p)
+{
+    return p->ram;
+}
+
+static bool init_sync(lm_pattern *p, livemig_error *err)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) ||
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ||
+        pthread_cond_init(&p->wake, &ca)) {
+        livemig_error_set(err, "pattern guest: cannot create a condition "
+                          "variable");
+        return false;
+    }
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->parked_cv, NULL);
+    return true;
+}
+
+void lm_pattern_halt(lm_pattern *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->quit = true;
+    update_pause_locked(p);
+    unsigned n = p->nworkers_started;
+    p->nworkers_started = 0;
+    pthread_mutex_unlock(&p->lock);
+    for (unsigned i = 0; i < n; i++)
+        pthread_join(p->workers[i].tid, NULL);
+}
+
+lm_pattern *lm_pattern_new(const char *spec, livemig *lm, bool incoming,
+                           livemig_tracker_kind tracker, livemig_error *err)
+{
+    lm_pattern *p = calloc(1, sizeof(*p));
+    if (!p) {
+        livemig_error_set(err, "pattern guest: out of memory");
+        return NULL;
+    }
+    if (!lm_pattern_spec_parse(spec, &p->spec, err)) {
+        free(p);
+        return NULL;
+    }
+    if (!init_sync(p, err)) {
+        lm_pattern_spec_clear(&p->spec);
+        free(p);
+        return NULL;
+    }
+    p->lm = lm;
+    p->incoming = incoming;
+    p->npages = p->spec.size / PAGE;
+    p->engine_stopped = incoming;
+    atomic_store(&p->pause_req, incoming);
+
+    unsigned n = p->spec.threads;
+    p->workers = calloc(n, sizeof(*p->workers));
+    if (!p->workers) {
+        livemig_error_set(err, "pattern guest: out of memory");
+        goto fail;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        pattern_worker *w = &p->workers[i];
+        w->p = p;
+        w->idx = i;
+        w->first = p->npages * i / n;
+        w->npages = p->npages * (i + 1) / n - w->first;
+        /* The fill leaves every page at generation 1: the whole slice is
+         * "before the cursor". */
+        atomic_store(&w->generation, 1);
+        atomic_store(&w->cursor, w->npages);
+    }
+
+    p->host = livemig_ram_alloc(p->spec.size, err);
+    if (!p->host)
+        goto fail;
+    if (lm) {
+        p->ram = livemig_ram_add(lm, "pattern", p->host, p->spec.size,
+                                 tracker, err);
+        if (!p->ram)
+            goto fail;
+        if (livemig_ram_tracker(p->ram) == LIVEMIG_TRACKER_MANUAL)
+            p->bitmap = livemig_ram_manual_bitmap(p->ram);
+        if (!livemig_section_add(lm, "pattern", LM_PATTERN_SECTION_VERSION,
+                                 &pattern_section_ops, p, err))
+            goto fail;
+    }
+
+    if (!incoming) {
+        range_job jobs[MAX_HELPERS];
+        run_ranges(p, fill_range, jobs, NULL);
+        atomic_store(&p->base_written, p->npages);
+        atomic_store(&p->last_write_ns, now_ns());
+    }
+    if (p->spec.dirty_rate) {
+        for (unsigned i = 0; i < n; i++) {
+            int e = pthread_create(&p->workers[i].tid, NULL, worker_main,
+                                   &p->workers[i]);
+            if (e) {
+                livemig_error_set(err, "pattern guest: cannot start worker "
+                                  "thread %u: %s", i, strerror(e));
+                goto fail;
+            }
+            p->nworkers_started++;
+        }
+    }
+    if (lm)
+        livemig_set_guest_ops(lm, &pattern_guest_ops, p,
+                              incoming ? LIVEMIG_RUN_INMIGRATE
+                                       : LIVEMIG_RUN_RUNNING);
+    return p;
+
+fail:
+    /* The engine keeps the block and section registered; the host frees
+     * the engine on this failure (livemigd exits), before the memory. */
+    lm_pattern_free(p);
+    return NULL;
+}
+
+void lm_pattern_free(lm_pattern *p)
+{
+    if (!p)
+        return;
+    lm_pattern_halt(p);
+    if (p->host)
+        livemig_ram_free(p->host, p->spec.size);
+    free(p->workers);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->parked_cv);
+    pthread_mutex_destroy(&p->lock);
+    lm_pattern_spec_clear(&p->spec);
+    free(p);
+}
