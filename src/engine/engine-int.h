@@ -72,6 +72,7 @@ typedef struct lm_stats {
     uint64_t expected_downtime_ms;
     uint64_t downtime_ms;
     bool converged;              /* the remainder fits downtime-limit now */
+    uint64_t cpu_throttle;       /* percent auto-converge applies now */
     lm_downtime dt;
 } lm_stats;
 

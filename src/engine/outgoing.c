@@ -34,6 +34,8 @@ typedef struct out_state {
     uint64_t normal, duplicate;    /* pages sent as data / as zero */
     uint64_t dirty_pages;          /* to send in the next pass */
     bool stopped_guest;            /* we stopped it: resume on failure */
+    unsigned throttle;             /* auto-converge percent applied now */
+    unsigned dirty_high;           /* passes in a row that dirtied too much */
     livemig_error err;
 } out_state;
 
@@ -220,6 +222,56 @@ static void publish(out_state *s, uint64_t pass_bytes, uint64_t pass_us,
     pthread_mutex_unlock(&lm->lock);
 }
 
+static void set_throttle(out_state *s, unsigned pct)
+{
+    if (pct == s->throttle)
+        return;
+    s->throttle = pct;
+    if (s->lm->gops.throttle)
+        s->lm->gops.throttle(s->lm->gopaque, pct);
+    pthread_mutex_lock(&s->lm->lock);
+    s->lm->stats.cpu_throttle = pct;
+    pthread_mutex_unlock(&s->lm->lock);
+}
+
+/* auto-converge, with QEMU's meaning: when a pass dirtied more than
+ * throttle-trigger-threshold % of what it sent, twice in a row, throttle
+ * the guest (cpu-throttle-initial first, then cpu-throttle-increment more
+ * each time, or with tailslow only what the measured ratio asks for),
+ * never above max-cpu-throttle. */
+static void auto_converge(out_state *s, uint64_t sent, uint64_t dirtied)
+{
+    const struct lm_params *p = &s->p;
+    if (!p->cap_auto_converge || !sent)
+        return;
+    uint64_t threshold = sent * p->throttle_trigger_threshold / 100;
+    if (dirtied <= threshold) {
+        s->dirty_high = 0;
+        return;
+    }
+    if (++s->dirty_high < 2)
+        return;
+    s->dirty_high = 0;
+    unsigned pct;
+    if (!s->throttle) {
+        pct = (unsigned)p->cpu_throttle_initial;
+    } else {
+        unsigned inc = (unsigned)p->cpu_throttle_increment;
+        if (p->cpu_throttle_tailslow) {
+            /* Guest speed that would bring the dirty rate to threshold. */
+            double now = 100.0 - s->throttle;
+            double ideal = now * (double)threshold / (double)dirtied;
+            unsigned need = (unsigned)(now - ideal + 0.5);
+            if (need < inc)
+                inc = need ? need : 1;
+        }
+        pct = s->throttle + inc;
+    }
+    if (pct > p->max_cpu_throttle)
+        pct = (unsigned)p->max_cpu_throttle;
+    set_throttle(s, pct);
+}
+
 static bool do_pass(out_state *s, uint64_t pass)
 {
     livemig *lm = s->lm;
@@ -238,6 +290,8 @@ static bool do_pass(out_state *s, uint64_t pass)
     lm->stats.dirty_sync_count = pass;
     pthread_mutex_unlock(&lm->lock);
     publish(s, s->w->total - b0, dt, s->dirty_pages);
+    if (pass > 1)
+        auto_converge(s, s->w->total - b0, s->dirty_pages * LM_PAGE_SIZE);
     if (s->p.cap_events) {
         json_object *d = json_object_new_object();
         json_object_object_add(d, "pass", json_object_new_uint64(pass));
@@ -301,8 +355,20 @@ static bool switchover(out_state *s)
     s->stopped_guest = true;
     uint64_t t1 = lm_now_us();
     pthread_mutex_lock(&lm->lock);
-    bool ok = lm_set_status_locked(lm, LIVEMIG_STATUS_ACTIVE,
-                                   LIVEMIG_STATUS_DEVICE);
+    livemig_status from = LIVEMIG_STATUS_ACTIVE;
+    bool ok = true;
+    if (s->p.cap_pause_before_switchover) {
+        /* Guest stopped, nothing of the final state sent yet: wait for
+         * migrate-continue (or a cancel, which resumes the guest). */
+        ok = lm_set_status_locked(lm, from, LIVEMIG_STATUS_PRE_SWITCHOVER);
+        from = LIVEMIG_STATUS_PRE_SWITCHOVER;
+        while (ok && !lm->continue_requested && !lm_cancelled(lm))
+            pthread_cond_wait(&lm->cond, &lm->lock);
+        /* As in QEMU, the guest is down during the pause: it counts as
+         * downtime (in the "stop" part of the breakdown). */
+        t1 = lm_now_us();
+    }
+    ok = ok && lm_set_status_locked(lm, from, LIVEMIG_STATUS_DEVICE);
     pthread_mutex_unlock(&lm->lock);
     if (!ok)
         return false;   /* cancelled meanwhile */
@@ -426,6 +492,8 @@ void *lm_outgoing_thread(void *arg)
     }
     for (size_t i = 0; i < lm->nram; i++)
         lm_tracker_stop(lm->ram[i]->tracker);
+    if (s)
+        set_throttle(s, 0);   /* lifted however the migration ends */
 
     pthread_mutex_lock(&lm->lock);
     lm_conn_close(&lm->conn);

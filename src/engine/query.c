@@ -36,6 +36,9 @@ json_object *livemig_query_migrate(livemig *lm)
     if (status == LIVEMIG_STATUS_COMPLETED && !incoming)
         add_u64(o, "downtime", st.downtime_ms);
 
+    if (!incoming && !done)
+        add_u64(o, "cpu-throttle-percentage", st.cpu_throttle);
+
     json_object *ram = json_object_new_object();
     add_u64(ram, "transferred", st.transferred);
     add_u64(ram, "remaining", st.remaining);
