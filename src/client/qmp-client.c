@@ -385,10 +385,22 @@ static json_object *send_and_wait(livemig_qmp *q, json_object *req,
         return NULL;
     }
     long long deadline = now_ms() + q->timeout_ms;
+    /* One write with the newline: the server may act on the object (e.g.
+     * "quit" and close) as soon as its closing brace arrives. */
     const char *text = json_object_to_json_string_ext(req,
                                                       JSON_C_TO_STRING_PLAIN);
-    if (!write_all(q, text, strlen(text), deadline) ||
-        !write_all(q, "\n", 1, deadline)) {
+    size_t len = strlen(text);
+    char *line = malloc(len + 2);
+    if (!line) {
+        livemig_error_set(err, "%s: out of memory", what);
+        return NULL;
+    }
+    memcpy(line, text, len);
+    line[len] = '\n';
+    line[len + 1] = '\0';
+    bool sent = write_all(q, line, len + 1, deadline);
+    free(line);
+    if (!sent) {
         fail_local(q, err, what);
         return NULL;
     }

@@ -178,7 +178,7 @@ static void info_migrate(hmp_ctx *h)
     }
     json_object *o;
     if (json_object_object_get_ex(r, "downtime-breakdown", &o))
-        print_object(h, "downtime breakdown (ms)", o);
+        print_object(h, "downtime breakdown", o);
     if (json_object_object_get_ex(r, "convergence", &o))
         print_object(h, "convergence", o);
     const char *e = get_str(r, "error-desc");

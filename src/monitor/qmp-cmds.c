@@ -413,7 +413,7 @@ static const lm_cmd builtins[] = {
     { .name = "query-migrate", NOARGS, .ret_type = "MigrationInfo",
       .fn = cmd_query_migrate },
     { .name = "migrate-set-parameters", NOARGS,
-      .arg_type = "MigrationParameters", .ret_type = "any",
+      .arg_type = "MigrateSetParameters", .ret_type = "any",
       .flags = LM_CMD_OWN_ARGS, .fn = cmd_set_parameters },
     { .name = "query-migrate-parameters", NOARGS,
       .ret_type = "MigrationParameters", .fn = cmd_query_parameters },

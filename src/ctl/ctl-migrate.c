@@ -1,0 +1,126 @@
+/*
+ * ctl-migrate.c - livemig-ctl migrate URI: start the migration, show its
+ * progress (a live one-line bar on a terminal, a line per second
+ * otherwise) by polling query-migrate every 100 ms, and print a summary.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+
+#define POLL_MS 100
+#define PAGE 4096.0
+
+static double num(json_object *o, const char *k)
+{
+    json_object *v;
+    if (!o || !json_object_object_get_ex(o, k, &v))
+        return 0;
+    return json_object_get_double(v);
+}
+
+static const char *str(json_object *o, const char *k)
+{
+    json_object *v;
+    if (!o || !json_object_object_get_ex(o, k, &v))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+static bool terminal(const char *s)
+{
+    return !strcmp(s, "completed") || !strcmp(s, "failed") ||
+           !strcmp(s, "cancelled");
+}
+
+static void progress(json_object *r, bool tty)
+{
+    json_object *ram = NULL;
+    json_object_object_get_ex(r, "ram", &ram);
+    double total = num(ram, "total"), remaining = num(ram, "remaining");
+    double pct = total > 0 ? 100.0 * (total - remaining) / total : 0;
+    const char *st = str(r, "status");
+    if (pct < 0 || (st && !strcmp(st, "setup")))
+        pct = 0;
+    double mbs = num(ram, "mbps") / 8.0;
+    double dirty = num(ram, "dirty-pages-rate") * PAGE / 1e6;
+    if (tty) {
+        char bar[31];
+        int fill = (int)(pct * 30 / 100);
+        for (int i = 0; i < 30; i++)
+            bar[i] = i < fill ? '#' : '.';
+        bar[30] = '\0';
+        printf("\r[%s] %5.1f%%  %8.1f MB/s  dirty %7.1f MB/s  pass %lld  "
+               "exp. downtime %lld ms  %s\033[K", bar, pct, mbs, dirty,
+               (long long)num(ram, "dirty-sync-count"),
+               (long long)num(r, "expected-downtime"), st ? st : "");
+    } else {
+        printf("%s %.1f%% %.1f MB/s dirty %.1f MB/s pass %lld "
+               "expected-downtime %lld ms\n", st ? st : "?", pct, mbs, dirty,
+               (long long)num(ram, "dirty-sync-count"),
+               (long long)num(r, "expected-downtime"));
+    }
+    fflush(stdout);
+}
+
+static void summary(json_object *r)
+{
+    json_object *ram = NULL;
+    json_object_object_get_ex(r, "ram", &ram);
+    const char *st = str(r, "status");
+    printf("status: %s\n", st ? st : "?");
+    printf("total time: %lld ms\n", (long long)num(r, "total-time"));
+    printf("downtime: %lld ms\n", (long long)num(r, "downtime"));
+    printf("throughput: %.1f MB/s\n", num(ram, "mbps") / 8.0);
+    printf("passes: %lld\n", (long long)num(ram, "dirty-sync-count"));
+    printf("transferred: %lld bytes\n", (long long)num(ram, "transferred"));
+    printf("total ram: %lld bytes\n", (long long)num(ram, "total"));
+    const char *e = str(r, "error-desc");
+    if (e)
+        printf("error: %s\n", e);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = { 0, (long)ms * 1000000 };
+    nanosleep(&ts, NULL);
+}
+
+int ctl_migrate(livemig_qmp *q, const char *uri)
+{
+    json_object *a = json_object_new_object();
+    json_object_object_add(a, "uri", json_object_new_string(uri));
+    json_object *r = ctl_exec(q, "migrate", a);
+    if (!r)
+        return CTL_CMD_ERROR;
+    json_object_put(r);
+    bool tty = isatty(STDOUT_FILENO);
+    int tick = 0;
+    json_object *last = NULL;
+    for (;;) {
+        r = ctl_exec(q, "query-migrate", NULL);
+        if (!r) {
+            json_object_put(last);
+            return CTL_CMD_ERROR;
+        }
+        json_object_put(last);
+        last = r;
+        const char *st = str(r, "status");
+        if (!st || terminal(st))
+            break;
+        if (tty || tick % (1000 / POLL_MS) == 0)
+            progress(r, tty);
+        tick++;
+        sleep_ms(POLL_MS);
+    }
+    if (tty)
+        printf("\r\033[K");
+    summary(last);
+    const char *st = str(last, "status");
+    int rc = st && !strcmp(st, "completed") ? CTL_OK : CTL_CMD_ERROR;
+    json_object_put(last);
+    return rc;
+}
