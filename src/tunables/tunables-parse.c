@@ -199,8 +199,10 @@ static bool number_from_string(const lm_row *r, lm_params *p, const char *s,
     uint64_t v = 0;
     const char *kind = lm_row_kind(r);
 
+    parse_res res = parse_scaled(s, sfx, false, &v);
+
     row_form(r, form, sizeof(form));
-    switch (parse_scaled(s, sfx, false, &v)) {
+    switch (res) {
     case P_OK:
         break;
     case P_GARBAGE:
@@ -219,14 +221,14 @@ static bool number_from_string(const lm_row *r, lm_params *p, const char *s,
                           form);
         return false;
     case P_OVERFLOW:
-        v = UINT64_MAX;
         break;
     }
-    if (v < r->min || v > r->max) {
+    if (res == P_OVERFLOW || v < r->min || v > r->max) {
         lm_human_size(r->max, r->unit, human, sizeof(human));
-        livemig_error_set(err, "%s '%s' value '%s' is out of range; it must "
-                          "be between %llu and %llu%s%s%s%s%s", kind, r->name,
-                          s, (unsigned long long)r->min,
+        livemig_error_set(err, "%s '%s' value '%s' is %s; it must be between "
+                          "%llu and %llu%s%s%s%s%s", kind, r->name, s,
+                          res == P_OVERFLOW ? "too large" : "out of range",
+                          (unsigned long long)r->min,
                           (unsigned long long)r->max, r->unit[0] ? " " : "",
                           r->unit, human[0] ? " (" : "", human,
                           human[0] ? ")" : "");
