@@ -1,10 +1,13 @@
 /*
  * pattern-int.h - internals of the pattern guest shared by its files:
- * the spec (pattern-spec.c) and the page format (pattern-page.c).
+ * the guest (pattern.c), its state section (pattern-state.c), the spec
+ * (pattern-spec.c) and the page format (pattern-page.c).
  */
 #ifndef LM_GUEST_PATTERN_INT_H
 #define LM_GUEST_PATTERN_INT_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -75,5 +78,57 @@ enum {
 int lm_pattern_page_check(lm_pattern_fill fill, const void *page,
                           uint64_t index, uint64_t gen, char *why,
                           size_t why_len);
+
+/* ---- the guest (see pattern.c for the thread model) -------------------- */
+
+typedef struct pattern_worker {
+    lm_pattern *p;
+    pthread_t tid;
+    unsigned idx;
+    uint64_t first;                    /* slice: [first, first + npages) */
+    uint64_t npages;
+    /* Written by the worker only (and by load while it is parked). */
+    _Atomic uint64_t generation;
+    _Atomic uint64_t cursor;           /* relative to first, 1..npages */
+    _Atomic uint64_t written;
+} pattern_worker;
+
+struct lm_pattern {
+    /* Set at creation, then read-only. */
+    lm_pattern_spec spec;
+    uint64_t npages;
+    uint8_t *host;
+    livemig *lm;
+    livemig_ram *ram;
+    uint64_t *bitmap;                  /* manual tracker, else NULL */
+    pattern_worker *workers;           /* spec.threads of them */
+    unsigned nworkers_started;         /* threads running (0 when idle) */
+    bool incoming;
+
+    /* Control state, protected by lock. */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;               /* workers wait here (CLOCK_MONOTONIC) */
+    pthread_cond_t parked_cv;          /* stoppers wait here */
+    bool engine_stopped;
+    unsigned holds;
+    bool quit;
+    unsigned parked;
+    atomic_bool pause_req;
+    _Atomic unsigned throttle;
+
+    /* Write statistics (atomics, any writer). */
+    _Atomic uint64_t base_written;     /* fill + pages written before load */
+    _Atomic uint64_t last_write_ns;
+    _Atomic uint64_t max_gap_ns;
+
+    /* Incoming migration (set by load with the guest stopped). */
+    atomic_bool migrated;              /* release-stored after the rest */
+    uint64_t resumed_generation, resumed_cursor;
+    atomic_bool gap_pending;
+    _Atomic uint64_t migration_gap_ns;
+};
+
+/* Pages written so far, the fill and the source's writes included. */
+uint64_t lm_pattern_pages_written(lm_pattern *p);
 
 #endif

@@ -44,53 +44,6 @@
 #define THROTTLE_SLICE_NS NS_PER_MS    /* run this long, then sleep */
 #define MAX_HELPERS 8                  /* fill / verify threads */
 
-typedef struct pattern_worker {
-    lm_pattern *p;
-    pthread_t tid;
-    unsigned idx;
-    uint64_t first;                    /* slice: [first, first + npages) */
-    uint64_t npages;
-    /* Written by the worker only (and by load while it is parked). */
-    _Atomic uint64_t generation;
-    _Atomic uint64_t cursor;           /* relative to first, 1..npages */
-    _Atomic uint64_t written;
-} pattern_worker;
-
-struct lm_pattern {
-    /* Set at creation, then read-only. */
-    lm_pattern_spec spec;
-    uint64_t npages;
-    uint8_t *host;
-    livemig *lm;
-    livemig_ram *ram;
-    uint64_t *bitmap;                  /* manual tracker, else NULL */
-    pattern_worker *workers;           /* spec.threads of them */
-    unsigned nworkers_started;         /* threads running (0 when idle) */
-    bool incoming;
-
-    /* Control state, protected by lock. */
-    pthread_mutex_t lock;
-    pthread_cond_t wake;               /* workers wait here (CLOCK_MONOTONIC) */
-    pthread_cond_t parked_cv;          /* stoppers wait here */
-    bool engine_stopped;
-    unsigned holds;
-    bool quit;
-    unsigned parked;
-    atomic_bool pause_req;
-    _Atomic unsigned throttle;
-
-    /* Write statistics (atomics, any writer). */
-    _Atomic uint64_t base_written;     /* fill + pages written before load */
-    _Atomic uint64_t last_write_ns;
-    _Atomic uint64_t max_gap_ns;
-
-    /* Incoming migration (set by load with the guest stopped). */
-    atomic_bool migrated;              /* release-stored after the rest */
-    uint64_t resumed_generation, resumed_cursor;
-    atomic_bool gap_pending;
-    _Atomic uint64_t migration_gap_ns;
-};
-
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -409,7 +362,7 @@ static uint64_t min_generation(const worker_snap *snap, unsigned n)
     return g;
 }
 
-static uint64_t pages_written(lm_pattern *p)
+uint64_t lm_pattern_pages_written(lm_pattern *p)
 {
     uint64_t n = atomic_load(&p->base_written);
     for (unsigned i = 0; i < p->spec.threads; i++)
@@ -445,7 +398,7 @@ struct json_object *lm_pattern_query(lm_pattern *p)
     json_object_object_add(o, "running", json_object_new_boolean(running));
     json_object_object_add(o, "throttle-percentage",
                            jint(atomic_load(&p->throttle)));
-    json_object_object_add(o, "pages-written", jint(pages_written(p)));
+    json_object_object_add(o, "pages-written", jint(lm_pattern_pages_written(p)));
     json_object_object_add(o, "generation",
                            jint(min_generation(snap, p->spec.threads)));
     struct json_object *cur = json_object_new_array();
@@ -513,158 +466,6 @@ struct json_object *lm_pattern_verify(lm_pattern *p, livemig_error *err)
                            jint(min_generation(snap, p->spec.threads)));
     json_object_object_add(o, "time-us", jint((t1 - t0) / 1000));
     return o;
-}
-
-/* ---- state section "pattern", version 1 ------------------------------------
- *
- * All fields big-endian:
- *   u64 page size, u64 pages, u32 threads, u32 fill (0 random, 1 text,
- *   2 zero), u64 pages written, u64 last write (CLOCK_MONOTONIC ns),
- *   u64 max write gap (ns), then per worker: u64 generation, u64 cursor
- *   (relative to the worker's first page, 0..slice length).
- */
-
-static bool section_save(void *opaque, livemig_buf *out, livemig_error *err)
-{
-    lm_pattern *p = opaque;
-    bool ok = livemig_buf_put_u64(out, PAGE) &&
-              livemig_buf_put_u64(out, p->npages) &&
-              livemig_buf_put_u32(out, p->spec.threads) &&
-              livemig_buf_put_u32(out, (uint32_t)p->spec.fill) &&
-              livemig_buf_put_u64(out, pages_written(p)) &&
-              livemig_buf_put_u64(out, atomic_load(&p->last_write_ns)) &&
-              livemig_buf_put_u64(out, atomic_load(&p->max_gap_ns));
-    for (unsigned i = 0; ok && i < p->spec.threads; i++) {
-        ok = livemig_buf_put_u64(out, atomic_load(&p->workers[i].generation)) &&
-             livemig_buf_put_u64(out, atomic_load(&p->workers[i].cursor));
-    }
-    if (!ok)
-        livemig_error_set(err, "pattern guest: out of memory saving its state");
-    return ok;
-}
-
-static void fmt_size(uint64_t v, char *buf, size_t len)
-{
-    static const char sfx[] = "KMGT";
-    int i = -1;
-    while (i < 3 && v && v % 1024 == 0) {
-        v /= 1024;
-        i++;
-    }
-    if (i < 0)
-        snprintf(buf, len, "%" PRIu64, v);
-    else
-        snprintf(buf, len, "%" PRIu64 "%c", v, sfx[i]);
-}
-
-#define TRUNC_MSG "pattern guest: its state in the stream is truncated " \
-                  "(section 'pattern' version 1)"
-
-static bool section_load(void *opaque, uint32_t version, livemig_cursor *in,
-                         livemig_error *err)
-{
-    lm_pattern *p = opaque;
-    if (version != LM_PATTERN_SECTION_VERSION) {
-        livemig_error_set(err, "pattern guest: state version %u is not "
-                          "supported (this guest reads version %u); use the "
-                          "same livemig version on both sides", version,
-                          LM_PATTERN_SECTION_VERSION);
-        return false;
-    }
-    uint64_t page_size, npages, written, last, max_gap;
-    uint32_t threads, fill;
-    if (!livemig_cursor_get_u64(in, &page_size) ||
-        !livemig_cursor_get_u64(in, &npages) ||
-        !livemig_cursor_get_u32(in, &threads) ||
-        !livemig_cursor_get_u32(in, &fill) ||
-        !livemig_cursor_get_u64(in, &written) ||
-        !livemig_cursor_get_u64(in, &last) ||
-        !livemig_cursor_get_u64(in, &max_gap)) {
-        livemig_error_set(err, TRUNC_MSG);
-        return false;
-    }
-    if (page_size != PAGE) {
-        livemig_error_set(err, "pattern guest: the source uses %" PRIu64
-                          "-byte pages, this guest %u-byte pages", page_size,
-                          PAGE);
-        return false;
-    }
-    if (npages != p->npages) {
-        char a[32], b[32];
-        fmt_size(npages > UINT64_MAX / PAGE ? npages : npages * PAGE, a,
-                 sizeof(a));
-        fmt_size(p->spec.size, b, sizeof(b));
-        livemig_error_set(err, "pattern guest: the source has %" PRIu64
-                          " pages (size=%s), this guest %" PRIu64 " pages "
-                          "(size=%s); start both sides with the same --guest "
-                          "size", npages, a, p->npages, b);
-        return false;
-    }
-    if (threads != p->spec.threads) {
-        livemig_error_set(err, "pattern guest: the source runs threads=%u, "
-                          "this guest threads=%u; start both sides with the "
-                          "same --guest threads", threads, p->spec.threads);
-        return false;
-    }
-    if (fill != (uint32_t)p->spec.fill) {
-        livemig_error_set(err, "pattern guest: the source uses fill=%s, this "
-                          "guest fill=%s; start both sides with the same "
-                          "--guest fill",
-                          lm_pattern_fill_name((lm_pattern_fill)fill),
-                          lm_pattern_fill_name(p->spec.fill));
-        return false;
-    }
-    uint64_t gen[LM_PATTERN_MAX_THREADS], cur[LM_PATTERN_MAX_THREADS];
-    for (unsigned i = 0; i < threads; i++) {
-        if (!livemig_cursor_get_u64(in, &gen[i]) ||
-            !livemig_cursor_get_u64(in, &cur[i])) {
-            livemig_error_set(err, TRUNC_MSG);
-            return false;
-        }
-        const pattern_worker *w = &p->workers[i];
-        if (cur[i] > w->npages || gen[i] == 0 ||
-            (gen[i] == 1 && cur[i] < w->npages)) {
-            livemig_error_set(err, "pattern guest: invalid state of worker %u "
-                              "in the stream: generation %" PRIu64 ", cursor %"
-                              PRIu64 " of %" PRIu64 " pages", i, gen[i],
-                              cur[i], w->npages);
-            return false;
-        }
-    }
-    if (in->len) {
-        livemig_error_set(err, "pattern guest: %zu unexpected bytes after its "
-                          "state in the stream (section 'pattern' version 1)",
-                          in->len);
-        return false;
-    }
-
-    /* Everything checked: apply.  The workers are parked (the guest is
-     * stopped while sections load). */
-    uint64_t own = 0;
-    for (unsigned i = 0; i < threads; i++) {
-        pattern_worker *w = &p->workers[i];
-        atomic_store(&w->generation, gen[i]);
-        atomic_store(&w->cursor, cur[i]);
-        own += atomic_load(&w->written);
-    }
-    atomic_store(&p->base_written, written > own ? written - own : 0);
-    atomic_store(&p->last_write_ns, last);
-    atomic_store(&p->max_gap_ns, max_gap);
-    p->resumed_generation = gen[0];
-    p->resumed_cursor = p->workers[0].first + cur[0];
-    atomic_store(&p->migration_gap_ns, 0);
-    atomic_store(&p->gap_pending, true);
-    atomic_store_explicit(&p->migrated, true, memory_order_release);
-    return true;
-}
-
-static const livemig_section_ops pattern_section_ops = {
-    .save = section_save, .load = section_load,
-};
-
-const livemig_section_ops *lm_pattern_section_ops(void)
-{
-    return &pattern_section_ops;
 }
 
 /* ---- lifetime ------------------------------------------------------------- */
@@ -763,7 +564,7 @@ lm_pattern *lm_pattern_new(const char *spec, livemig *lm, bool incoming,
         if (livemig_ram_tracker(p->ram) == LIVEMIG_TRACKER_MANUAL)
             p->bitmap = livemig_ram_manual_bitmap(p->ram);
         if (!livemig_section_add(lm, "pattern", LM_PATTERN_SECTION_VERSION,
-                                 &pattern_section_ops, p, err))
+                                 lm_pattern_section_ops(), p, err))
             goto fail;
     }
 

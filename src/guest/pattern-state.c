@@ -1,0 +1,162 @@
+/*
+ * pattern-state.c - the state section "pattern" (version 1) of the pattern
+ * guest: what a destination needs to resume the workload exactly where the
+ * source stopped, and to refuse a guest of another shape.
+ *
+ * All fields big-endian:
+ *   u64 page size, u64 pages, u32 threads, u32 fill (0 random, 1 text,
+ *   2 zero), u64 pages written, u64 last write (CLOCK_MONOTONIC ns),
+ *   u64 max write gap (ns), then per worker: u64 generation, u64 cursor
+ *   (relative to the worker's first page, 0..slice length).
+ *
+ * Save and load run with the guest stopped (the workers parked).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "guest/pattern-int.h"
+
+#define PAGE LM_PATTERN_PAGE_SIZE
+
+static bool section_save(void *opaque, livemig_buf *out, livemig_error *err)
+{
+    lm_pattern *p = opaque;
+    bool ok = livemig_buf_put_u64(out, PAGE) &&
+              livemig_buf_put_u64(out, p->npages) &&
+              livemig_buf_put_u32(out, p->spec.threads) &&
+              livemig_buf_put_u32(out, (uint32_t)p->spec.fill) &&
+              livemig_buf_put_u64(out, lm_pattern_pages_written(p)) &&
+              livemig_buf_put_u64(out, atomic_load(&p->last_write_ns)) &&
+              livemig_buf_put_u64(out, atomic_load(&p->max_gap_ns));
+    for (unsigned i = 0; ok && i < p->spec.threads; i++) {
+        ok = livemig_buf_put_u64(out, atomic_load(&p->workers[i].generation)) &&
+             livemig_buf_put_u64(out, atomic_load(&p->workers[i].cursor));
+    }
+    if (!ok)
+        livemig_error_set(err, "pattern guest: out of memory saving its state");
+    return ok;
+}
+
+static void fmt_size(uint64_t v, char *buf, size_t len)
+{
+    static const char sfx[] = "KMGT";
+    int i = -1;
+    while (i < 3 && v && v % 1024 == 0) {
+        v /= 1024;
+        i++;
+    }
+    if (i < 0)
+        snprintf(buf, len, "%" PRIu64, v);
+    else
+        snprintf(buf, len, "%" PRIu64 "%c", v, sfx[i]);
+}
+
+#define TRUNC_MSG "pattern guest: its state in the stream is truncated " \
+                  "(section 'pattern' version 1)"
+
+static bool section_load(void *opaque, uint32_t version, livemig_cursor *in,
+                         livemig_error *err)
+{
+    lm_pattern *p = opaque;
+    if (version != LM_PATTERN_SECTION_VERSION) {
+        livemig_error_set(err, "pattern guest: state version %u is not "
+                          "supported (this guest reads version %u); use the "
+                          "same livemig version on both sides", version,
+                          LM_PATTERN_SECTION_VERSION);
+        return false;
+    }
+    uint64_t page_size, npages, written, last, max_gap;
+    uint32_t threads, fill;
+    if (!livemig_cursor_get_u64(in, &page_size) ||
+        !livemig_cursor_get_u64(in, &npages) ||
+        !livemig_cursor_get_u32(in, &threads) ||
+        !livemig_cursor_get_u32(in, &fill) ||
+        !livemig_cursor_get_u64(in, &written) ||
+        !livemig_cursor_get_u64(in, &last) ||
+        !livemig_cursor_get_u64(in, &max_gap)) {
+        livemig_error_set(err, TRUNC_MSG);
+        return false;
+    }
+    if (page_size != PAGE) {
+        livemig_error_set(err, "pattern guest: the source uses %" PRIu64
+                          "-byte pages, this guest %u-byte pages", page_size,
+                          PAGE);
+        return false;
+    }
+    if (npages != p->npages) {
+        char a[32], b[32];
+        fmt_size(npages > UINT64_MAX / PAGE ? npages : npages * PAGE, a,
+                 sizeof(a));
+        fmt_size(p->spec.size, b, sizeof(b));
+        livemig_error_set(err, "pattern guest: the source has %" PRIu64
+                          " pages (size=%s), this guest %" PRIu64 " pages "
+                          "(size=%s); start both sides with the same --guest "
+                          "size", npages, a, p->npages, b);
+        return false;
+    }
+    if (threads != p->spec.threads) {
+        livemig_error_set(err, "pattern guest: the source runs threads=%u, "
+                          "this guest threads=%u; start both sides with the "
+                          "same --guest threads", threads, p->spec.threads);
+        return false;
+    }
+    if (fill != (uint32_t)p->spec.fill) {
+        livemig_error_set(err, "pattern guest: the source uses fill=%s, this "
+                          "guest fill=%s; start both sides with the same "
+                          "--guest fill",
+                          lm_pattern_fill_name((lm_pattern_fill)fill),
+                          lm_pattern_fill_name(p->spec.fill));
+        return false;
+    }
+    uint64_t gen[LM_PATTERN_MAX_THREADS], cur[LM_PATTERN_MAX_THREADS];
+    for (unsigned i = 0; i < threads; i++) {
+        if (!livemig_cursor_get_u64(in, &gen[i]) ||
+            !livemig_cursor_get_u64(in, &cur[i])) {
+            livemig_error_set(err, TRUNC_MSG);
+            return false;
+        }
+        const pattern_worker *w = &p->workers[i];
+        if (cur[i] > w->npages || gen[i] == 0 ||
+            (gen[i] == 1 && cur[i] < w->npages)) {
+            livemig_error_set(err, "pattern guest: invalid state of worker %u "
+                              "in the stream: generation %" PRIu64 ", cursor %"
+                              PRIu64 " of %" PRIu64 " pages", i, gen[i],
+                              cur[i], w->npages);
+            return false;
+        }
+    }
+    if (in->len) {
+        livemig_error_set(err, "pattern guest: %zu unexpected bytes after its "
+                          "state in the stream (section 'pattern' version 1)",
+                          in->len);
+        return false;
+    }
+
+    /* Everything checked: apply.  The workers are parked (the guest is
+     * stopped while sections load). */
+    uint64_t own = 0;
+    for (unsigned i = 0; i < threads; i++) {
+        pattern_worker *w = &p->workers[i];
+        atomic_store(&w->generation, gen[i]);
+        atomic_store(&w->cursor, cur[i]);
+        own += atomic_load(&w->written);
+    }
+    atomic_store(&p->base_written, written > own ? written - own : 0);
+    atomic_store(&p->last_write_ns, last);
+    atomic_store(&p->max_gap_ns, max_gap);
+    p->resumed_generation = gen[0];
+    p->resumed_cursor = p->workers[0].first + cur[0];
+    atomic_store(&p->migration_gap_ns, 0);
+    atomic_store(&p->gap_pending, true);
+    atomic_store_explicit(&p->migrated, true, memory_order_release);
+    return true;
+}
+
+static const livemig_section_ops pattern_section_ops = {
+    .save = section_save, .load = section_load,
+};
+
+const livemig_section_ops *lm_pattern_section_ops(void)
+{
+    return &pattern_section_ops;
+}
