@@ -21,8 +21,8 @@
  *        block must have been read-write before start.
  *
  * The registry is the one process global of the library, because a signal
- * handler has nothing else to reach: MPROTECT_SLOTS fixed slots, published with
- * atomics, each with a count of handlers inside it so unregister can wait
+ * handler has nothing else to reach: MPROTECT_SLOTS fixed slots, published
+ * with atomics, each with a count of handlers inside it so unregister can wait
  * until no handler still uses the tracker's bitmap (no locks, nothing the
  * handler does can block).
  *
@@ -61,7 +61,7 @@
 enum { MPROTECT_FREE, MPROTECT_BUSY, MPROTECT_LIVE };
 
 typedef struct mprotect_slot {
-    _Atomic int state;          /* MPROTECT_FREE -> MPROTECT_BUSY -> MPROTECT_LIVE -> ... */
+    _Atomic int state;          /* FREE -> BUSY -> LIVE -> BUSY -> FREE */
     _Atomic unsigned users;     /* handlers currently inside this slot */
     /* Written while MPROTECT_BUSY, read by handlers once MPROTECT_LIVE. */
     uintptr_t start, end;
@@ -75,7 +75,8 @@ static mprotect_slot mprotect_slots[MPROTECT_SLOTS];
 static _Atomic unsigned mprotect_unreg_gen;
 
 /* The handler installed before ours: two copies, the live one indexed by
- * mprotect_old_idx, so a reinstall never rewrites what a handler may be reading. */
+ * mprotect_old_idx, so a reinstall never rewrites what a handler may be
+ * reading (unless two reinstalls race one slow crashing handler). */
 static pthread_mutex_t mprotect_install_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sigaction mprotect_old[2];
 static _Atomic int mprotect_old_idx;
@@ -87,7 +88,8 @@ typedef struct mprotect_state {
 
 /* ---- the signal handler (async-signal-safe code only) ------------------ */
 
-static void mprotect_set_bits(_Atomic uint64_t *pending, size_t first, size_t n)
+static void mprotect_set_bits(_Atomic uint64_t *pending, size_t first,
+                              size_t n)
 {
     size_t p = first, end = first + n;
     while (p < end) {
@@ -151,7 +153,8 @@ static bool mprotect_is_stale_fault(uintptr_t a)
 
 static void mprotect_chain(int sig, siginfo_t *si, void *uc)
 {
-    const struct sigaction *old = &mprotect_old[atomic_load(&mprotect_old_idx)];
+    const struct sigaction *old =
+        &mprotect_old[atomic_load(&mprotect_old_idx)];
 
     if (old->sa_flags & SA_SIGINFO) {
         old->sa_sigaction(sig, si, uc);
@@ -316,7 +319,8 @@ static bool mprotect_start(lm_tracker *t, livemig_error *err)
 /* Re-protect pages [@first, @first + @n).  If that fails the pages stay
  * writable and untracked, so put their bits back: they are reported again
  * until a re-protect succeeds. */
-static void mprotect_reprotect(lm_tracker *t, mprotect_state *st, size_t first, size_t n)
+static void mprotect_reprotect(lm_tracker *t, mprotect_state *st,
+                               size_t first, size_t n)
 {
     if (mprotect(t->host + (first << t->page_shift), n << t->page_shift,
                  PROT_READ) != 0)

@@ -45,7 +45,10 @@
  * manual.
  *
  * mprotect owns SIGSEGV process-wide while any mprotect tracker runs (see
- * tracker-mprotect.c for how it chains to the previous handler).  It splits
+ * tracker-mprotect.c for how it chains to the previous handler).  The block
+ * must be PROT_READ | PROT_WRITE before start, the host must not change its
+ * protection while it is tracked, and stop leaves it read-write.  A write
+ * to a 4 KiB page of a THP splits the huge mapping, as with uffd.  It splits
  * the mapping into one VMA per run of written pages; when the kernel's
  * vm.max_map_count is reached it falls back to unprotecting (and
  * reporting) 2 MiB at a time, then the whole block: over-reporting, never
