@@ -94,6 +94,23 @@ void lm_tunables_set_active(lm_tunables *t, bool active, const char *status);
 /* Copy every value (consistent, under the lock). */
 void lm_tunables_snapshot(lm_tunables *t, struct lm_params *out);
 
+/*
+ * Setting, whatever the path (QMP, extended capabilities, HMP, legacy):
+ *  - one transaction: every member is checked (name or alias, liveness,
+ *    JSON type, range, enum membership) on a copy; on the first error
+ *    nothing changes and @err (initialise it with livemig_error_clear or
+ *    {0}; the first error set wins) names the member in quotes, the rule
+ *    and what to do;
+ *  - while active, setup-only parameters and every capability are refused
+ *    even when set to the value they already have;
+ *  - numeric rows take JSON integers only (no doubles, strings, negatives);
+ *    string rows also take null, meaning "" (QEMU's StrOrNull);
+ *  - deprecated aliases are accepted wherever a name is;
+ *  - after the swap, if a LM_MUT_LIVE_KICK row changed value, the kick
+ *    hook runs once, outside the lock, on the setting thread.
+ * args may be NULL for "no members" where a command has no required ones.
+ */
+
 /* QMP migrate-set-parameters: atomic, nothing changes on error. */
 bool lm_tunables_set_parameters(lm_tunables *t, json_object *args,
                                 livemig_error *err);
@@ -101,13 +118,19 @@ bool lm_tunables_set_parameters(lm_tunables *t, json_object *args,
 json_object *lm_tunables_query_parameters(lm_tunables *t);
 /* QMP migrate-set-capabilities {"capabilities": [...]}: entries are
  * {"capability": NAME, "state": BOOL} or, for any parameter,
- * {"capability": NAME, "value": V}.  Atomic. */
+ * {"capability": NAME, "value": V}.  Atomic over the whole list.  A
+ * "live" member (as the extended query prints) is accepted and ignored, so
+ * the extended query's output can be sent back as it is. */
 bool lm_tunables_set_capabilities(lm_tunables *t, json_object *args,
                                   livemig_error *err);
 /* QMP query-migrate-capabilities; @extended adds every parameter as
  * {"capability", "value", "live"}.  New reference. */
 json_object *lm_tunables_query_capabilities(lm_tunables *t, bool extended);
-/* QMP query-migrate-parameter-info: new reference. */
+/* QMP query-migrate-parameter-info: new reference.  Parameters first,
+ * then capabilities, each {"name", "type" (bool|uint|size|ms|percent|enum|
+ * string), "capability", "default", "min" and "max" (numeric rows),
+ * "values" (enum rows), "unit", "live", "kick", "doc", "since",
+ * "deprecated", "unstable", "aliases"}. */
 json_object *lm_tunables_parameter_info(void);
 
 /* HMP migrate_set_parameter NAME VALUE (suffixes allowed) and
