@@ -8,7 +8,7 @@
  *   random: word j = mix(seed + (j + 1) * GOLDEN)   (splitmix64, counter
  *           based: no serial dependency, several GB/s, incompressible)
  *   text:   words of a 64-word vocabulary, each pick 6 bits of the same
- *           counter stream, separated by spaces (compresses 3-5x)
+ *           counter stream, separated by spaces (zstd -1: about 3.4x)
  *   zero:   word 0 = seed, the rest zero (mostly zero but never a zero page,
  *           so it still carries a checkable identity)
  *

@@ -88,7 +88,8 @@ void lm_pattern_free(lm_pattern *p);
  * {"size", "page-size", "pages", "threads", "fill", "dirty-rate" (bytes/s,
  *  or the string "max"), "running", "throttle-percentage", "pages-written",
  *  "generation" (min over workers), "cursors" (absolute page index per
- *  worker), "generations" (per worker), "max-write-gap-us",
+ *  worker), "generations" (per worker), "max-write-gap-us" (largest gap
+ *  between two writes over the guest's life, migrations included),
  *  "last-write-ns", and after an incoming migration "resumed-from":
  *  {"generation", "cursor"} (worker 0) and, once the first page was written,
  *  "migration-write-gap-us"; "outputs" when set}.
