@@ -1,0 +1,187 @@
+/*
+ * test-precopy.c - issue 3, the happy paths: a running, dirtying pattern
+ * guest migrated between two real livemigd processes over tcp, unix,
+ * exec, file (save, then --incoming file:) and --incoming defer +
+ * migrate-incoming.  After each: source completed and stopped in
+ * postmigrate; destination completed, running, writing, guest-verify ok;
+ * downtime within downtime-limit; ram.total is the guest size; a downtime
+ * breakdown.  Over tcp also the events: MIGRATION setup, active, device,
+ * completed in that order and MIGRATION_PASS 1, 2, ... (capability
+ * events), STOP on the source, RESUME on the destination.
+ */
+#include "itest.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define SPEC "pattern,size=64M,threads=1,dirty-rate=50M,fill=random"
+#define SIZE (64 * IT_MiB)
+
+static const char *ev_name(json_object *ev)
+{
+    const char *s = lmh_get_str(ev, "event");
+    return s ? s : "";
+}
+
+static void test_tcp_with_events(void **state)
+{
+    (void)state;
+    char uri[64];
+    it_tcp_uri(it_port(), uri, sizeof(uri));
+    lmh_daemon *src = it_start(SPEC, NULL, NULL);
+    lmh_daemon *dst = it_start(SPEC, uri, NULL);
+    it_set_cap(src, "events", true);
+    it_wait_guest_writes(src, "source", 5000);
+
+    it_migrate(src, uri);
+    it_check_completed(src, dst, SIZE, true);
+
+    /* Source: MIGRATION statuses in order, passes counted from 1, STOP. */
+    json_object *evs = it_drain_events(src->qmp, 300);
+    const char *want[] = { "setup", "active", "device", "completed" };
+    size_t nwant = 0, npass = 0, nstop = 0;
+    long long last_pass = 0;
+    char seen[512] = "";
+    for (size_t i = 0; i < json_object_array_length(evs); i++) {
+        json_object *ev = json_object_array_get_idx(evs, i);
+        const char *name = ev_name(ev);
+        if (strlen(seen) < sizeof(seen) - 40) {
+            strcat(seen, name);
+            const char *st = lmh_get_str(ev, "data.status");
+            if (st) {
+                strcat(seen, ":");
+                strcat(seen, st);
+            }
+            strcat(seen, " ");
+        }
+        if (strcmp(name, "MIGRATION") == 0) {
+            const char *st = lmh_get_str(ev, "data.status");
+            if (nwant >= 4 || !st || strcmp(st, want[nwant]) != 0)
+                it_fail("MIGRATION events out of order: %s", seen);
+            nwant++;
+        } else if (strcmp(name, "MIGRATION_PASS") == 0) {
+            long long pass = lmh_get_int(ev, "data.pass");
+            if (pass != last_pass + 1)
+                it_fail("MIGRATION_PASS %lld after %lld: %s", pass,
+                        last_pass, seen);
+            last_pass = pass;
+            npass++;
+            if (nwant != 2)
+                it_fail("MIGRATION_PASS outside status active: %s", seen);
+        } else if (strcmp(name, "STOP") == 0) {
+            nstop++;
+            if (nwant != 2)
+                it_fail("STOP on the source not between active and "
+                        "device: %s", seen);
+        }
+    }
+    if (nwant != 4)
+        it_fail("expected MIGRATION setup, active, device, completed; got "
+                "%s", seen);
+    if (npass < 1)
+        it_fail("no MIGRATION_PASS event with capability events: %s", seen);
+    if (nstop != 1)
+        it_fail("expected one STOP on the source, got %zu: %s", nstop, seen);
+    long long syncs = it_qm_int(src, "ram.dirty-sync-count", -1);
+    if (syncs != last_pass)
+        it_fail("dirty-sync-count %lld but the last MIGRATION_PASS was "
+                "%lld", syncs, last_pass);
+    json_object_put(evs);
+
+    /* Destination: RESUME (without any capability). */
+    evs = it_drain_events(dst->qmp, 300);
+    size_t nresume = 0;
+    for (size_t i = 0; i < json_object_array_length(evs); i++)
+        if (strcmp(ev_name(json_object_array_get_idx(evs, i)), "RESUME") ==
+            0)
+            nresume++;
+    json_object_put(evs);
+    if (nresume != 1)
+        it_fail("expected one RESUME on the destination, got %zu", nresume);
+
+    /* The guest felt the migration: the destination reports where it
+     * resumed from and the gap across the migration. */
+    json_object *g = lmh_ok(dst->qmp, "query-guest", NULL);
+    if (!lmh_get(g, "resumed-from"))
+        it_fail("destination query-guest has no resumed-from: %s",
+                json_object_to_json_string(g));
+    json_object_put(g);
+}
+
+static void test_unix(void **state)
+{
+    (void)state;
+    lmh_daemon *src = it_start(SPEC, NULL, NULL);
+    char dir[256];
+    snprintf(dir, sizeof(dir), "%s", src->dir);
+    char uri[320];
+    snprintf(uri, sizeof(uri), "unix:%s/mig.sock", dir);
+    lmh_daemon *dst = it_start(SPEC, uri, NULL);
+    it_migrate(src, uri);
+    it_check_completed(src, dst, SIZE, true);
+}
+
+static void test_exec(void **state)
+{
+    (void)state;
+    lmh_daemon *src = it_start(SPEC, NULL, NULL);
+    char file[300], out[400], in[400];
+    lmh_path(src, "stream.bin", file, sizeof(file));
+    snprintf(out, sizeof(out), "exec:cat > %s", file);
+    snprintf(in, sizeof(in), "exec:cat %s", file);
+    it_migrate(src, out);
+    it_wait_status(src, "completed", 30000);
+    struct stat sb;
+    assert_int_equal(stat(file, &sb), 0);
+    if (sb.st_size < SIZE)
+        it_fail("exec:cat wrote %lld bytes for a %lld-byte guest",
+                (long long)sb.st_size, (long long)SIZE);
+    lmh_daemon *dst = it_start(SPEC, in, NULL);
+    it_check_completed(src, dst, SIZE, true);
+}
+
+static void test_file(void **state)
+{
+    (void)state;
+    lmh_daemon *src = it_start(SPEC, NULL, NULL);
+    char file[300], uri[320];
+    lmh_path(src, "saved.bin", file, sizeof(file));
+    snprintf(uri, sizeof(uri), "file:%s", file);
+    it_migrate(src, uri);
+    it_wait_status(src, "completed", 30000);
+    lmh_daemon *dst = it_start(SPEC, uri, NULL);
+    it_check_completed(src, dst, SIZE, true);
+}
+
+static void test_defer(void **state)
+{
+    (void)state;
+    char uri[64];
+    it_tcp_uri(it_port(), uri, sizeof(uri));
+    lmh_daemon *src = it_start(SPEC, NULL, NULL);
+    lmh_daemon *dst = it_start(SPEC, "defer", NULL);
+    char st[64];
+    if (it_running(dst, st, sizeof(st)))
+        it_fail("a --incoming defer guest runs before any migration");
+    assert_string_equal(st, "inmigrate");
+    assert_string_equal(it_status(dst), "none");
+    json_object *a = json_object_new_object();
+    json_object_object_add(a, "uri", json_object_new_string(uri));
+    json_object_put(lmh_ok_obj(dst->qmp, "migrate-incoming", a));
+    it_migrate(src, uri);
+    it_check_completed(src, dst, SIZE, true);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_tcp_with_events, it_teardown),
+        cmocka_unit_test_teardown(test_unix, it_teardown),
+        cmocka_unit_test_teardown(test_exec, it_teardown),
+        cmocka_unit_test_teardown(test_file, it_teardown),
+        cmocka_unit_test_teardown(test_defer, it_teardown),
+    };
+    return cmocka_run_group_tests_name("integration-precopy", tests, NULL,
+                                       NULL);
+}
