@@ -252,6 +252,33 @@ livemig_status livemig_get_status(livemig *lm);
 /* QMP query-migrate return value, new reference. */
 struct json_object *livemig_query_migrate(livemig *lm);
 
+/* ---- micro-checkpointing ---------------------------------------------- */
+
+/*
+ * Output commit.  Whatever the guest tells the outside world (a reply, a
+ * log line) goes through livemig_output_submit: the engine copies it and
+ * calls @release with the bytes once the checkpoint holding the state
+ * behind the output is acknowledged by the backup.  With no
+ * micro-checkpointing running, @release is called at once (before the
+ * submit returns); when the backup is lost, every held output is released.
+ * So after a failover, every output anyone saw is backed by the backup's
+ * state.  Outputs are released in submission order, one at a time, from
+ * the submitting thread or an engine thread; @release must not call into
+ * the engine.
+ */
+typedef void (*livemig_output_fn)(void *opaque, const void *data, size_t len);
+
+bool livemig_output_submit(livemig *lm, const void *data, size_t len,
+                           livemig_output_fn release, void *opaque,
+                           livemig_error *err);
+/* The same, releasing by write(2) of the bytes to @fd. */
+bool livemig_output_write(livemig *lm, int fd, const void *data, size_t len,
+                          livemig_error *err);
+
+/* QMP mc-failover.  On a backup: take over now from the last applied
+ * checkpoint.  On a primary: drop the backup and run unprotected. */
+bool livemig_mc_failover(livemig *lm, livemig_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -76,6 +76,29 @@ typedef struct lm_stats {
     lm_downtime dt;
 } lm_stats;
 
+/* A held output (output commit). */
+typedef struct lm_output {
+    struct lm_output *next;
+    uint64_t epoch;              /* released when this epoch is acked */
+    livemig_output_fn fn;
+    void *opaque;
+    size_t len;
+    uint8_t data[];
+} lm_output;
+
+/* Micro-checkpointing counters; under lm->lock. */
+typedef struct lm_mc_stats {
+    bool active;
+    uint64_t checkpoints;        /* acked (primary) / applied (backup) */
+    uint64_t epoch;
+    uint64_t pause_last_us, pause_max_us, pause_total_us;
+    uint64_t bytes_total, bytes_last;
+    uint64_t ack_last_us, ack_total_us;
+    uint64_t pages_total;
+    uint64_t failover_epoch;     /* backup: took over from this checkpoint */
+    char failover_reason[256];
+} lm_mc_stats;
+
 struct livemig {
     /* set before start */
     livemig_ram **ram;
@@ -103,8 +126,29 @@ struct livemig {
     char error_desc[512];
     bool kicked;
     bool continue_requested;
+    bool mc_failover;            /* mc-failover asked (either side) */
+    lm_mc_stats mc;
     atomic_bool cancel;
+
+    /* out_lock: output commit queue */
+    pthread_mutex_t out_lock;
+    lm_output *out_head, *out_tail;
+    bool out_hold;               /* hold outputs (MC running) */
+    uint64_t out_epoch;          /* epoch new outputs belong to */
+    uint64_t out_held, out_released;
 };
+
+/* output.c: output commit */
+void lm_output_init(livemig *lm);
+void lm_output_destroy(livemig *lm);
+/* Start holding outputs; they belong to @epoch until the next epoch. */
+void lm_output_hold(livemig *lm, uint64_t epoch);
+/* The guest is stopped for a checkpoint: later outputs go to @epoch. */
+void lm_output_set_epoch(livemig *lm, uint64_t epoch);
+/* Release held outputs of epochs <= @epoch. */
+void lm_output_release_upto(livemig *lm, uint64_t epoch);
+/* Release everything and stop holding (MC ended, backup lost). */
+void lm_output_release_all(livemig *lm);
 
 /* engine.c */
 uint64_t lm_now_us(void);
@@ -120,6 +164,12 @@ void lm_emit(livemig *lm, const char *event, struct json_object *data);
 void lm_guest_stop(livemig *lm, livemig_runstate to);
 void lm_guest_cont(livemig *lm);
 bool lm_cancelled(livemig *lm);
+
+/* mc-backup.c: after MC_START on the destination; returns true when
+ * the backup took over (failover), false with @err otherwise. */
+struct lm_reader;
+bool lm_mc_backup(livemig *lm, struct lm_reader *r, uint32_t heartbeat_ms,
+                  livemig_error *err);
 
 /* outgoing.c / incoming.c: thread bodies */
 void *lm_outgoing_thread(void *arg);

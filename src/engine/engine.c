@@ -70,6 +70,7 @@ livemig *livemig_new(livemig_error *err)
     lm->listener.fd = -1;
     lm->listener.pending = (lm_conn)LM_CONN_INIT;
     lm->ram_pristine = true;
+    lm_output_init(lm);
     lm_tunables_set_kick(lm->tun, kick, lm);
     return lm;
 }
@@ -92,6 +93,7 @@ void livemig_free(livemig *lm)
     livemig_cancel(lm, NULL);
     join_thread(lm);
     lm_listener_close(&lm->listener);
+    lm_output_destroy(lm);
     for (size_t i = 0; i < lm->nram; i++) {
         livemig_ram *r = lm->ram[i];
         if (r->tracker)
@@ -297,17 +299,19 @@ void lm_emit(livemig *lm, const char *event, struct json_object *data)
     json_object_put(data);
 }
 
+/* Guest ops run under lm->lock so a user's stop/cont and the engine's
+ * (switchover, checkpoints) never interleave; the ops only park or
+ * release the guest's threads, which never take lm->lock. */
 void lm_guest_stop(livemig *lm, livemig_runstate to)
 {
     pthread_mutex_lock(&lm->lock);
     bool was_running = lm->runstate == LIVEMIG_RUN_RUNNING;
     lm->runstate = to;
+    if (was_running && lm->gops.stop)
+        lm->gops.stop(lm->gopaque);
     pthread_mutex_unlock(&lm->lock);
-    if (was_running) {
-        if (lm->gops.stop)
-            lm->gops.stop(lm->gopaque);
+    if (was_running)
         lm_emit(lm, "STOP", NULL);
-    }
 }
 
 void lm_guest_cont(livemig *lm)
@@ -315,12 +319,11 @@ void lm_guest_cont(livemig *lm)
     pthread_mutex_lock(&lm->lock);
     bool was_running = lm->runstate == LIVEMIG_RUN_RUNNING;
     lm->runstate = LIVEMIG_RUN_RUNNING;
+    if (!was_running && lm->gops.cont)
+        lm->gops.cont(lm->gopaque);
     pthread_mutex_unlock(&lm->lock);
-    if (!was_running) {
-        if (lm->gops.cont)
-            lm->gops.cont(lm->gopaque);
+    if (!was_running)
         lm_emit(lm, "RESUME", NULL);
-    }
 }
 
 bool livemig_vm_stop(livemig *lm, livemig_error *err)
@@ -451,6 +454,8 @@ static bool start_thread(livemig *lm, bool incoming, livemig_error *err)
     atomic_store(&lm->cancel, false);
     lm->kicked = false;
     lm->continue_requested = false;
+    lm->mc_failover = false;
+    memset(&lm->mc, 0, sizeof(lm->mc));
     lm->error_desc[0] = '\0';
     memset(&lm->stats, 0, sizeof(lm->stats));
     lm->stats.start_ms = lm_now_ms();
@@ -559,6 +564,25 @@ bool livemig_cancel(livemig *lm, livemig_error *err)
     pthread_mutex_unlock(&lm->lock);
     (void)err;  /* Cancelling nothing is not an error (as in QEMU). */
     return true;
+}
+
+bool livemig_mc_failover(livemig *lm, livemig_error *err)
+{
+    pthread_mutex_lock(&lm->lock);
+    bool ok = is_active(lm->status) && lm->mc.active;
+    if (ok) {
+        lm->mc_failover = true;
+        lm_conn_shutdown(&lm->conn);
+        lm->kicked = true;
+        pthread_cond_broadcast(&lm->cond);
+    } else {
+        livemig_error_set(err, "no micro-checkpointing runs here (status "
+                          "'%s'); mc-failover acts on a primary or backup "
+                          "in status 'checkpointing'",
+                          livemig_status_name(lm->status));
+    }
+    pthread_mutex_unlock(&lm->lock);
+    return ok;
 }
 
 bool livemig_continue(livemig *lm, const char *state, livemig_error *err)

@@ -125,6 +125,7 @@ static bool load(livemig *lm, livemig_error *err)
     lm->ram_pristine = false;
 
     uint64_t normal = 0, dup = 0, pass = 0, load_t0 = 0, n = 0;
+    bool mc = false;
     lm_rec rec;
     while (ok) {
         if (lm_cancelled(lm)) {
@@ -147,16 +148,27 @@ static bool load(livemig *lm, livemig_error *err)
             if (!load_t0)
                 load_t0 = lm_now_us();
             ok = load_section(lm, &rec, err);
-        } else if (rec.type == LM_REC_END_STREAM)
+        } else if (rec.type == LM_REC_END_STREAM) {
             break;
+        } else if (rec.type == LM_REC_MC_START) {
+            publish(lm, r, normal, dup, pass);
+            mc = true;
+            ok = lm_mc_backup(lm, r, rec.heartbeat_ms, err);
+            break;
+        } else {
+            livemig_error_set(err, "record type %d is not allowed in a "
+                              "migration stream here", rec.type);
+            ok = false;
+            break;
+        }
         if ((++n & 255) == 0)
             publish(lm, r, normal, dup, pass);
     }
     publish(lm, r, normal, dup, pass);
     lm_reader_destroy(r);
     free(r);
-    if (!ok)
-        return false;
+    if (!ok || mc)
+        return ok;   /* a backup that took over already runs the guest */
 
     if (!load_t0)
         load_t0 = lm_now_us();

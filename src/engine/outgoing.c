@@ -25,19 +25,8 @@
 
 #include "common/buf.h"
 #include "engine/engine-int.h"
+#include "engine/outgoing-int.h"
 #include "stream/stream.h"
-
-typedef struct out_state {
-    livemig *lm;
-    lm_writer *w;
-    struct lm_params p;
-    uint64_t normal, duplicate;    /* pages sent as data / as zero */
-    uint64_t dirty_pages;          /* to send in the next pass */
-    bool stopped_guest;            /* we stopped it: resume on failure */
-    unsigned throttle;             /* auto-converge percent applied now */
-    unsigned dirty_high;           /* passes in a row that dirtied too much */
-    livemig_error err;
-} out_state;
 
 /* ---- sending pages ----------------------------------------------------- */
 
@@ -47,9 +36,9 @@ typedef struct run {
     bool zero;
 } run;
 
-static bool emit_run(out_state *s, uint32_t bi, const run *r)
+static bool emit_run(out_state *s, uint32_t bi, const uint8_t *base,
+                     const run *r)
 {
-    livemig_ram *ram = s->lm->ram[bi];
     if (!r->len)
         return true;
     if (r->zero) {
@@ -58,50 +47,49 @@ static bool emit_run(out_state *s, uint32_t bi, const run *r)
     }
     s->normal += r->len;
     return lm_wr_ram_raw(s->w, bi, r->start, r->len,
-                         ram->host + r->start * LM_PAGE_SIZE);
+                         base + r->start * LM_PAGE_SIZE);
 }
 
-/* Send every page whose bit is set in the block's send bitmap, clearing
- * the bits.  Adjacent pages of the same kind go out as one run. */
-static bool send_block(out_state *s, uint32_t bi)
+bool lm_out_send_block(out_state *s, uint32_t bi, uint64_t *bitmap,
+                       const uint8_t *base)
 {
     livemig_ram *ram = s->lm->ram[bi];
     bool detect = s->p.zero_page_detection != 0;
     run cur = { 0, 0, false };
     for (size_t wi = 0; wi < ram->bitmap_words; wi++) {
-        uint64_t word = ram->dirty[wi];
+        uint64_t word = bitmap[wi];
         if (!word)
             continue;
-        ram->dirty[wi] = 0;
+        bitmap[wi] = 0;
         while (word) {
             uint64_t page = wi * 64 + (uint64_t)__builtin_ctzll(word);
             word &= word - 1;
-            bool z = detect &&
-                     lm_page_is_zero(ram->host + page * LM_PAGE_SIZE);
+            bool z = detect && lm_page_is_zero(base + page * LM_PAGE_SIZE);
             if (cur.len && page == cur.start + cur.len && z == cur.zero &&
                 cur.len < 256) {
                 cur.len++;
                 continue;
             }
-            if (!emit_run(s, bi, &cur))
+            if (!emit_run(s, bi, base, &cur))
                 return false;
             cur = (run){ page, 1, z };
         }
         if ((wi & 1023) == 0 && lm_cancelled(s->lm))
             return false;
     }
-    return emit_run(s, bi, &cur);
+    return emit_run(s, bi, base, &cur);
 }
 
 static bool send_dirty(out_state *s)
 {
     for (uint32_t bi = 0; bi < s->lm->nram; bi++)
-        if (!send_block(s, bi))
+        if (!lm_out_send_block(s, bi, s->lm->ram[bi]->dirty,
+                               s->lm->ram[bi]->host))
             return false;
     return true;
 }
 
-static bool sync_dirty(out_state *s)
+bool lm_out_sync_dirty(out_state *s)
 {
     uint64_t total = 0;
     for (size_t i = 0; i < s->lm->nram; i++) {
@@ -121,9 +109,8 @@ static bool sync_dirty(out_state *s)
 
 /* ---- return path ------------------------------------------------------- */
 
-/* Read one reply; waits up to @timeout_ms (-1: until cancel).  Returns 1
- * with *load_us on RESUMED, 0 on timeout, -1 with s->err on error. */
-static int read_reply(out_state *s, int timeout_ms, uint64_t *load_us)
+int lm_out_read_reply(out_state *s, int timeout_ms, int *type_out,
+                      uint64_t *value)
 {
     int fd = s->lm->conn.rfd;
     uint64_t deadline = lm_now_ms() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms);
@@ -146,14 +133,15 @@ static int read_reply(out_state *s, int timeout_ms, uint64_t *load_us)
                           "destination's query-migrate for its error");
         return -1;
     }
-    if (type == LM_RP_RESUMED) {
+    if (type == LM_RP_RESUMED || type == LM_RP_ACK) {
         uint8_t b[8];
         if (lm_read_full(fd, b, 8) != 0) {
-            livemig_error_set(&s->err, "truncated confirmation from the "
+            livemig_error_set(&s->err, "truncated reply from the "
                               "destination");
             return -1;
         }
-        *load_us = lm_get_be64(b);
+        *type_out = type;
+        *value = lm_get_be64(b);
         return 1;
     }
     if (type == LM_RP_ERROR) {
@@ -177,12 +165,14 @@ static int read_reply(out_state *s, int timeout_ms, uint64_t *load_us)
 }
 
 /* A write failed: the destination may have said why before closing. */
-static void explain_write_error(out_state *s)
+void lm_out_explain_write_error(out_state *s)
 {
     int e = s->w->error;
     if (s->lm->conn.return_path && !lm_cancelled(s->lm)) {
         uint64_t dummy;
-        if (read_reply(s, 200, &dummy) < 0 && livemig_error_is_set(&s->err))
+        int t;
+        if (lm_out_read_reply(s, 200, &t, &dummy) < 0 &&
+            livemig_error_is_set(&s->err))
             return;
     }
     livemig_error_set(&s->err, "sending the migration stream failed: %s; "
@@ -280,10 +270,10 @@ static bool do_pass(out_state *s, uint64_t pass)
     uint64_t t0 = lm_now_us(), b0 = s->w->total;
     if (!send_dirty(s) || !lm_wr_end_pass(s->w, pass) || !lm_wr_flush(s->w)) {
         if (s->w->error)
-            explain_write_error(s);
+            lm_out_explain_write_error(s);
         return false;
     }
-    if (!sync_dirty(s))
+    if (!lm_out_sync_dirty(s))
         return false;
     uint64_t dt = lm_now_us() - t0;
     pthread_mutex_lock(&lm->lock);
@@ -300,25 +290,33 @@ static bool do_pass(out_state *s, uint64_t pass)
     return true;
 }
 
+bool lm_out_save_section(out_state *s, lm_section *sec, livemig_buf *b)
+{
+    lm_buf_reset(b);
+    if (!sec->ops.save(sec->opaque, b, &s->err)) {
+        livemig_error_set(&s->err, "saving state section '%s' failed",
+                          sec->name);
+        return false;
+    }
+    if (b->len > LM_STREAM_MAX_SECTION) {
+        livemig_error_set(&s->err, "state section '%s' is %zu bytes, more "
+                          "than %u", sec->name, b->len, LM_STREAM_MAX_SECTION);
+        return false;
+    }
+    return true;
+}
+
 static bool send_sections(out_state *s)
 {
     livemig_buf b = LM_BUF_INIT;
     bool ok = true;
     for (size_t i = 0; ok && i < s->lm->nsections; i++) {
         lm_section *sec = &s->lm->sections[i];
-        lm_buf_reset(&b);
-        if (!sec->ops.save(sec->opaque, &b, &s->err)) {
-            livemig_error_set(&s->err, "saving state section '%s' failed",
-                              sec->name);
-            ok = false;
-        } else if (b.len > LM_STREAM_MAX_SECTION) {
-            livemig_error_set(&s->err, "state section '%s' is %zu bytes, "
-                              "more than %u", sec->name, b.len,
-                              LM_STREAM_MAX_SECTION);
+        if (!lm_out_save_section(s, sec, &b)) {
             ok = false;
         } else if (!lm_wr_section(s->w, sec->name, sec->version, b.p,
                                   (uint32_t)b.len)) {
-            explain_write_error(s);
+            lm_out_explain_write_error(s);
             ok = false;
         }
     }
@@ -329,7 +327,7 @@ static bool send_sections(out_state *s)
 /* Wait while switchover-hold is set (or pause-before-switchover asks).
  * Returns false on cancel.  A kick (the hold cleared) wakes it at once;
  * otherwise it wakes every 10 ms to keep the destination in sync. */
-static void wait_kick(livemig *lm, unsigned ms)
+void lm_out_wait_kick(livemig *lm, unsigned ms)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -372,25 +370,33 @@ static bool switchover(out_state *s)
     pthread_mutex_unlock(&lm->lock);
     if (!ok)
         return false;   /* cancelled meanwhile */
-    if (!sync_dirty(s))
+    if (!lm_out_sync_dirty(s))
         return false;
     uint64_t t2 = lm_now_us();
     uint64_t b0 = s->w->total;
     if (!send_dirty(s) || !lm_wr_flush(s->w)) {
         if (s->w->error)
-            explain_write_error(s);
+            lm_out_explain_write_error(s);
         return false;
     }
     if (!send_sections(s))
         return false;
     if (!lm_wr_end_stream(s->w)) {
-        explain_write_error(s);
+        lm_out_explain_write_error(s);
         return false;
     }
     uint64_t t3 = lm_now_us(), load_us = 0;
     if (lm->conn.return_path) {
-        if (read_reply(s, -1, &load_us) != 1)
+        int type;
+        if (lm_out_read_reply(s, -1, &type, &load_us) != 1)
             return false;
+        if (type != LM_RP_RESUMED) {
+            livemig_error_set(&s->err, "the destination acknowledged a "
+                              "checkpoint instead of confirming the "
+                              "switchover; is it a livemig engine of the "
+                              "same version?");
+            return false;
+        }
     }
     uint64_t t4 = lm_now_us();
     dt.stop_us = t1 - t0;
@@ -432,7 +438,7 @@ static bool setup(out_state *s)
     bool ok = lm_wr_header(s->w, h) && lm_wr_flush(s->w);
     free(h);
     if (!ok) {
-        explain_write_error(s);
+        lm_out_explain_write_error(s);
         return false;
     }
     /* Track first, then mark everything: a write during pass 1 is sent
@@ -464,10 +470,12 @@ static bool migrate(out_state *s)
         pthread_mutex_lock(&lm->lock);
         bool converged = lm->stats.converged;
         pthread_mutex_unlock(&lm->lock);
+        if (converged && s->p.cap_micro_checkpointing)
+            return lm_mc_primary(s);
         if (converged && !s->p.switchover_hold)
             return switchover(s);
         if (converged || s->dirty_pages == 0)
-            wait_kick(lm, 10);   /* held: keep in sync without spinning */
+            lm_out_wait_kick(lm, 10);   /* held: keep in sync without spinning */
     }
     return false;
 }

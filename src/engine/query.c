@@ -19,7 +19,11 @@ json_object *livemig_query_migrate(livemig *lm)
     char err[sizeof(lm->error_desc)];
     memcpy(err, lm->error_desc, sizeof(err));
     bool incoming = lm->incoming;
+    lm_mc_stats mc = lm->mc;
     pthread_mutex_unlock(&lm->lock);
+    pthread_mutex_lock(&lm->out_lock);
+    uint64_t held = lm->out_held, released = lm->out_released;
+    pthread_mutex_unlock(&lm->out_lock);
 
     json_object_object_add(o, "status",
                            json_object_new_string(livemig_status_name(status)));
@@ -82,6 +86,34 @@ json_object *livemig_query_migrate(livemig *lm)
         if (!incoming)
             add_u64(d, "resume-confirm-us", st.dt.confirm_us);
         json_object_object_add(o, "downtime-breakdown", d);
+    }
+    if (mc.checkpoints || mc.active) {
+        json_object *m = json_object_new_object();
+        json_object_object_add(m, "role", json_object_new_string(
+            incoming ? "backup" : "primary"));
+        add_u64(m, "checkpoints", mc.checkpoints);
+        add_u64(m, "epoch", mc.epoch);
+        uint64_t n = mc.checkpoints ? mc.checkpoints : 1;
+        if (!incoming) {
+            add_u64(m, "pause-last-us", mc.pause_last_us);
+            add_u64(m, "pause-avg-us", mc.pause_total_us / n);
+            add_u64(m, "pause-max-us", mc.pause_max_us);
+            add_u64(m, "pages-avg", mc.pages_total / n);
+            add_u64(m, "outputs-held", held);
+            add_u64(m, "outputs-released", released);
+        }
+        add_u64(m, "checkpoint-bytes-last", mc.bytes_last);
+        add_u64(m, "checkpoint-bytes-avg", mc.bytes_total / n);
+        add_u64(m, incoming ? "apply-last-us" : "ack-latency-last-us",
+                mc.ack_last_us);
+        add_u64(m, incoming ? "apply-avg-us" : "ack-latency-avg-us",
+                mc.ack_total_us / n);
+        if (mc.failover_epoch) {
+            add_u64(m, "failover-epoch", mc.failover_epoch);
+            json_object_object_add(m, "failover-reason",
+                                   json_object_new_string(mc.failover_reason));
+        }
+        json_object_object_add(o, "mc", m);
     }
     if (err[0])
         json_object_object_add(o, "error-desc", json_object_new_string(err));

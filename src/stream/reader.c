@@ -9,6 +9,7 @@
  * copied, the rest goes through read() into the pages).
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,10 @@ void lm_reader_destroy(lm_reader *r)
 static bool io_fail(lm_reader *r, int rc, const char *what,
                     livemig_error *err)
 {
-    if (rc > 0)
+    if (r->timed_out)
+        livemig_error_set(err, "no data from the source for %d ms while "
+                          "waiting for %s", r->timeout_ms, what);
+    else if (rc > 0)
         livemig_error_set(err, "migration stream ended in the middle of %s "
                           "(after %llu bytes); the source stopped or the "
                           "connection broke", what,
@@ -53,12 +57,32 @@ static bool io_fail(lm_reader *r, int rc, const char *what,
     return false;
 }
 
+/* Wait for data when a timeout is set; false (timed_out) if none came. */
+static bool wait_data(lm_reader *r)
+{
+    if (r->timeout_ms <= 0)
+        return true;
+    struct pollfd pf = { .fd = r->fd, .events = POLLIN };
+    for (;;) {
+        int rc = poll(&pf, 1, r->timeout_ms);
+        if (rc > 0 || (rc < 0 && errno != EINTR))
+            return true;
+        if (rc == 0) {
+            r->timed_out = true;
+            errno = ETIMEDOUT;
+            return false;
+        }
+    }
+}
+
 /* Copy @len bytes out; 0 ok, 1 EOF, -1 error. */
 static int rd(lm_reader *r, void *out, size_t len)
 {
     uint8_t *o = out;
     while (len > 0) {
         if (r->pos == r->len) {
+            if (!wait_data(r))
+                return -1;
             if (len >= r->cap / 2) {
                 /* Big reads bypass the buffer. */
                 ssize_t n = read(r->fd, o, len);
@@ -227,13 +251,17 @@ bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err)
             return false;
         uint8_t *dst = r->hdr.blocks[rec->block].host +
                        rec->first * r->page_size;
+        if (r->stage &&
+            !(dst = r->stage(r->stage_opaque, rec->block, rec->first,
+                             rec->npages, err)))
+            return false;
         RD(r, dst, (size_t)rec->npages * r->page_size, "RAM page data");
         return true;
     }
     case LM_REC_RAM_ZERO:
         if (!ram_range(r, rec, err))
             return false;
-        if (!r->skip_zero)
+        if (!r->skip_zero && !r->stage)
             memset(r->hdr.blocks[rec->block].host + rec->first * r->page_size,
                    0, (size_t)rec->npages * r->page_size);
         return true;
@@ -272,7 +300,21 @@ bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err)
         return true;
     }
     case LM_REC_END_STREAM:
+    case LM_REC_HEARTBEAT:
         return true;
+    case LM_REC_MC_START: {
+        uint8_t b[4];
+        RD(r, b, 4, "a micro-checkpointing start record");
+        rec->heartbeat_ms = lm_get_be32(b);
+        return true;
+    }
+    case LM_REC_CKPT_BEGIN:
+    case LM_REC_CKPT_END: {
+        uint8_t b[8];
+        RD(r, b, 8, "a checkpoint record");
+        rec->pass = lm_get_be64(b);
+        return true;
+    }
     default:
         livemig_error_set(err, "unknown record type %u at byte %llu of the "
                           "migration stream; the stream is corrupt or from "

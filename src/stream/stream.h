@@ -24,12 +24,17 @@ enum lm_record {
     LM_REC_SECTION = 3,    /* u8 len, name, u32 version, u32 len, data */
     LM_REC_END_PASS = 4,   /* u64 pass */
     LM_REC_END_STREAM = 5, /* switchover done: load sections and resume */
+    LM_REC_MC_START = 6,   /* u32 heartbeat timeout ms: checkpoints follow */
+    LM_REC_CKPT_BEGIN = 7, /* u64 epoch */
+    LM_REC_CKPT_END = 8,   /* u64 epoch: the checkpoint is complete */
+    LM_REC_HEARTBEAT = 9,  /* (nothing): the primary is alive */
 };
 
 /* Return-path messages, destination to source. */
 enum lm_reply {
     LM_RP_RESUMED = 0x81,  /* u64 load time in us: loaded and running */
     LM_RP_ERROR = 0x82,    /* u16 len, message */
+    LM_RP_ACK = 0x83,      /* u64 epoch: checkpoint applied */
 };
 
 enum lm_role { LM_ROLE_MAIN = 0, LM_ROLE_MULTIFD = 1 };
@@ -85,6 +90,9 @@ bool lm_wr_section(lm_writer *w, const char *name, uint32_t version,
                    const void *data, uint32_t len);
 bool lm_wr_end_pass(lm_writer *w, uint64_t pass);
 bool lm_wr_end_stream(lm_writer *w);
+bool lm_wr_mc_start(lm_writer *w, uint32_t heartbeat_ms);
+bool lm_wr_ckpt(lm_writer *w, int type, uint64_t epoch);  /* BEGIN/END */
+bool lm_wr_heartbeat(lm_writer *w);
 bool lm_wr_flush(lm_writer *w);
 
 /* ---- reader ------------------------------------------------------------ */
@@ -101,6 +109,14 @@ typedef struct lm_reader {
     uint8_t *section;          /* last section's data (reader-owned) */
     size_t section_cap;
     bool skip_zero;            /* RAM is known zero: zero runs are no-ops */
+    /* Staging (micro-checkpointing): when set, RAM_RAW data goes where
+     * stage() says instead of into the block, and RAM_ZERO is not
+     * stored; the caller applies the checkpoint when it is complete. */
+    uint8_t *(*stage)(void *opaque, uint32_t block, uint64_t first,
+                      uint32_t npages, livemig_error *err);
+    void *stage_opaque;
+    int timeout_ms;            /* > 0: fail a read with no data this long */
+    bool timed_out;            /* the last failure was that timeout */
 } lm_reader;
 
 /* A decoded record.  RAM data has already been stored into the block. */
@@ -109,7 +125,8 @@ typedef struct lm_rec {
     uint32_t block;
     uint64_t first;
     uint32_t npages;
-    uint64_t pass;
+    uint64_t pass;             /* END_PASS; epoch for CKPT_* */
+    uint32_t heartbeat_ms;     /* MC_START */
     char name[256];
     uint32_t version;
     const uint8_t *data;       /* section bytes (valid until next record) */

@@ -13,6 +13,10 @@
  *           SECTION    u8 name length, name, u32 version, u32 length, bytes
  *           END_PASS   u64 pass number
  *           END_STREAM (nothing)
+ *           MC_START   u32 heartbeat timeout in ms
+ *           CKPT_BEGIN u64 epoch    (micro-checkpointing: RAM and section
+ *           CKPT_END   u64 epoch     records between them form one
+ *           HEARTBEAT  (nothing)     checkpoint, applied only when whole)
  *
  * Pages are sent as runs of adjacent pages with one 17-byte header per
  * run, by reference: the writer gathers record headers (in its arena) and
@@ -210,6 +214,35 @@ bool lm_wr_end_stream(lm_writer *w)
     if (!p)
         return false;
     p[0] = LM_REC_END_STREAM;
+    return push(w, p, 1) && lm_wr_flush(w);
+}
+
+bool lm_wr_mc_start(lm_writer *w, uint32_t heartbeat_ms)
+{
+    uint8_t *p = hdr(w, 5);
+    if (!p)
+        return false;
+    p[0] = LM_REC_MC_START;
+    lm_put_be32(p + 1, heartbeat_ms);
+    return push(w, p, 5);
+}
+
+bool lm_wr_ckpt(lm_writer *w, int type, uint64_t epoch)
+{
+    uint8_t *p = hdr(w, 9);
+    if (!p)
+        return false;
+    p[0] = (uint8_t)type;
+    lm_put_be64(p + 1, epoch);
+    return push(w, p, 9);
+}
+
+bool lm_wr_heartbeat(lm_writer *w)
+{
+    uint8_t *p = hdr(w, 1);
+    if (!p)
+        return false;
+    p[0] = LM_REC_HEARTBEAT;
     return push(w, p, 1) && lm_wr_flush(w);
 }
 

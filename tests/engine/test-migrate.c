@@ -74,6 +74,8 @@ static void *writer(void *o)
             continue;
         }
         size_t page = (size_t)rand_r(&seed) % (SIZE / PS);
+        if (page % 3 == 0)
+            page = page ? page - 1 : 1;  /* every third page stays zero */
         t->counter++;
         memcpy(t->mem + page * PS + (t->counter % 500) * 8, &t->counter, 8);
         livemig_dirty_mark(bm, page);
@@ -123,7 +125,7 @@ static void toy_init(toy *t, bool incoming, size_t size)
     if (!incoming) {
         for (size_t i = 0; i < size; i += PS)
             if ((i / PS) % 3)   /* every third page stays zero */
-                memset(t->mem + i, (int)(i / PS), PS);
+                memset(t->mem + i, 1 + (int)(i / PS % 251), PS);
         t->has_thread = true;
         pthread_create(&t->thr, NULL, writer, t);
     }

@@ -1,0 +1,300 @@
+/*
+ * mc-backup.c - micro-checkpointing, backup side.
+ *
+ * After MC_START the destination becomes a backup.  Every checkpoint
+ * (CKPT_BEGIN n ... CKPT_END n) is received whole into a staging area and
+ * only then applied to guest RAM and the sections, and acknowledged; a
+ * checkpoint cut short is dropped, so guest RAM always holds the last
+ * applied checkpoint.  When the primary is silent for the heartbeat
+ * timeout, its connection breaks, or mc-failover is asked, the backup
+ * resumes the guest from that checkpoint.
+ */
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "engine/engine-int.h"
+#include "stream/stream.h"
+
+typedef struct stage_ent {
+    uint32_t block;
+    uint64_t first;
+    uint32_t npages;
+    bool zero;
+    size_t off;           /* into data, for raw pages */
+} stage_ent;
+
+typedef struct stage_sec {
+    char name[256];
+    uint32_t version;
+    size_t off, len;
+} stage_sec;
+
+typedef struct stage {
+    livemig *lm;
+    uint8_t *data;        /* page data, then section data */
+    size_t used, cap;
+    stage_ent *ents;
+    size_t nents, capents;
+    stage_sec *secs;
+    size_t nsecs, capsecs;
+    uint64_t limit;       /* bytes of guest RAM: a checkpoint is never more */
+} stage;
+
+static bool grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return true;
+    size_t n = *cap ? *cap : 64;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, n * elem);
+    if (!q)
+        return false;
+    *p = q;
+    *cap = n;
+    return true;
+}
+
+static uint8_t *reserve(stage *st, size_t len, livemig_error *err)
+{
+    if (st->used + len > st->limit + LM_STREAM_MAX_SECTION * 4ull) {
+        livemig_error_set(err, "a checkpoint is larger than guest RAM; the "
+                          "stream is corrupt");
+        return NULL;
+    }
+    if (!grow((void **)&st->data, &st->cap, st->used + len, 1)) {
+        livemig_error_set(err, "out of memory staging a checkpoint");
+        return NULL;
+    }
+    uint8_t *p = st->data + st->used;
+    st->used += len;
+    return p;
+}
+
+static bool add_ent(stage *st, const stage_ent *e, livemig_error *err)
+{
+    if (!grow((void **)&st->ents, &st->capents, st->nents + 1, sizeof(*e))) {
+        livemig_error_set(err, "out of memory staging a checkpoint");
+        return false;
+    }
+    st->ents[st->nents++] = *e;
+    return true;
+}
+
+/* Reader hook: raw pages of a checkpoint land in the staging area. */
+static uint8_t *stage_raw(void *opaque, uint32_t block, uint64_t first,
+                          uint32_t npages, livemig_error *err)
+{
+    stage *st = opaque;
+    size_t len = (size_t)npages * LM_PAGE_SIZE;
+    uint8_t *p = reserve(st, len, err);
+    if (!p)
+        return NULL;
+    stage_ent e = { block, first, npages, false, (size_t)(p - st->data) };
+    /* reserve() may have moved data: the offset is what stays valid. */
+    return add_ent(st, &e, err) ? st->data + e.off : NULL;
+}
+
+static bool stage_section(stage *st, const lm_rec *rec, livemig_error *err)
+{
+    uint8_t *p = reserve(st, rec->len, err);
+    if (!p)
+        return false;
+    if (rec->len)
+        memcpy(p, rec->data, rec->len);
+    if (!grow((void **)&st->secs, &st->capsecs, st->nsecs + 1,
+              sizeof(stage_sec))) {
+        livemig_error_set(err, "out of memory staging a checkpoint");
+        return false;
+    }
+    stage_sec *s = &st->secs[st->nsecs++];
+    snprintf(s->name, sizeof(s->name), "%s", rec->name);
+    s->version = rec->version;
+    s->off = (size_t)(p - st->data);
+    s->len = rec->len;
+    return true;
+}
+
+static lm_section *find_section(livemig *lm, const char *name)
+{
+    for (size_t i = 0; i < lm->nsections; i++)
+        if (strcmp(lm->sections[i].name, name) == 0)
+            return &lm->sections[i];
+    return NULL;
+}
+
+/* Check everything first, then store: a checkpoint is applied whole. */
+static bool apply(stage *st, livemig_error *err)
+{
+    livemig *lm = st->lm;
+    for (size_t i = 0; i < st->nsecs; i++) {
+        lm_section *s = find_section(lm, st->secs[i].name);
+        if (!s || st->secs[i].version > s->version) {
+            livemig_error_set(err, "checkpoint has state section '%s' "
+                              "version %u that this backup cannot load",
+                              st->secs[i].name, st->secs[i].version);
+            return false;
+        }
+    }
+    for (size_t i = 0; i < st->nents; i++) {
+        stage_ent *e = &st->ents[i];
+        uint8_t *dst = lm->ram[e->block]->host + e->first * LM_PAGE_SIZE;
+        size_t len = (size_t)e->npages * LM_PAGE_SIZE;
+        if (e->zero)
+            memset(dst, 0, len);
+        else
+            memcpy(dst, st->data + e->off, len);
+    }
+    for (size_t i = 0; i < st->nsecs; i++) {
+        lm_section *s = find_section(lm, st->secs[i].name);
+        livemig_cursor c = { st->data + st->secs[i].off, st->secs[i].len };
+        if (!s->ops.load(s->opaque, st->secs[i].version, &c, err)) {
+            /* RAM is already updated: this backup can no longer take over
+             * consistently, so the caller must not fail over. */
+            livemig_error_set(err, "loading state section '%s' of a "
+                              "checkpoint failed", s->name);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void reset(stage *st)
+{
+    st->used = st->nents = st->nsecs = 0;
+}
+
+static bool ack(livemig *lm, uint64_t epoch)
+{
+    uint8_t b[9];
+    b[0] = LM_RP_ACK;
+    lm_put_be64(b + 1, epoch);
+    return lm->conn.wfd >= 0 && lm_write_all(lm->conn.wfd, b, sizeof(b));
+}
+
+static void applied(livemig *lm, uint64_t epoch, uint64_t bytes,
+                    uint64_t us)
+{
+    pthread_mutex_lock(&lm->lock);
+    lm->mc.checkpoints++;
+    lm->mc.epoch = epoch;
+    lm->mc.bytes_last = bytes;
+    lm->mc.bytes_total += bytes;
+    lm->mc.ack_last_us = us;
+    lm->mc.ack_total_us += us;
+    bool first = lm->status == LIVEMIG_STATUS_ACTIVE;
+    if (first)
+        lm_set_status_locked(lm, LIVEMIG_STATUS_ACTIVE,
+                             LIVEMIG_STATUS_CHECKPOINTING);
+    pthread_mutex_unlock(&lm->lock);
+    if (first) {
+        json_object *d = json_object_new_object();
+        json_object_object_add(d, "role", json_object_new_string("backup"));
+        json_object_object_add(d, "epoch", json_object_new_uint64(epoch));
+        lm_emit(lm, "MC_CHECKPOINTING", d);
+    }
+}
+
+bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
+                  livemig_error *err)
+{
+    stage st = { .lm = lm };
+    for (size_t i = 0; i < lm->nram; i++)
+        st.limit += lm->ram[i]->size;
+    pthread_mutex_lock(&lm->lock);
+    lm->mc.active = true;
+    pthread_mutex_unlock(&lm->lock);
+    r->timeout_ms = (int)heartbeat_ms;
+    r->skip_zero = false;
+
+    uint64_t applied_epoch = 0, cur = 0, t0 = 0, b0 = 0;
+    bool in_ckpt = false, broken = false;
+    livemig_error why = { 0 };
+    lm_rec rec;
+    for (;;) {
+        if (!lm_rd_record(r, &rec, &why))
+            break;
+        bool ok = true;
+        switch (rec.type) {
+        case LM_REC_HEARTBEAT:
+            break;
+        case LM_REC_CKPT_BEGIN:
+            ok = !in_ckpt;
+            in_ckpt = true;
+            cur = rec.pass;
+            reset(&st);
+            r->stage = stage_raw;
+            r->stage_opaque = &st;
+            t0 = lm_now_us();
+            b0 = r->total;
+            break;
+        case LM_REC_RAM_RAW:
+            ok = in_ckpt;   /* staged by the reader */
+            break;
+        case LM_REC_RAM_ZERO: {
+            stage_ent e = { rec.block, rec.first, rec.npages, true, 0 };
+            ok = in_ckpt && add_ent(&st, &e, &why);
+            break;
+        }
+        case LM_REC_SECTION:
+            ok = in_ckpt && stage_section(&st, &rec, &why);
+            break;
+        case LM_REC_CKPT_END:
+            ok = in_ckpt && rec.pass == cur && cur == applied_epoch + 1;
+            if (!ok)
+                break;
+            in_ckpt = false;
+            r->stage = NULL;
+            if (!apply(&st, &why)) {
+                broken = true;
+                ok = false;
+                break;
+            }
+            applied_epoch = cur;
+            if (!ack(lm, cur))
+                livemig_error_set(&why, "cannot acknowledge checkpoint "
+                                  "%llu: the primary is gone",
+                                  (unsigned long long)cur);
+            applied(lm, cur, r->total - b0, lm_now_us() - t0);
+            break;
+        default:
+            ok = false;
+        }
+        if (!ok) {
+            livemig_error_set(&why, "unexpected record %d in the "
+                              "checkpoint stream (epoch %llu)", rec.type,
+                              (unsigned long long)cur);
+            break;
+        }
+        if (livemig_error_is_set(&why))
+            break;
+    }
+    free(st.data);
+    free(st.ents);
+    free(st.secs);
+
+    pthread_mutex_lock(&lm->lock);
+    bool asked = lm->mc_failover;
+    pthread_mutex_unlock(&lm->lock);
+    if (applied_epoch == 0 || broken) {
+        livemig_error_set(err, "%s; no complete checkpoint to take over "
+                          "from", why.desc[0] ? why.desc : "stream ended");
+        return false;
+    }
+    const char *reason = asked ? "mc-failover" : why.desc;
+    lm_guest_cont(lm);
+    json_object *d = json_object_new_object();
+    json_object_object_add(d, "epoch", json_object_new_uint64(applied_epoch));
+    json_object_object_add(d, "reason", json_object_new_string(reason));
+    lm_emit(lm, "MC_FAILOVER", d);
+    pthread_mutex_lock(&lm->lock);
+    lm->mc.active = false;
+    lm->mc.failover_epoch = applied_epoch;
+    snprintf(lm->mc.failover_reason, sizeof(lm->mc.failover_reason), "%.255s",
+             reason);
+    pthread_mutex_unlock(&lm->lock);
+    return true;
+}

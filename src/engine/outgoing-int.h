@@ -1,0 +1,46 @@
+/*
+ * outgoing-int.h - the source side's per-migration state, shared by the
+ * migration thread (outgoing.c) and micro-checkpointing (mc.c).  Owned by
+ * the migration thread alone: no locking.
+ */
+#ifndef LM_OUTGOING_INT_H
+#define LM_OUTGOING_INT_H
+
+#include "engine/engine-int.h"
+#include "stream/stream.h"
+
+typedef struct out_state {
+    livemig *lm;
+    lm_writer *w;
+    struct lm_params p;
+    uint64_t normal, duplicate;    /* pages sent as data / as zero */
+    uint64_t dirty_pages;          /* to send in the next pass */
+    bool stopped_guest;            /* we stopped it: resume on failure */
+    unsigned throttle;             /* auto-converge percent applied now */
+    unsigned dirty_high;           /* passes in a row that dirtied too much */
+    livemig_error err;
+} out_state;
+
+/* Send the pages whose bits are set in @bitmap (clearing them), reading
+ * them at @base (the block's RAM, or a staging copy of it). */
+bool lm_out_send_block(out_state *s, uint32_t bi, uint64_t *bitmap,
+                       const uint8_t *base);
+/* Sync every tracker into the blocks' dirty bitmaps; sets dirty_pages. */
+bool lm_out_sync_dirty(out_state *s);
+/* Read one return-path message (RESUMED or ACK) within @timeout_ms (-1:
+ * until cancel).  1 with *type and *value, 0 on timeout, -1 with s->err. */
+int lm_out_read_reply(out_state *s, int timeout_ms, int *type,
+                      uint64_t *value);
+/* Set s->err for a failed write, using the destination's reason if it
+ * sent one. */
+void lm_out_explain_write_error(out_state *s);
+/* Save @sec into @b (reset first). */
+bool lm_out_save_section(out_state *s, lm_section *sec, livemig_buf *b);
+/* Sleep up to @ms, returning early on a kick or cancel. */
+void lm_out_wait_kick(livemig *lm, unsigned ms);
+
+/* mc.c: checkpoint forever once the backup is in sync; returns false
+ * (the migration ends failed or cancelled, the guest keeps running). */
+bool lm_mc_primary(out_state *s);
+
+#endif
