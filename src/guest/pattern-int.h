@@ -103,6 +103,7 @@ struct lm_pattern {
     uint64_t *bitmap;                  /* manual tracker, else NULL */
     pattern_worker *workers;           /* spec.threads of them */
     unsigned nworkers_started;         /* threads running (0 when idle) */
+    int outputs_fd;                    /* spec.outputs opened for append */
     bool incoming;
 
     /* Control state, protected by lock. */

@@ -156,6 +156,12 @@ void lm_pattern_page_write(lm_pattern_fill fill, void *page, uint64_t index,
                            uint64_t gen, uint64_t now_ns)
 {
     lm_pattern_hdr *h = page;
+    if (fill == LM_PATTERN_FILL_ZERO && gen == 1) {
+        /* fill=zero starts as all-zero pages: the guest a migration
+         * sends as zero-page flags until it writes them. */
+        memset(page, 0, LM_PATTERN_PAGE_SIZE);
+        return;
+    }
     uint64_t csum = lm_pattern_body_fill(fill, index, gen, h + 1);
     h->index = index;
     h->generation = gen;
@@ -171,6 +177,18 @@ int lm_pattern_page_check(lm_pattern_fill fill, const void *page,
     const uint8_t *body = (const uint8_t *)(h + 1);
     unsigned long long idx = index;
 
+    if (fill == LM_PATTERN_FILL_ZERO && gen == 1) {
+        const uint64_t *w = page;
+        for (size_t i = 0; i < LM_PATTERN_PAGE_SIZE / 8; i++) {
+            if (w[i]) {
+                snprintf(why, why_len, "page %llu: expected an all-zero page "
+                         "(generation 1 of fill=zero), found data at byte "
+                         "%zu", idx, i * 8);
+                return LM_PATTERN_BAD_OTHER;
+            }
+        }
+        return LM_PATTERN_GOOD;
+    }
     if (!h->index && !h->generation && !h->checksum && !h->timestamp_ns) {
         snprintf(why, why_len, "page %llu: never written (zero header)", idx);
         return LM_PATTERN_BAD_OTHER;

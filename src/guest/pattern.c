@@ -23,6 +23,7 @@
  * before the stopper returns.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -184,6 +185,28 @@ static void note_write(lm_pattern *p, uint64_t now)
         atomic_store(&p->migration_gap_ns, gap);
 }
 
+/* Every OUTPUT_EVERY pages a worker tells the outside world where it is,
+ * through the engine's output commit: the line reaches the outputs file
+ * only once the state behind it is safe on the backup. */
+#define OUTPUT_EVERY 256
+
+static void emit_output(lm_pattern *p, pattern_worker *w, uint64_t gen,
+                        uint64_t cursor)
+{
+    char line[128];
+    int n = p->spec.threads > 1
+        ? snprintf(line, sizeof(line), "{\"worker\": %u, \"generation\": "
+                   "%llu, \"cursor\": %llu}\n", w->idx,
+                   (unsigned long long)gen, (unsigned long long)cursor)
+        : snprintf(line, sizeof(line), "{\"generation\": %llu, "
+                   "\"cursor\": %llu}\n", (unsigned long long)gen,
+                   (unsigned long long)cursor);
+    if (p->lm)
+        livemig_output_write(p->lm, p->outputs_fd, line, (size_t)n, NULL);
+    else if (write(p->outputs_fd, line, (size_t)n) < 0)
+        return;   /* the outside world is gone; the guest runs on */
+}
+
 static void *worker_main(void *arg)
 {
     pattern_worker *w = arg;
@@ -233,6 +256,8 @@ static void *worker_main(void *arg)
         atomic_store_explicit(&w->cursor, c + 1, memory_order_relaxed);
         atomic_store_explicit(&w->written, ++written, memory_order_relaxed);
         note_write(p, now);
+        if (p->outputs_fd >= 0 && written % OUTPUT_EVERY == 0)
+            emit_output(p, w, g, c + 1);
         next += cost;
 
         unsigned t = atomic_load_explicit(&p->throttle, memory_order_relaxed);
@@ -524,7 +549,20 @@ lm_pattern *lm_pattern_new(const char *spec, livemig *lm, bool incoming,
         free(p);
         return NULL;
     }
+    p->outputs_fd = -1;
+    if (p->spec.outputs &&
+        (p->outputs_fd = open(p->spec.outputs,
+                              O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                              0644)) < 0) {
+        livemig_error_set(err, "pattern guest: cannot open outputs file "
+                          "'%s': %s", p->spec.outputs, strerror(errno));
+        lm_pattern_spec_clear(&p->spec);
+        free(p);
+        return NULL;
+    }
     if (!init_sync(p, err)) {
+        if (p->outputs_fd >= 0)
+            close(p->outputs_fd);
         lm_pattern_spec_clear(&p->spec);
         free(p);
         return NULL;
@@ -607,6 +645,8 @@ void lm_pattern_free(lm_pattern *p)
     if (p->host)
         livemig_ram_free(p->host, p->spec.size);
     free(p->workers);
+    if (p->outputs_fd >= 0)
+        close(p->outputs_fd);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->parked_cv);
     pthread_mutex_destroy(&p->lock);

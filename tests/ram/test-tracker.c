@@ -628,7 +628,12 @@ static int crash_child(enum crash_how how, bool own_handler)
         volatile uint8_t *bad;
         switch (how) {
         case CRASH_UNMAPPED:
-            bad = (volatile uint8_t *)16;
+            /* Through a volatile object so the compiler cannot see the
+             * (deliberately) invalid constant address. */
+            {
+                volatile uintptr_t addr = 16;
+                bad = (volatile uint8_t *)addr;
+            }
             *bad = 1;
             break;
         case CRASH_READONLY:
