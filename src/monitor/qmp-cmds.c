@@ -287,6 +287,14 @@ static json_object *cmd_migrate_continue(lm_monitor *m, const lm_cmd *c,
     return NULL;
 }
 
+static json_object *cmd_mc_failover(lm_monitor *m, const lm_cmd *c,
+                                    json_object *args, livemig_error *err)
+{
+    (void)c; (void)args;
+    livemig_mc_failover(lm_monitor_engine(m), err);
+    return NULL;
+}
+
 static json_object *cmd_query_migrate(lm_monitor *m, const lm_cmd *c,
                                       json_object *args, livemig_error *err)
 {
@@ -412,6 +420,8 @@ static const lm_cmd builtins[] = {
       .fn = cmd_migrate_continue },
     { .name = "query-migrate", NOARGS, .ret_type = "MigrationInfo",
       .fn = cmd_query_migrate },
+    { .name = "mc-failover", NOARGS, .ret_type = "any",
+      .fn = cmd_mc_failover },
     { .name = "migrate-set-parameters", NOARGS,
       .arg_type = "MigrateSetParameters", .ret_type = "any",
       .flags = LM_CMD_OWN_ARGS, .fn = cmd_set_parameters },
