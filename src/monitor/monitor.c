@@ -508,15 +508,18 @@ static void client_send(client *c, json_object *o)
     client_send_text(c, json_plain(o));
 }
 
-static void send_error(client *c, const char *cls, const char *desc,
-                       json_object *id)
+/* Replies echo the request's "id", whatever JSON value it is (null
+ * included: json-c represents null as a NULL pointer, so presence is
+ * tracked separately). */
+static void send_error_id(client *c, const char *cls, const char *desc,
+                          bool has_id, json_object *id)
 {
     json_object *r = json_object_new_object();
     json_object *e = json_object_new_object();
     json_object_object_add(e, "class", json_object_new_string(cls));
     json_object_object_add(e, "desc", json_object_new_string(desc));
     json_object_object_add(r, "error", e);
-    if (id)
+    if (has_id)
         json_object_object_add(r, "id", json_object_get(id));
     client_send(c, r);
     json_object_put(r);
@@ -594,12 +597,12 @@ typedef struct dispatch_ctx {
 static void handle_request(lm_monitor *m, client *c, json_object *req)
 {
     if (!json_object_is_type(req, json_type_object)) {
-        send_error(c, "GenericError", "QMP input must be a JSON object",
-                   NULL);
+        send_error_id(c, "GenericError", "QMP input must be a JSON object",
+                      false, NULL);
         return;
     }
     json_object *id = NULL, *exec = NULL, *args = NULL;
-    json_object_object_get_ex(req, "id", &id);
+    bool has_id = json_object_object_get_ex(req, "id", &id);
     char desc[512];
     json_object_object_foreach(req, key, val) {
         (void)val;
@@ -607,43 +610,45 @@ static void handle_request(lm_monitor *m, client *c, json_object *req)
             strcmp(key, "id")) {
             snprintf(desc, sizeof(desc), "QMP input member '%s' is "
                      "unexpected; use 'execute', 'arguments' and 'id'", key);
-            send_error(c, "GenericError", desc, id);
+            send_error_id(c, "GenericError", desc, has_id, id);
             return;
         }
     }
     if (!json_object_object_get_ex(req, "execute", &exec)) {
-        send_error(c, "GenericError", "QMP input lacks member 'execute'", id);
+        send_error_id(c, "GenericError", "QMP input lacks member 'execute'",
+                      has_id, id);
         return;
     }
     if (!json_object_is_type(exec, json_type_string)) {
-        send_error(c, "GenericError",
-                   "QMP input member 'execute' must be a string", id);
+        send_error_id(c, "GenericError",
+                   "QMP input member 'execute' must be a string", has_id, id);
         return;
     }
     if (json_object_object_get_ex(req, "arguments", &args) &&
         !json_object_is_type(args, json_type_object)) {
-        send_error(c, "GenericError",
-                   "QMP input member 'arguments' must be an object", id);
+        send_error_id(c, "GenericError",
+                      "QMP input member 'arguments' must be an object",
+                      has_id, id);
         return;
     }
     const char *name = json_object_get_string(exec);
     const lm_cmd *cmd = lm_monitor_find(m, name);
     bool is_caps = strcmp(name, "qmp_capabilities") == 0;
     if (!c->negotiated && !is_caps) {
-        send_error(c, "CommandNotFound",
+        send_error_id(c, "CommandNotFound",
                    "Expecting capabilities negotiation with "
-                   "'qmp_capabilities'", id);
+                   "'qmp_capabilities'", has_id, id);
         return;
     }
     if (c->negotiated && is_caps) {
-        send_error(c, "CommandNotFound", "Capabilities negotiation is "
-                   "already complete, command ignored", id);
+        send_error_id(c, "CommandNotFound", "Capabilities negotiation is "
+                   "already complete, command ignored", has_id, id);
         return;
     }
     if (!cmd) {
         snprintf(desc, sizeof(desc), "The command %s has not been found",
                  name);
-        send_error(c, "CommandNotFound", desc, id);
+        send_error_id(c, "CommandNotFound", desc, has_id, id);
         return;
     }
     livemig_error err = {0};
@@ -652,14 +657,15 @@ static void handle_request(lm_monitor *m, client *c, json_object *req)
      * before its reply, as in QEMU. */
     broadcast_events(m);
     if (!ret) {
-        send_error(c, err.cls ? err.cls : "GenericError", err.desc, id);
+        send_error_id(c, err.cls ? err.cls : "GenericError", err.desc,
+                      has_id, id);
         return;
     }
     if (is_caps)
         c->negotiated = true;
     json_object *r = json_object_new_object();
     json_object_object_add(r, "return", ret);
-    if (id)
+    if (has_id)
         json_object_object_add(r, "id", json_object_get(id));
     client_send(c, r);
     json_object_put(r);
@@ -674,7 +680,7 @@ static void on_value(void *opaque, json_object *v, const char *error,
         return;
     }
     if (error) {
-        send_error(d->c, "GenericError", error, NULL);
+        send_error_id(d->c, "GenericError", error, false, NULL);
         if (oversize) {
             d->c->closing = true;
             client_flush(d->c);

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -321,6 +323,10 @@ void lmh_err_obj(livemig_qmp *q, const char *cmd, json_object *args,
         json_object_put(r);
         fail_msg("'%s' %s succeeded; expected error %s", cmd, shown, cls);
     }
+    if (strstr(err.desc, "no reply in time") ||
+        strstr(err.desc, "closed the connection"))
+        fail_msg("'%s' %s: the monitor did not answer: %s", cmd, shown,
+                 err.desc);
     if (strcmp(err.cls, cls) != 0)
         fail_msg("'%s' %s: expected error class %s, got %s: %s", cmd, shown,
                  cls, err.cls, err.desc);
@@ -530,4 +536,127 @@ const char *lmh_ctl_path(void)
     if (!p || !p[0])
         skip();
     return p;
+}
+
+bool lmh_wait_exit(lmh_daemon *d, int timeout_ms)
+{
+    if (d->pid == 0)
+        return true;
+    return reap(d, timeout_ms);
+}
+
+/* ---- raw connections --------------------------------------------------- */
+
+#define RAW_SLOTS 16
+
+static struct raw_buf {
+    int fd;
+    char *data;
+    size_t len;
+} raw_bufs[RAW_SLOTS];
+
+static struct raw_buf *raw_slot(int fd, bool create)
+{
+    for (int i = 0; i < RAW_SLOTS; i++)
+        if (raw_bufs[i].data && raw_bufs[i].fd == fd)
+            return &raw_bufs[i];
+    if (!create)
+        return NULL;
+    for (int i = 0; i < RAW_SLOTS; i++)
+        if (!raw_bufs[i].data) {
+            raw_bufs[i].fd = fd;
+            raw_bufs[i].data = calloc(1, 1);
+            raw_bufs[i].len = 0;
+            return &raw_bufs[i];
+        }
+    fail_msg("test bug: more than %d raw connections at once", RAW_SLOTS);
+    return NULL;
+}
+
+int lmh_raw_connect(const lmh_daemon *d)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (strlen(d->sock) >= sizeof(sa.sun_path))
+        fail_msg("socket path '%s' is too long", d->sock);
+    memcpy(sa.sun_path, d->sock, strlen(d->sock) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        fail_msg("cannot connect to '%s': %s", d->sock, strerror(errno));
+    return fd;
+}
+
+bool lmh_raw_send(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        data += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+json_object *lmh_raw_read(int fd, int timeout_ms)
+{
+    struct raw_buf *b = raw_slot(fd, true);
+    long long end = now_ms() + timeout_ms;
+    for (;;) {
+        char *nl = memchr(b->data, '\n', b->len);
+        if (nl) {
+            *nl = '\0';
+            json_object *v = json_tokener_parse(b->data);
+            size_t used = (size_t)(nl - b->data) + 1;
+            memmove(b->data, nl + 1, b->len - used);
+            b->len -= used;
+            b->data[b->len] = '\0';
+            return v;
+        }
+        int left = (int)(end - now_ms());
+        if (left <= 0)
+            return NULL;
+        struct pollfd p = { fd, POLLIN, 0 };
+        if (poll(&p, 1, left) <= 0)
+            continue;
+        char tmp[65536];
+        ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
+        if (n <= 0)
+            return NULL;
+        char *nd = realloc(b->data, b->len + (size_t)n + 1);
+        assert_non_null(nd);
+        b->data = nd;
+        memcpy(b->data + b->len, tmp, (size_t)n);
+        b->len += (size_t)n;
+        b->data[b->len] = '\0';
+    }
+}
+
+bool lmh_raw_wait_eof(int fd, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    for (;;) {
+        int left = (int)(end - now_ms());
+        if (left <= 0)
+            return false;
+        struct pollfd p = { fd, POLLIN, 0 };
+        if (poll(&p, 1, left) <= 0)
+            continue;
+        char tmp[65536];
+        ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+            return true;
+    }
+}
+
+void lmh_raw_close(int fd)
+{
+    struct raw_buf *b = raw_slot(fd, false);
+    if (b) {
+        free(b->data);
+        b->data = NULL;
+    }
+    close(fd);
 }

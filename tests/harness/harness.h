@@ -97,7 +97,8 @@ char *lmh_hmp(livemig_qmp *q, const char *line);
 /* Member lookup by path "a.b.c" (objects only); NULL if absent. */
 json_object *lmh_get(json_object *o, const char *path);
 const char *lmh_get_str(json_object *o, const char *path);  /* or NULL */
-long long lmh_get_int(json_object *o, const char *path);    /* fails if absent */
+/* The integer at @path; fails the test if absent. */
+long long lmh_get_int(json_object *o, const char *path);
 
 /* Poll @cond(@opaque) every @interval_ms (<= 0: 10) until it returns true
  * (returns true) or @timeout_ms passes (returns false). */
@@ -117,6 +118,26 @@ bool lmh_wait_status(livemig_qmp *q, const char *status, int timeout_ms);
  * exit status, or -1 if it was killed or did not exit normally. */
 int lmh_run(const char *const *argv, const char *const *envp_extra,
             char **out, char **err, int timeout_ms);
+
+/* Wait up to @timeout_ms for the daemon to exit by itself (after "quit"
+ * or a crash) and reap it; true if it did. */
+bool lmh_wait_exit(lmh_daemon *d, int timeout_ms);
+
+/*
+ * Raw connections, for tests of the wire protocol itself: a plain UNIX
+ * stream socket to the daemon, no greeting read, no negotiation.
+ */
+int lmh_raw_connect(const lmh_daemon *d);
+/* Write all of @data (MSG_NOSIGNAL); false if the peer is gone. */
+bool lmh_raw_send(int fd, const char *data, size_t len);
+/* Read one line (without its newline) within @timeout_ms and parse it as
+ * JSON; NULL on timeout, EOF or a line that is not JSON.  Bytes after the
+ * line stay buffered per fd (up to 16 fds at once; lmh_raw_close frees). */
+json_object *lmh_raw_read(int fd, int timeout_ms);
+/* True if the peer closed the connection within @timeout_ms (pending
+ * input is discarded). */
+bool lmh_raw_wait_eof(int fd, int timeout_ms);
+void lmh_raw_close(int fd);
 
 /* $LIVEMIG_CTL, or skip the test if unset. */
 const char *lmh_ctl_path(void);
