@@ -94,7 +94,8 @@ typedef struct lm_mc_stats {
     uint64_t pause_last_us, pause_max_us, pause_total_us;
     uint64_t bytes_total, bytes_last;
     uint64_t ack_last_us, ack_total_us;
-    uint64_t pages_total;
+    uint64_t pages_total;        /* captured, while running or paused */
+    uint64_t paused_pages_total; /* captured with the guest paused */
     uint64_t failover_epoch;     /* backup: took over from this checkpoint */
     char failover_reason[256];
 } lm_mc_stats;

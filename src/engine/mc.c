@@ -165,12 +165,13 @@ static bool checkpoint(out_state *s, mc_block *mb, uint64_t epoch,
 {
     livemig *lm = s->lm;
     /* Copy while the guest runs, while there is a lot to copy. */
+    uint64_t pages = 0;
     for (int round = 0; round < 2; round++) {
         if (!lm_out_sync_dirty(s))
             return false;
         if (s->dirty_pages < 256)
             break;
-        capture_all(s, mb);
+        pages += capture_all(s, mb);
     }
 
     bool ok = true;
@@ -182,7 +183,7 @@ static bool checkpoint(out_state *s, mc_block *mb, uint64_t epoch,
     /* Outputs from now on come after this checkpoint's state. */
     lm_output_set_epoch(lm, epoch + 1);
     ok = lm_out_sync_dirty(s);
-    uint64_t pages = ok ? capture_all(s, mb) : 0;
+    uint64_t paused_pages = ok ? capture_all(s, mb) : 0;
     lm_buf_reset(secs);
     livemig_buf one = LM_BUF_INIT;
     for (size_t i = 0; ok && i < lm->nsections; i++) {
@@ -217,7 +218,8 @@ static bool checkpoint(out_state *s, mc_block *mb, uint64_t epoch,
     m->bytes_total += m->bytes_last;
     m->ack_last_us = ack;
     m->ack_total_us += ack;
-    m->pages_total += pages;
+    m->pages_total += pages + paused_pages;
+    m->paused_pages_total += paused_pages;
     lm->stats.transferred = s->w->total;
     bool first = lm->status == LIVEMIG_STATUS_ACTIVE;
     if (first)
