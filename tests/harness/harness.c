@@ -94,6 +94,8 @@ static void safety_net(void)
             d->pid = 0;
         }
         rm_tree(d->dir);
+        livemig_qmp_close(d->qmp);
+        free(d);
         live[i] = NULL;
     }
 }
