@@ -173,6 +173,53 @@ static void test_defer(void **state)
     it_check_completed(src, dst, SIZE, true);
 }
 
+/*
+ * Progress is visible while a pass runs: with max-bandwidth 32 MiB/s the
+ * first pass of an idle 128M guest takes ~4 s.  A user polling
+ * query-migrate (or livemig-ctl's progress bar, which shows
+ * (total - remaining) / total) must see bytes move during it: after 1.5 s
+ * ram.remaining is neither 0 (that reads as "100 % done") nor the whole
+ * guest, ram.transferred is above 0, and the destination reports bytes
+ * received.
+ */
+static void test_progress_during_first_pass(void **state)
+{
+    (void)state;
+    const char *spec = "pattern,size=128M,threads=1,dirty-rate=0,"
+                       "fill=random";
+    char uri[64];
+    it_tcp_uri(it_port(), uri, sizeof(uri));
+    lmh_daemon *src = it_start(spec, NULL, NULL);
+    lmh_daemon *dst = it_start(spec, uri, NULL);
+    it_set_params(src, "{\"max-bandwidth\": 33554432}");
+    it_migrate(src, uri);
+    it_sleep_ms(1500);   /* a measurement point inside pass 1, not a sync */
+    json_object *r = it_qm(src);
+    char shown[1024];
+    snprintf(shown, sizeof(shown), "%s",
+             json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN));
+    long long syncs = lmh_get_int(r, "ram.dirty-sync-count");
+    long long sent = lmh_get_int(r, "ram.transferred");
+    long long left = lmh_get_int(r, "ram.remaining");
+    const char *st = lmh_get_str(r, "status");
+    bool active = st && strcmp(st, "active") == 0;
+    json_object_put(r);
+    long long got = it_qm_int(dst, "ram.transferred", -1);
+    if (!active || syncs != 0)
+        it_fail("expected to be inside pass 1 after 1.5 s at 32 MiB/s: %s",
+                shown);
+    if (sent <= 0 || left <= 0 || left >= 128 * IT_MiB)
+        it_fail("1.5 s into a 4 s first pass, query-migrate shows "
+                "ram.transferred %lld and ram.remaining %lld (of %lld): no "
+                "progress visible while a pass runs: %s", sent, left,
+                128 * IT_MiB, shown);
+    if (got <= 0)
+        it_fail("1.5 s into the first pass the destination shows "
+                "ram.transferred %lld", got);
+    it_set_params(src, "{\"max-bandwidth\": 0}");
+    it_check_completed(src, dst, 128 * IT_MiB, false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -181,6 +228,8 @@ int main(void)
         cmocka_unit_test_teardown(test_exec, it_teardown),
         cmocka_unit_test_teardown(test_file, it_teardown),
         cmocka_unit_test_teardown(test_defer, it_teardown),
+        cmocka_unit_test_teardown(test_progress_during_first_pass,
+                                  it_teardown),
     };
     return cmocka_run_group_tests_name("integration-precopy", tests, NULL,
                                        NULL);
