@@ -1,0 +1,283 @@
+/*
+ * test-switchover.c - issue 4: switchover-hold and pause-before-switchover
+ * on real livemigd processes.
+ *
+ * switchover-hold, idle guest (64M, dirty-rate=0): the migration stays
+ *   'active' for more than 20 dirty syncs and never completes while held
+ *   (no MIGRATION device/completed event); convergence.would-switchover is
+ *   true; the source daemon uses under 5 % of a core over 2 s while held
+ *   and converged (utime + stime from /proc/PID/stat) yet keeps syncing;
+ *   clearing switchover-hold completes it within 100 ms of the set's reply
+ *   (loopback, fast polling).
+ * switchover-hold, dirtying guest (32M at 48 MB/s, max-bandwidth 64 MiB/s):
+ *   more than 20 syncs, never completes; downtime-limit 1 ms turns
+ *   would-switchover false, 10 s turns it true (and it stays true); after
+ *   release the migration completes and verifies.
+ * pause-before-switchover: status pre-switchover with the source guest
+ *   stopped; migrate-continue with a wrong state is an error and changes
+ *   nothing; with state pre-switchover it completes; MIGRATION events are
+ *   setup, active, pre-switchover, device, completed.  (migrate_cancel from
+ *   pre-switchover and during a hold: test-cancel.c.)
+ */
+#include "itest.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static bool would_switchover(lmh_daemon *d, long long *syncs, char *status,
+                             size_t len)
+{
+    json_object *r = it_qm(d);
+    json_object *w = lmh_get(r, "convergence.would-switchover");
+    if (!w)
+        it_fail("query-migrate has no convergence.would-switchover: %s",
+                json_object_to_json_string(r));
+    bool v = json_object_get_boolean(w);
+    if (syncs)
+        *syncs = lmh_get_int(r, "ram.dirty-sync-count");
+    if (status)
+        snprintf(status, len, "%s", lmh_get_str(r, "status"));
+    json_object_put(r);
+    return v;
+}
+
+/* Held: wait for more than @n syncs, failing if the status ever leaves
+ * 'active'. */
+static void wait_held_syncs(lmh_daemon *src, long long n, int timeout_ms)
+{
+    long long end = it_now_ms() + timeout_ms, syncs = 0;
+    char st[64] = "";
+    for (;;) {
+        json_object *r = it_qm(src);
+        snprintf(st, sizeof(st), "%s", lmh_get_str(r, "status"));
+        syncs = lmh_get_int(r, "ram.dirty-sync-count");
+        json_object_put(r);
+        if (strcmp(st, "active") != 0 && strcmp(st, "setup") != 0)
+            it_fail("with switchover-hold the status became '%s' after %lld "
+                    "syncs", st, syncs);
+        if (syncs > n)
+            return;
+        if (it_now_ms() > end)
+            it_fail("only %lld dirty syncs in %d ms while held", syncs,
+                    timeout_ms);
+        it_sleep_ms(10);
+    }
+}
+
+static void test_hold_idle(void **state)
+{
+    (void)state;
+    const char *spec = "pattern,size=64M,threads=1,dirty-rate=0,fill=random";
+    char uri[64];
+    it_tcp_uri(it_port(), uri, sizeof(uri));
+    lmh_daemon *src = it_start(spec, NULL, NULL);
+    lmh_daemon *dst = it_start(spec, uri, NULL);
+    it_set_cap(src, "events", true);
+    it_set_params(src, "{\"switchover-hold\": true}");
+    it_migrate(src, uri);
+    wait_held_syncs(src, 20, 15000);
+
+    long long syncs0;
+    char st[64];
+    long long end = it_now_ms() + 5000;
+    while (!would_switchover(src, &syncs0, st, sizeof(st))) {
+        if (it_now_ms() > end)
+            it_fail("an idle held guest never shows would-switchover true");
+        it_sleep_ms(10);
+    }
+
+    /* CPU while held and converged: measure a 2 s window, not polling
+     * the daemon meanwhile. */
+    long hz = sysconf(_SC_CLK_TCK);
+    long long c0 = it_cpu_ticks(src->pid), t0 = it_now_ms();
+    it_sleep_ms(2000);   /* measurement window, not synchronisation */
+    long long c1 = it_cpu_ticks(src->pid), t1 = it_now_ms();
+    assert_true(c0 >= 0 && c1 >= c0);
+    double cpu_ms = (double)(c1 - c0) * 1000.0 / (double)hz;
+    double pct = 100.0 * cpu_ms / (double)(t1 - t0);
+    long long syncs1;
+    bool ws = would_switchover(src, &syncs1, st, sizeof(st));
+    fprintf(stderr, "held idle: %.1f %% of a core over %lld ms, %lld "
+            "syncs\n", pct, t1 - t0, syncs1 - syncs0);
+    if (strcmp(st, "active") != 0 || !ws)
+        it_fail("held idle migration is '%s', would-switchover %d", st, ws);
+    if (pct >= 5.0)
+        it_fail("a held, converged migration of an idle guest uses %.1f %% "
+                "of a core (%.0f ms CPU in %lld ms); the limit is 5 %%", pct,
+                cpu_ms, t1 - t0);
+    if (syncs1 - syncs0 < 10)
+        it_fail("held migration stopped syncing: %lld syncs in 2 s",
+                syncs1 - syncs0);
+
+    /* Nothing switched over while held. */
+    json_object *evs = it_drain_events(src->qmp, 0);
+    size_t npass = 0;
+    for (size_t i = 0; i < json_object_array_length(evs); i++) {
+        json_object *ev = json_object_array_get_idx(evs, i);
+        const char *name = lmh_get_str(ev, "event");
+        const char *s = lmh_get_str(ev, "data.status");
+        if (name && strcmp(name, "MIGRATION_PASS") == 0)
+            npass++;
+        if (name && strcmp(name, "STOP") == 0)
+            it_fail("the source guest stopped while held");
+        if (s && (strcmp(s, "device") == 0 || strcmp(s, "completed") == 0))
+            it_fail("MIGRATION '%s' while switchover-hold was set", s);
+    }
+    json_object_put(evs);
+    if (npass <= 20)
+        it_fail("only %zu MIGRATION_PASS events while held", npass);
+    if (!it_running(src, st, sizeof(st)))
+        it_fail("the source guest does not run while held ('%s')", st);
+
+    /* Release: completed well under 100 ms after the set returns. */
+    it_set_params(src, "{\"switchover-hold\": false}");
+    long long r0 = it_now_ms(), r1;
+    for (;;) {
+        const char *s = it_status(src);
+        r1 = it_now_ms();
+        if (strcmp(s, "completed") == 0)
+            break;
+        if (it_is_terminal(s))
+            it_fail("released migration ended '%s'", s);
+        if (r1 - r0 > 5000)
+            it_fail("released migration still '%s' after 5 s", s);
+        usleep(500);
+    }
+    fprintf(stderr, "release to completed: %lld ms\n", r1 - r0);
+    if (r1 - r0 >= 100)
+        it_fail("switchover-hold false completed the converged migration "
+                "%lld ms after the set returned; expected < 100 ms", r1 - r0);
+    it_check_completed(src, dst, 64 * IT_MiB, false);
+}
+
+static void test_hold_dirtying(void **state)
+{
+    (void)state;
+    const char *spec = "pattern,size=32M,threads=1,dirty-rate=48M,"
+                       "fill=random";
+    char uri[64];
+    it_tcp_uri(it_port(), uri, sizeof(uri));
+    lmh_daemon *src = it_start(spec, NULL, NULL);
+    lmh_daemon *dst = it_start(spec, uri, NULL);
+    it_set_params(src, "{\"switchover-hold\": true, "
+                       "\"max-bandwidth\": 67108864}");
+    it_migrate(src, uri);
+    wait_held_syncs(src, 20, 20000);
+
+    /* downtime-limit 1 ms: the dirtying guest cannot switch over in 1 ms
+     * at 64 MiB/s, so would-switchover turns false. */
+    long long syncs_set, syncs_seen;
+    char st[64];
+    would_switchover(src, &syncs_set, NULL, 0);
+    it_set_params(src, "{\"downtime-limit\": 1}");
+    long long end = it_now_ms() + 5000;
+    while (would_switchover(src, &syncs_seen, st, sizeof(st))) {
+        if (strcmp(st, "active") != 0)
+            it_fail("held migration became '%s'", st);
+        if (it_now_ms() > end)
+            it_fail("downtime-limit 1 ms while held: would-switchover still "
+                    "true after 5 s (%lld syncs)", syncs_seen - syncs_set);
+        it_sleep_ms(5);
+    }
+    fprintf(stderr, "downtime-limit 1: would-switchover false %lld syncs "
+            "after the set\n", syncs_seen - syncs_set);
+
+    /* downtime-limit 10 s: true, and it stays true. */
+    would_switchover(src, &syncs_set, NULL, 0);
+    it_set_params(src, "{\"downtime-limit\": 10000}");
+    end = it_now_ms() + 5000;
+    while (!would_switchover(src, &syncs_seen, st, sizeof(st))) {
+        if (strcmp(st, "active") != 0)
+            it_fail("held migration became '%s'", st);
+        if (it_now_ms() > end)
+            it_fail("downtime-limit 10 s while held: would-switchover "
+                    "still false after 5 s");
+        it_sleep_ms(5);
+    }
+    fprintf(stderr, "downtime-limit 10000: would-switchover true %lld syncs "
+            "after the set\n", syncs_seen - syncs_set);
+    for (int i = 0; i < 10; i++) {
+        if (!would_switchover(src, NULL, st, sizeof(st)))
+            it_fail("downtime-limit 10 s: would-switchover went false "
+                    "again");
+        if (strcmp(st, "active") != 0)
+            it_fail("held migration became '%s'", st);
+        it_sleep_ms(20);
+    }
+    wait_held_syncs(src, syncs_seen + 5, 5000);
+
+    /* Release with the default limit: it completes. */
+    it_set_params(src, "{\"downtime-limit\": 300, \"switchover-hold\": "
+                       "false}");
+    it_check_completed(src, dst, 32 * IT_MiB, true);
+}
+
+static void test_pause_before_switchover(void **state)
+{
+    (void)state;
+    const char *spec = "pattern,size=64M,threads=1,dirty-rate=50M,"
+                       "fill=random";
+    char uri[64], st[64];
+    it_tcp_uri(it_port(), uri, sizeof(uri));
+    lmh_daemon *src = it_start(spec, NULL, NULL);
+    lmh_daemon *dst = it_start(spec, uri, NULL);
+
+    /* No migration: nothing to continue. */
+    lmh_err(src->qmp, "migrate-continue", "{\"state\": \"pre-switchover\"}",
+            "GenericError", NULL);
+
+    it_set_cap(src, "events", true);
+    it_set_cap(src, "pause-before-switchover", true);
+    it_migrate(src, uri);
+    it_wait_status(src, "pre-switchover", 20000);
+    if (it_running(src, st, sizeof(st)))
+        it_fail("in pre-switchover the source guest runs ('%s')", st);
+    long long pw = it_guest_int(src, "pages-written");
+
+    lmh_err(src->qmp, "migrate-continue", "{\"state\": \"active\"}",
+            "GenericError", "pre-switchover");
+    lmh_err(src->qmp, "migrate-continue", "{\"state\": \"device\"}",
+            "GenericError", NULL);
+    /* Still paused, guest still stopped and not writing. */
+    assert_string_equal(it_status(src), "pre-switchover");
+    if (it_running(src, st, sizeof(st)))
+        it_fail("a wrong migrate-continue resumed the source guest");
+    if (it_guest_int(src, "pages-written") != pw)
+        it_fail("the source guest writes in pre-switchover");
+
+    json_object_put(lmh_ok(src->qmp, "migrate-continue",
+                           "{\"state\": \"pre-switchover\"}"));
+    it_check_completed(src, dst, 64 * IT_MiB, true);
+
+    json_object *evs = it_drain_events(src->qmp, 300);
+    const char *want[] = { "setup", "active", "pre-switchover", "device",
+                           "completed" };
+    size_t n = 0;
+    for (size_t i = 0; i < json_object_array_length(evs); i++) {
+        json_object *ev = json_object_array_get_idx(evs, i);
+        const char *name = lmh_get_str(ev, "event");
+        if (!name || strcmp(name, "MIGRATION") != 0)
+            continue;
+        const char *s = lmh_get_str(ev, "data.status");
+        if (n >= 5 || !s || strcmp(s, want[n]) != 0)
+            it_fail("MIGRATION event %zu is '%s', expected '%s'", n,
+                    s ? s : "?", n < 5 ? want[n] : "(none)");
+        n++;
+    }
+    json_object_put(evs);
+    if (n != 5)
+        it_fail("%zu MIGRATION events, expected setup, active, "
+                "pre-switchover, device, completed", n);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_hold_idle, it_teardown),
+        cmocka_unit_test_teardown(test_hold_dirtying, it_teardown),
+        cmocka_unit_test_teardown(test_pause_before_switchover, it_teardown),
+    };
+    return cmocka_run_group_tests_name("integration-switchover", tests,
+                                       NULL, NULL);
+}
