@@ -23,6 +23,7 @@
 #include <sys/types.h>
 
 #include "livemig/livemig.h"
+#include "codec/xbzrle-cache.h"
 #include "ram/tracker.h"
 #include "transport/transport.h"
 #include "tunables/tunables.h"
@@ -65,6 +66,7 @@ typedef struct lm_stats {
     uint64_t normal;             /* pages sent as data */
     uint64_t dirty_pages_rate;   /* pages/s dirtied, last pass */
     uint64_t bandwidth;          /* bytes/s, measured */
+    uint64_t page_rate;          /* pages/s sent in any form, measured */
     uint64_t bandwidth_source;   /* 0 measured, 1 avail-switchover-bandwidth */
     uint64_t dirty_sync_count;
     uint64_t precopy_bytes, downtime_bytes;
@@ -73,6 +75,8 @@ typedef struct lm_stats {
     uint64_t downtime_ms;
     bool converged;              /* the remainder fits downtime-limit now */
     uint64_t cpu_throttle;       /* percent auto-converge applies now */
+    bool xbzrle_on;
+    lm_xbzrle_cache_stats xbzrle;
     lm_downtime dt;
 } lm_stats;
 

@@ -496,9 +496,22 @@ static bool can_start(livemig *lm, const char *what, livemig_error *err)
     return true;
 }
 
+/* Reap the previous migration's thread, but only once it has ended: a
+ * start while one runs is refused at once, never waits. */
+static bool reap_previous(livemig *lm, const char *what, livemig_error *err)
+{
+    pthread_mutex_lock(&lm->lock);
+    bool ok = can_start(lm, what, err);
+    pthread_mutex_unlock(&lm->lock);
+    if (ok)
+        join_thread(lm);   /* it published its final status: exits now */
+    return ok;
+}
+
 bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err)
 {
-    join_thread(lm);
+    if (!reap_previous(lm, "migrate", err))
+        return false;
     lm_conn conn;
     pthread_mutex_lock(&lm->lock);
     bool ok = can_start(lm, "migrate", err);
@@ -526,7 +539,8 @@ bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err)
 
 bool livemig_incoming(livemig *lm, const char *uri, livemig_error *err)
 {
-    join_thread(lm);
+    if (!reap_previous(lm, "receive", err))
+        return false;
     pthread_mutex_lock(&lm->lock);
     bool ok = can_start(lm, "receive", err);
     if (ok && lm->runstate != LIVEMIG_RUN_INMIGRATE) {

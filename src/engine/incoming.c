@@ -137,7 +137,7 @@ static bool load(livemig *lm, livemig_error *err)
             ok = false;
             break;
         }
-        if (rec.type == LM_REC_RAM_RAW)
+        if (rec.type == LM_REC_RAM_RAW || rec.type == LM_REC_RAM_XBZRLE)
             normal += rec.npages;
         else if (rec.type == LM_REC_RAM_ZERO)
             dup += rec.npages;

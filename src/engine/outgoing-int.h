@@ -6,6 +6,7 @@
 #ifndef LM_OUTGOING_INT_H
 #define LM_OUTGOING_INT_H
 
+#include "codec/xbzrle-cache.h"
 #include "engine/engine-int.h"
 #include "stream/stream.h"
 
@@ -14,10 +15,15 @@ typedef struct out_state {
     lm_writer *w;
     struct lm_params p;
     uint64_t normal, duplicate;    /* pages sent as data / as zero */
+    uint64_t pages_done;           /* pages sent in any form */
     uint64_t dirty_pages;          /* to send in the next pass */
     bool stopped_guest;            /* we stopped it: resume on failure */
     unsigned throttle;             /* auto-converge percent applied now */
     unsigned dirty_high;           /* passes in a row that dirtied too much */
+    lm_xbzrle_cache *xc;           /* capability xbzrle: pages sent */
+    bool xbzrle_on;                /* encode re-sent pages this pass */
+    uint8_t snap[4096] __attribute__((aligned(64)));  /* page being encoded */
+    uint8_t enc[4096];
     livemig_error err;
 } out_state;
 

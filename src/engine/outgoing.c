@@ -23,6 +23,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "codec/xbzrle.h"
 #include "common/buf.h"
 #include "engine/engine-int.h"
 #include "engine/outgoing-int.h"
@@ -36,11 +37,54 @@ typedef struct run {
     bool zero;
 } run;
 
+/*
+ * xbzrle: a page sent before is sent as a delta against the copy of what
+ * was sent (the cache), which is what the destination holds.  So every
+ * page the cache knows must reach the destination exactly as cached: a
+ * miss inserts the page and sends the cached copy (copied into the
+ * writer, never by reference), a hit encodes a snapshot and caches that.
+ * Pass 1 does not fill the cache: it would cost a copy of all RAM.
+ */
+static bool emit_xbzrle(out_state *s, uint32_t bi, const uint8_t *base,
+                        uint64_t page)
+{
+    const uint8_t *guest = base + page * LM_PAGE_SIZE;
+    uint8_t *cached = lm_xbzrle_cache_lookup(s->xc, bi, page);
+    if (!cached) {
+        cached = lm_xbzrle_cache_insert(s->xc, bi, page, guest);
+        s->normal++;
+        return lm_wr_ram_raw_copy(s->w, bi, page, cached ? cached : guest);
+    }
+    memcpy(s->snap, guest, LM_PAGE_SIZE);
+    ssize_t n = lm_xbzrle_encode(cached, s->snap, LM_PAGE_SIZE, s->enc,
+                                 LM_PAGE_SIZE - 1);
+    lm_xbzrle_cache_account(s->xc, n);
+    memcpy(cached, s->snap, LM_PAGE_SIZE);
+    if (n == 0)
+        return true;   /* rewritten with the same bytes: nothing to send */
+    if (n < 0) {
+        s->normal++;
+        return lm_wr_ram_raw_copy(s->w, bi, page, cached);
+    }
+    return lm_wr_ram_xbzrle(s->w, bi, page, s->enc, (uint32_t)n);
+}
+
 static bool emit_run(out_state *s, uint32_t bi, const uint8_t *base,
                      const run *r)
 {
     if (!r->len)
         return true;
+    s->pages_done += r->len;
+    if (s->xbzrle_on) {
+        for (uint32_t i = 0; i < r->len; i++) {
+            if (r->zero)
+                lm_xbzrle_cache_invalidate(s->xc, bi, r->start + i);
+            else if (!emit_xbzrle(s, bi, base, r->start + i))
+                return false;
+        }
+        if (!r->zero)
+            return true;
+    }
     if (r->zero) {
         s->duplicate += r->len;
         return lm_wr_ram_zero(s->w, bi, r->start, r->len);
@@ -182,8 +226,8 @@ void lm_out_explain_write_error(out_state *s)
 
 /* ---- passes ------------------------------------------------------------ */
 
-static void publish(out_state *s, uint64_t pass_bytes, uint64_t pass_us,
-                    uint64_t dirtied)
+static void publish(out_state *s, uint64_t pass_bytes, uint64_t pass_pages,
+                    uint64_t pass_us, uint64_t dirtied)
 {
     livemig *lm = s->lm;
     pthread_mutex_lock(&lm->lock);
@@ -200,14 +244,21 @@ static void publish(out_state *s, uint64_t pass_bytes, uint64_t pass_us,
     }
     if (pass_us > 0)
         st->dirty_pages_rate = dirtied * 1000000u / pass_us;
-    uint64_t bw = st->bandwidth;
+    /* The estimate counts pages, not bytes: zero pages, xbzrle deltas
+     * and compression make a page cost less than its size, and the rate
+     * at which pages went out already shows it. */
+    if (pass_us > 0 && (pass_pages >= 256 || pass_us >= 20000))
+        st->page_rate = pass_pages * 1000000u / pass_us;
     st->bandwidth_source = 0;
     if (s->p.avail_switchover_bandwidth) {
-        bw = s->p.avail_switchover_bandwidth;
         st->bandwidth_source = 1;
+        st->expected_downtime_ms = st->remaining * 1000u /
+                                   s->p.avail_switchover_bandwidth;
+    } else {
+        st->expected_downtime_ms =
+            st->page_rate ? s->dirty_pages * 1000u / st->page_rate
+                          : (s->dirty_pages ? UINT64_MAX / 2 : 0);
     }
-    st->expected_downtime_ms = bw ? st->remaining * 1000u / bw
-                                  : (st->remaining ? UINT64_MAX / 2 : 0);
     st->converged = st->expected_downtime_ms <= s->p.downtime_limit;
     pthread_mutex_unlock(&lm->lock);
 }
@@ -262,12 +313,29 @@ static void auto_converge(out_state *s, uint64_t sent, uint64_t dirtied)
     set_throttle(s, pct);
 }
 
+static void xbzrle_publish(out_state *s)
+{
+    lm_xbzrle_cache_stats st;
+    lm_xbzrle_cache_get_stats(s->xc, &st);
+    pthread_mutex_lock(&s->lm->lock);
+    s->lm->stats.xbzrle_on = true;
+    s->lm->stats.xbzrle = st;
+    pthread_mutex_unlock(&s->lm->lock);
+}
+
 static bool do_pass(out_state *s, uint64_t pass)
 {
     livemig *lm = s->lm;
     lm_tunables_snapshot(lm->tun, &s->p);
     lm_writer_set_rate(s->w, s->p.max_bandwidth);
-    uint64_t t0 = lm_now_us(), b0 = s->w->total;
+    if (s->xc) {
+        /* A safe point: resizing drops the cache, and the pages it held
+         * are simply sent raw next time. */
+        if (!lm_xbzrle_cache_resize(s->xc, s->p.xbzrle_cache_size, &s->err))
+            return false;
+        s->xbzrle_on = pass > 1;
+    }
+    uint64_t t0 = lm_now_us(), b0 = s->w->total, p0 = s->pages_done;
     if (!send_dirty(s) || !lm_wr_end_pass(s->w, pass) || !lm_wr_flush(s->w)) {
         if (s->w->error)
             lm_out_explain_write_error(s);
@@ -279,7 +347,9 @@ static bool do_pass(out_state *s, uint64_t pass)
     pthread_mutex_lock(&lm->lock);
     lm->stats.dirty_sync_count = pass;
     pthread_mutex_unlock(&lm->lock);
-    publish(s, s->w->total - b0, dt, s->dirty_pages);
+    publish(s, s->w->total - b0, s->pages_done - p0, dt, s->dirty_pages);
+    if (s->xc)
+        xbzrle_publish(s);
     if (pass > 1)
         auto_converge(s, s->w->total - b0, s->dirty_pages * LM_PAGE_SIZE);
     if (s->p.cap_events) {
@@ -405,7 +475,7 @@ static bool switchover(out_state *s)
     dt.load_us = load_us;
     dt.confirm_us = t4 - t3 > load_us ? t4 - t3 - load_us : 0;
     s->dirty_pages = 0;
-    publish(s, 0, 0, 0);
+    publish(s, 0, 0, 0, 0);
     pthread_mutex_lock(&lm->lock);
     lm->stats.dt = dt;
     lm->stats.downtime_ms = (t4 - t0 + 500) / 1000;
@@ -441,6 +511,10 @@ static bool setup(out_state *s)
         lm_out_explain_write_error(s);
         return false;
     }
+    if (s->p.cap_xbzrle &&
+        !(s->xc = lm_xbzrle_cache_new(s->p.xbzrle_cache_size, LM_PAGE_SIZE,
+                                      &s->err)))
+        return false;
     /* Track first, then mark everything: a write during pass 1 is sent
      * in pass 1 or reported for pass 2, never lost. */
     for (size_t i = 0; i < lm->nram; i++) {
@@ -470,8 +544,10 @@ static bool migrate(out_state *s)
         pthread_mutex_lock(&lm->lock);
         bool converged = lm->stats.converged;
         pthread_mutex_unlock(&lm->lock);
-        if (converged && s->p.cap_micro_checkpointing)
+        if (converged && s->p.cap_micro_checkpointing) {
+            s->xbzrle_on = false;   /* checkpoints send from the shadow */
             return lm_mc_primary(s);
+        }
         if (converged && !s->p.switchover_hold)
             return switchover(s);
         if (converged || s->dirty_pages == 0)
@@ -530,6 +606,12 @@ void *lm_outgoing_thread(void *arg)
                                        : LIVEMIG_STATUS_FAILED);
         pthread_mutex_unlock(&lm->lock);
     }
+    if (s && s->xc) {
+        xbzrle_publish(s);
+        lm_xbzrle_cache_free(s->xc);
+    }
+    if (w)
+        lm_writer_destroy(w);
     free(w);
     free(s);
     return NULL;

@@ -61,6 +61,19 @@ json_object *livemig_query_migrate(livemig *lm)
     add_u64(ram, "page-size", LM_PAGE_SIZE);
     json_object_object_add(o, "ram", ram);
 
+    if (st.xbzrle_on) {
+        json_object *x = json_object_new_object();
+        add_u64(x, "cache-size", st.xbzrle.cache_size);
+        add_u64(x, "bytes", st.xbzrle.bytes);
+        add_u64(x, "pages", st.xbzrle.pages);
+        add_u64(x, "cache-miss", st.xbzrle.misses);
+        json_object_object_add(x, "cache-miss-rate",
+                               json_object_new_double(st.xbzrle.miss_rate));
+        json_object_object_add(x, "encoding-rate",
+                               json_object_new_double(st.xbzrle.encoding_rate));
+        add_u64(x, "overflow", st.xbzrle.overflow);
+        json_object_object_add(o, "xbzrle-cache", x);
+    }
     if (!incoming) {
         json_object *c = json_object_new_object();
         bool stalled = st.dirty_sync_count > 1 && st.bandwidth &&

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "codec/xbzrle.h"
 #include "common/buf.h"
 #include "stream/stream.h"
 
@@ -256,6 +257,40 @@ bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err)
                              rec->npages, err)))
             return false;
         RD(r, dst, (size_t)rec->npages * r->page_size, "RAM page data");
+        return true;
+    }
+    case LM_REC_RAM_XBZRLE: {
+        uint8_t b[16];
+        RD(r, b, 16, "an xbzrle record");
+        rec->block = lm_get_be32(b);
+        rec->first = lm_get_be64(b + 4);
+        rec->npages = 1;
+        uint32_t len = lm_get_be32(b + 12);
+        if (rec->block >= r->hdr.nblocks || !r->hdr.blocks[rec->block].host ||
+            rec->first >= r->hdr.blocks[rec->block].size / r->page_size) {
+            livemig_error_set(err, "xbzrle record names page %llu of block "
+                              "%u, outside the blocks the stream declared",
+                              (unsigned long long)rec->first, rec->block);
+            return false;
+        }
+        if (len == 0 || len >= r->page_size || r->stage) {
+            livemig_error_set(err, "xbzrle record for page %llu has length "
+                              "%u (1 to %u allowed, never in a checkpoint)",
+                              (unsigned long long)rec->first, len,
+                              r->page_size - 1);
+            return false;
+        }
+        uint8_t enc[4096];
+        RD(r, enc, len, "an xbzrle page");
+        uint8_t *page = r->hdr.blocks[rec->block].host +
+                        rec->first * r->page_size;
+        if (lm_xbzrle_decode(enc, len, page, r->page_size) != 0) {
+            livemig_error_set(err, "xbzrle delta for page %llu of block '%s' "
+                              "is malformed; the stream is corrupt",
+                              (unsigned long long)rec->first,
+                              r->hdr.blocks[rec->block].name);
+            return false;
+        }
         return true;
     }
     case LM_REC_RAM_ZERO:

@@ -28,6 +28,7 @@ enum lm_record {
     LM_REC_CKPT_BEGIN = 7, /* u64 epoch */
     LM_REC_CKPT_END = 8,   /* u64 epoch: the checkpoint is complete */
     LM_REC_HEARTBEAT = 9,  /* (nothing): the primary is alive */
+    LM_REC_RAM_XBZRLE = 10,/* u32 block, u64 page, u32 len, encoded delta */
 };
 
 /* Return-path messages, destination to source. */
@@ -68,6 +69,9 @@ typedef struct lm_writer {
     int niov;
     uint8_t arena[LM_WR_ARENA];   /* record headers of the pending batch */
     size_t arena_used;
+    uint8_t *copy;                /* bytes that must be sent as they are
+                                     now (xbzrle), LM_WR_BATCH of them */
+    size_t copy_used;
     size_t pending;               /* bytes in iov */
     uint64_t total;               /* bytes written so far */
     uint64_t rate;                /* bytes/s limit, 0 = unlimited */
@@ -86,6 +90,13 @@ bool lm_wr_ram_raw(lm_writer *w, uint32_t block, uint64_t first,
                    uint32_t npages, const void *data);
 bool lm_wr_ram_zero(lm_writer *w, uint32_t block, uint64_t first,
                     uint32_t npages);
+/* One page, copied now (the source may change right after). */
+bool lm_wr_ram_raw_copy(lm_writer *w, uint32_t block, uint64_t page,
+                        const void *data);
+/* One page as an xbzrle delta of @len bytes (copied now). */
+bool lm_wr_ram_xbzrle(lm_writer *w, uint32_t block, uint64_t page,
+                      const void *enc, uint32_t len);
+void lm_writer_destroy(lm_writer *w);
 bool lm_wr_section(lm_writer *w, const char *name, uint32_t version,
                    const void *data, uint32_t len);
 bool lm_wr_end_pass(lm_writer *w, uint64_t pass);
@@ -145,6 +156,7 @@ bool lm_rd_bind(lm_reader *r, const lm_stream_block *local, uint32_t n,
  * malformed. */
 bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err);
 
+/* Scratch for decoding xbzrle records (reader-owned). */
 /* True if the 4 KiB page at @p is all zero. */
 bool lm_page_is_zero(const void *p);
 

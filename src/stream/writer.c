@@ -17,6 +17,7 @@
  *           CKPT_BEGIN u64 epoch    (micro-checkpointing: RAM and section
  *           CKPT_END   u64 epoch     records between them form one
  *           HEARTBEAT  (nothing)     checkpoint, applied only when whole)
+ *           RAM_XBZRLE u32 block, u64 page, u32 length, delta (xbzrle.c)
  *
  * Pages are sent as runs of adjacent pages with one 17-byte header per
  * run, by reference: the writer gathers record headers (in its arena) and
@@ -25,6 +26,7 @@
  * max-bandwidth is a token bucket charged per batch.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -78,6 +80,12 @@ static void throttle(lm_writer *w, size_t n)
     w->tokens -= (double)n;
 }
 
+void lm_writer_destroy(lm_writer *w)
+{
+    free(w->copy);
+    w->copy = NULL;
+}
+
 bool lm_wr_flush(lm_writer *w)
 {
     if (w->error)
@@ -93,6 +101,7 @@ bool lm_wr_flush(lm_writer *w)
     w->niov = 0;
     w->pending = 0;
     w->arena_used = 0;
+    w->copy_used = 0;
     return true;
 }
 
@@ -179,6 +188,52 @@ bool lm_wr_ram_zero(lm_writer *w, uint32_t block, uint64_t first,
 {
     return ram_rec(w, LM_REC_RAM_ZERO, block, first, npages) &&
            maybe_flush(w);
+}
+
+/* Reserve a record header of @hlen bytes and @clen bytes of the copy
+ * arena together: one flush first if either is short, none after, so
+ * neither reservation can be released by a flush before it is queued. */
+static bool reserve2(lm_writer *w, size_t hlen, size_t clen, uint8_t **h,
+                     uint8_t **c)
+{
+    if (!w->copy && !(w->copy = malloc(LM_WR_BATCH))) {
+        w->error = ENOMEM;
+        return false;
+    }
+    if ((w->arena_used + hlen > LM_WR_ARENA || w->niov >= LM_WR_IOV - 2 ||
+         w->copy_used + clen > LM_WR_BATCH) && !lm_wr_flush(w))
+        return false;
+    *h = w->arena + w->arena_used;
+    w->arena_used += hlen;
+    *c = w->copy + w->copy_used;
+    w->copy_used += clen;
+    return true;
+}
+
+static bool copied_rec(lm_writer *w, int type, uint32_t block, uint64_t page,
+                       uint32_t n, const void *data, uint32_t len)
+{
+    uint8_t *p, *c;
+    if (!reserve2(w, 17, len, &p, &c))
+        return false;
+    memcpy(c, data, len);
+    p[0] = (uint8_t)type;
+    lm_put_be32(p + 1, block);
+    lm_put_be64(p + 5, page);
+    lm_put_be32(p + 13, n);
+    return push(w, p, 17) && push(w, c, len) && maybe_flush(w);
+}
+
+bool lm_wr_ram_raw_copy(lm_writer *w, uint32_t block, uint64_t page,
+                        const void *data)
+{
+    return copied_rec(w, LM_REC_RAM_RAW, block, page, 1, data, 4096);
+}
+
+bool lm_wr_ram_xbzrle(lm_writer *w, uint32_t block, uint64_t page,
+                      const void *enc, uint32_t len)
+{
+    return copied_rec(w, LM_REC_RAM_XBZRLE, block, page, len, enc, len);
 }
 
 bool lm_wr_section(lm_writer *w, const char *name, uint32_t version,

@@ -292,12 +292,22 @@ static void test_page_format(void **state)
     for (size_t i = 0; i < LM_PATTERN_BODY_SIZE; i++)
         if (!(t[i] == ' ' || (t[i] >= 'a' && t[i] <= 'z')))
             fail_msg("text body byte %zu is 0x%02x", i, (unsigned char)t[i]);
-    /* zero is mostly zero */
+    /* zero starts as all-zero pages (generation 1), and rewritten pages
+     * are mostly zero */
     lm_pattern_page_write(LM_PATTERN_FILL_ZERO, a, 1, 1, 1);
+    for (size_t i = 0; i < PAGE / 8; i++)
+        assert_int_equal(a[i], 0);
+    assert_int_equal(lm_pattern_page_check(LM_PATTERN_FILL_ZERO, a, 1, 1,
+                                           why, sizeof(why)),
+                     LM_PATTERN_GOOD);
+    lm_pattern_page_write(LM_PATTERN_FILL_ZERO, a, 1, 2, 1);
     size_t nz = 0;
     for (size_t i = 4; i < PAGE / 8; i++)
         nz += a[i] != 0;
     assert_true(nz >= 1 && nz <= 2);
+    assert_int_equal(lm_pattern_page_check(LM_PATTERN_FILL_ZERO, a, 1, 1,
+                                           why, sizeof(why)),
+                     LM_PATTERN_BAD_OTHER);
 }
 
 /* ---- run and verify ----------------------------------------------------- */

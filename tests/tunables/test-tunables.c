@@ -203,7 +203,9 @@ static void test_legacy_conversions(void **state)
     json_object *args;
     (void)state;
 
-    assert_int_equal(lm_tunables_legacy_count(), 2);
+    /* migrate_set_downtime, migrate_set_speed, migrate-set-cache-size,
+     * migrate-set-mc-delay */
+    assert_int_equal(lm_tunables_legacy_count(), 4);
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         args = json_tokener_parse(ok[i].args);
         livemig_error_clear(&err);
