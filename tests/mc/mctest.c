@@ -164,10 +164,10 @@ mct_pair *mct_pair_start(const mct_conf *c)
     mct_new_backup(p, c);
     char s[640];
     p->pri = lmh_start("--guest", spec(s, sizeof(s), c, p->outputs), NULL);
-    lmh_ok(p->pri->qmp, "migrate-set-capabilities",
-           "{\"capabilities\": [{\"capability\": \"micro-checkpointing\", "
-           "\"state\": true}, {\"capability\": \"events\", "
-           "\"state\": true}]}");
+    json_object_put(lmh_ok(p->pri->qmp, "migrate-set-capabilities",
+        "{\"capabilities\": [{\"capability\": \"micro-checkpointing\", "
+        "\"state\": true}, {\"capability\": \"events\", "
+        "\"state\": true}]}"));
     json_object *a = lmh_json("{\"mc-delay\": %lld, "
                               "\"mc-heartbeat-timeout\": %lld}",
                               c->mc_delay, c->heartbeat);
@@ -182,6 +182,25 @@ void mct_protect(mct_pair *p, int timeout_ms)
     json_object_put(lmh_ok_obj(p->pri->qmp, "migrate", a));
     mct_wait_status(p->pri, "checkpointing", timeout_ms);
     mct_wait_status(p->bak, "checkpointing", timeout_ms);
+}
+
+static void stop_clean(lmh_daemon *d, const char *who)
+{
+    if (!d || d->pid <= 0)
+        return;
+    kill(d->pid, SIGCONT);
+    if (!lmh_stop(d)) {
+        lmh_dump_log(d);
+        fail_msg("the %s did not exit cleanly on quit (wait status 0x%x)",
+                 who, (unsigned)d->status);
+    }
+}
+
+void mct_pair_finish(mct_pair *p)
+{
+    stop_clean(p->pri, "primary");
+    stop_clean(p->bak, "backup");
+    mct_pair_free(p);
 }
 
 void mct_pair_free(mct_pair *p)
@@ -330,7 +349,7 @@ static bool pos_after(mct_pos a, mct_pos b)
 }
 
 /* Parse every line; call @fn on each.  Returns the count. */
-static size_t each_output(const char *path,
+static size_t each_output(const char *path, size_t max_lines,
                           void (*fn)(void *, size_t, mct_pos, const char *),
                           void *opaque)
 {
@@ -343,7 +362,7 @@ static size_t each_output(const char *path,
     }
     char line[256];
     size_t n = 0;
-    while (fgets(line, sizeof(line), f)) {
+    while ((!max_lines || n < max_lines) && fgets(line, sizeof(line), f)) {
         json_object *o = json_tokener_parse(line);
         json_object *g = lmh_get(o, "generation"), *c = lmh_get(o, "cursor");
         if (!o || !g || !c || !json_object_is_type(g, json_type_int) ||
@@ -384,7 +403,7 @@ static void scan_one(void *opaque, size_t i, mct_pos p, const char *line)
 size_t mct_outputs(const char *path, mct_pos *last, mct_pos *max)
 {
     scan s = { { 0, 0 }, { 0, 0 }, { 0, 0 }, false };
-    size_t n = each_output(path, scan_one, &s);
+    size_t n = each_output(path, 0, scan_one, &s);
     if (last)
         *last = s.last;
     if (max)
@@ -392,10 +411,11 @@ size_t mct_outputs(const char *path, mct_pos *last, mct_pos *max)
     return n;
 }
 
-size_t mct_outputs_backed(const char *path, long long gen, long long cur)
+size_t mct_outputs_backed(const char *path, size_t max_lines, long long gen,
+                          long long cur)
 {
     scan s = { { 0, 0 }, { 0, 0 }, { gen, cur }, true };
-    return each_output(path, scan_one, &s);
+    return each_output(path, max_lines, scan_one, &s);
 }
 
 /* ---- parameters --------------------------------------------------------- */

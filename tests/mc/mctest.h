@@ -68,6 +68,9 @@ void mct_new_backup(mct_pair *p, const mct_conf *c);
 /* migrate, then wait until both sides are in status checkpointing. */
 void mct_protect(mct_pair *p, int timeout_ms);
 void mct_pair_free(mct_pair *p);
+/* The end of a test that passed: every daemon still alive must exit with
+ * status 0 on "quit" (so a sanitizer report fails the test); then free. */
+void mct_pair_finish(mct_pair *p);
 /* Free one daemon of a pair (SIGCONT, stop, free) and forget it. */
 void mct_drop(mct_pair *p, lmh_daemon **d);
 
@@ -104,9 +107,11 @@ typedef struct mct_pos {
     long long gen, cur;
 } mct_pos;
 size_t mct_outputs(const char *path, mct_pos *last, mct_pos *max);
-/* Every output line is at or before (@gen, @cur): fails naming the first
- * that is ahead.  Returns the number of lines. */
-size_t mct_outputs_backed(const char *path, long long gen, long long cur);
+/* Every output line (the first @max_lines; 0 = all) is at or before
+ * (@gen, @cur): fails naming the first that is ahead.  Returns the number
+ * of lines checked. */
+size_t mct_outputs_backed(const char *path, size_t max_lines, long long gen,
+                          long long cur);
 
 /* Migration parameters helpers. */
 void mct_set_params(lmh_daemon *d, const char *json_members);

@@ -100,7 +100,7 @@ static void kill_primary(void **state)
     long long gen = lmh_get_int(g, "resumed-from.generation");
     long long cur = lmh_get_int(g, "resumed-from.cursor");
     json_object_put(g);
-    size_t lines = mct_outputs_backed(p->outputs, gen, cur);
+    size_t lines = mct_outputs_backed(p->outputs, 0, gen, cur);
 
     long long out_every_ms = 256LL * 4096 * 1000 / rate_bytes(c->rate);
     bool long_enough = ran_ms >= 2 * out_every_ms + 2 * c->mc_delay + 100;
@@ -117,7 +117,7 @@ static void kill_primary(void **state)
 
     mct_verify_ok(p->bak, "backup");
     mct_wait_writes(p->bak, "backup", 5000);
-    mct_pair_free(p);
+    mct_pair_finish(p);
 }
 
 static int cmp_double(const void *a, const void *b)
