@@ -77,6 +77,7 @@ typedef struct lm_stats {
     uint64_t cpu_throttle;       /* percent auto-converge applies now */
     bool xbzrle_on;
     lm_xbzrle_cache_stats xbzrle;
+    struct json_object *multifd; /* per-channel stats (owned) */
     lm_downtime dt;
 } lm_stats;
 
@@ -126,6 +127,8 @@ struct livemig {
     bool thread_joinable;
     pthread_t thread;
     lm_conn conn;                /* open connection (fds -1 when none) */
+    struct lm_mf_send *mf_send;  /* multifd channels of the outgoing side */
+    char uri[1024];              /* of the outgoing migration */
     lm_listener listener;
     lm_stats stats;
     char error_desc[512];

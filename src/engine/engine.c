@@ -12,6 +12,7 @@
 
 #include "engine/engine-int.h"
 #include "engine/engine.h"
+#include "engine/multifd.h"
 
 static const char *const status_names[] = {
 #define X(e, s) s,
@@ -94,6 +95,7 @@ void livemig_free(livemig *lm)
     join_thread(lm);
     lm_listener_close(&lm->listener);
     lm_output_destroy(lm);
+    json_object_put(lm->stats.multifd);
     for (size_t i = 0; i < lm->nram; i++) {
         livemig_ram *r = lm->ram[i];
         if (r->tracker)
@@ -457,6 +459,7 @@ static bool start_thread(livemig *lm, bool incoming, livemig_error *err)
     lm->mc_failover = false;
     memset(&lm->mc, 0, sizeof(lm->mc));
     lm->error_desc[0] = '\0';
+    json_object_put(lm->stats.multifd);
     memset(&lm->stats, 0, sizeof(lm->stats));
     lm->stats.start_ms = lm_now_ms();
     for (size_t i = 0; i < lm->nram; i++)
@@ -512,6 +515,24 @@ bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err)
 {
     if (!reap_previous(lm, "migrate", err))
         return false;
+    struct lm_params p;
+    lm_tunables_snapshot(lm->tun, &p);
+    bool sock = strncmp(uri, "tcp:", 4) == 0 || strncmp(uri, "unix:", 5) == 0;
+    if (p.cap_multifd && !sock) {
+        livemig_error_set(err, "multifd needs a tcp: or unix: URI, not "
+                          "'%s'; turn the multifd capability off for it", uri);
+        return false;
+    }
+    if (p.cap_multifd && p.cap_micro_checkpointing) {
+        livemig_error_set(err, "micro-checkpointing does not use multifd; "
+                          "turn one of the two capabilities off");
+        return false;
+    }
+    if (strlen(uri) >= sizeof(lm->uri)) {
+        livemig_error_set(err, "migration URI is longer than %zu bytes",
+                          sizeof(lm->uri) - 1);
+        return false;
+    }
     lm_conn conn;
     pthread_mutex_lock(&lm->lock);
     bool ok = can_start(lm, "migrate", err);
@@ -528,6 +549,7 @@ bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err)
         return false;
     pthread_mutex_lock(&lm->lock);
     lm->conn = conn;
+    snprintf(lm->uri, sizeof(lm->uri), "%s", uri);
     ok = can_start(lm, "migrate", err) && start_thread(lm, false, err);
     if (!ok) {
         lm_conn_close(&lm->conn);
@@ -572,6 +594,8 @@ bool livemig_cancel(livemig *lm, livemig_error *err)
         lm_set_status_locked(lm, LIVEMIG_STATUS__MAX,
                              LIVEMIG_STATUS_CANCELLING);
         lm_conn_shutdown(&lm->conn);
+        if (lm->mf_send)
+            lm_mf_send_shutdown(lm->mf_send);
         lm->kicked = true;
         pthread_cond_broadcast(&lm->cond);
     }

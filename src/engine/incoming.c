@@ -16,6 +16,7 @@
 
 #include "common/buf.h"
 #include "engine/engine-int.h"
+#include "engine/multifd.h"
 #include "stream/stream.h"
 
 static void reply_error(livemig *lm, const char *msg)
@@ -64,26 +65,152 @@ static bool load_section(livemig *lm, const lm_rec *rec, livemig_error *err)
     return true;
 }
 
-static bool wait_connection(livemig *lm, livemig_error *err)
+/* Connections of this incoming migration: the main one, and the multifd
+ * channels it announces (in any order; each says who it is in its hello). */
+typedef struct conns {
+    lm_reader *main;
+    lm_mf_recv *mf;
+    lm_conn stash_c[LM_MF_MAX];
+    lm_reader *stash_r[LM_MF_MAX];
+    unsigned nstash;
+} conns;
+
+static lm_reader *hello(livemig *lm, lm_conn *c, livemig_error *err)
 {
-    lm_conn c;
+    lm_reader *r = malloc(sizeof(*r));
+    if (!r || !lm_reader_init(r, c->rfd, err)) {
+        free(r);
+        livemig_error_set(err, "out of memory for the stream reader");
+        return NULL;
+    }
+    /* A peer that connects and says nothing must not hold us forever. */
+    r->timeout_ms = 10000;
+    if (!lm_rd_header(r, err)) {
+        lm_reader_destroy(r);
+        free(r);
+        return NULL;
+    }
+    r->timeout_ms = 0;
+    (void)lm;
+    return r;
+}
+
+static bool add_channel(livemig *lm, conns *cs, lm_conn c, lm_reader *r,
+                        livemig_error *err)
+{
+    lm_stream_block local[LM_STREAM_MAX_BLOCKS];
+    for (size_t i = 0; i < lm->nram; i++) {
+        snprintf(local[i].name, sizeof(local[i].name), "%s", lm->ram[i]->name);
+        local[i].size = lm->ram[i]->size;
+        local[i].host = lm->ram[i]->host;
+    }
+    if (!lm_rd_bind(r, local, (uint32_t)lm->nram, err) ||
+        !lm_mf_recv_add(cs->mf, c, r, err)) {
+        lm_reader_destroy(r);
+        free(r);
+        lm_conn_close(&c);
+        return false;
+    }
+    return true;
+}
+
+static bool accept_all(livemig *lm, conns *cs, livemig_error *err)
+{
+    uint64_t deadline = 0;
     for (;;) {
         if (lm_cancelled(lm)) {
             livemig_error_set(err, "cancelled");
             return false;
         }
+        if (cs->main && (!cs->mf || lm_mf_recv_complete(cs->mf)))
+            break;
+        if (deadline && lm_now_ms() > deadline) {
+            livemig_error_set(err, "not every multifd channel connected "
+                              "within 10 s; check the source's "
+                              "multifd-channels and the network");
+            return false;
+        }
+        lm_conn c;
         int rc = lm_listener_accept(&lm->listener, 100, &c, err);
         if (rc < 0)
             return false;
-        if (rc == 1)
-            break;
+        if (rc == 0)
+            continue;
+        lm_reader *r = hello(lm, &c, err);
+        if (!r) {
+            lm_conn_close(&c);
+            return false;   /* garbage on the migration port fails it */
+        }
+        if (r->hdr.role != LM_ROLE_MAIN) {
+            if (cs->mf) {
+                if (!add_channel(lm, cs, c, r, err))
+                    return false;
+            } else if (cs->nstash < LM_MF_MAX) {
+                cs->stash_c[cs->nstash] = c;
+                cs->stash_r[cs->nstash++] = r;
+            } else {
+                lm_reader_destroy(r);
+                free(r);
+                lm_conn_close(&c);
+            }
+            continue;
+        }
+        if (cs->main) {
+            livemig_error_set(err, "a second main connection arrived for "
+                              "the same incoming migration");
+            lm_reader_destroy(r);
+            free(r);
+            lm_conn_close(&c);
+            return false;
+        }
+        cs->main = r;
+        pthread_mutex_lock(&lm->lock);
+        lm->conn = c;
+        lm_set_status_locked(lm, LIVEMIG_STATUS_SETUP, LIVEMIG_STATUS_ACTIVE);
+        pthread_mutex_unlock(&lm->lock);
+        unsigned n = r->hdr.index;
+        if (n) {
+            if (n > LM_MF_MAX) {
+                livemig_error_set(err, "the source announces %u multifd "
+                                  "channels, at most %u are supported", n,
+                                  LM_MF_MAX);
+                return false;
+            }
+            if (!(cs->mf = lm_mf_recv_new(lm, n, &r->hdr, err)))
+                return false;
+            lm_mf_recv_skip_zero(cs->mf, lm->ram_pristine);
+            for (unsigned i = 0; i < cs->nstash; i++) {
+                lm_conn sc = cs->stash_c[i];
+                if (!add_channel(lm, cs, sc, cs->stash_r[i], err)) {
+                    cs->stash_r[i] = NULL;
+                    return false;
+                }
+                cs->stash_r[i] = NULL;
+            }
+            cs->nstash = 0;
+            deadline = lm_now_ms() + 10000;
+        }
     }
     pthread_mutex_lock(&lm->lock);
-    lm->conn = c;
     lm_listener_close(&lm->listener);
-    lm_set_status_locked(lm, LIVEMIG_STATUS_SETUP, LIVEMIG_STATUS_ACTIVE);
     pthread_mutex_unlock(&lm->lock);
     return true;
+}
+
+static void conns_free(conns *cs)
+{
+    for (unsigned i = 0; i < cs->nstash; i++) {
+        if (cs->stash_r[i]) {
+            lm_reader_destroy(cs->stash_r[i]);
+            free(cs->stash_r[i]);
+            lm_conn_close(&cs->stash_c[i]);
+        }
+    }
+    lm_mf_recv_stop(cs->mf);
+    if (cs->main) {
+        lm_reader_destroy(cs->main);
+        free(cs->main);
+    }
 }
 
 static void publish(livemig *lm, const lm_reader *r, uint64_t normal,
@@ -100,18 +227,13 @@ static void publish(livemig *lm, const lm_reader *r, uint64_t normal,
     pthread_mutex_unlock(&lm->lock);
 }
 
-static bool load(livemig *lm, livemig_error *err)
+static bool load(livemig *lm, conns *cs, livemig_error *err)
 {
-    if (!wait_connection(lm, err))
+    if (!accept_all(lm, cs, err))
         return false;
-    lm_reader *r = malloc(sizeof(*r));
-    if (!r || !lm_reader_init(r, lm->conn.rfd, err)) {
-        free(r);
-        livemig_error_set(err, "out of memory for the stream reader");
-        return false;
-    }
+    lm_reader *r = cs->main;
     lm_stream_block *local = calloc(lm->nram, sizeof(*local));
-    bool ok = local && lm_rd_header(r, err);
+    bool ok = local != NULL;
     for (size_t i = 0; ok && i < lm->nram; i++) {
         snprintf(local[i].name, sizeof(local[i].name), "%s", lm->ram[i]->name);
         local[i].size = lm->ram[i]->size;
@@ -125,7 +247,7 @@ static bool load(livemig *lm, livemig_error *err)
     lm->ram_pristine = false;
 
     uint64_t normal = 0, dup = 0, pass = 0, load_t0 = 0, n = 0;
-    bool mc = false;
+    bool mc = false, pages_done = false;
     lm_rec rec;
     while (ok) {
         if (lm_cancelled(lm)) {
@@ -136,6 +258,14 @@ static bool load(livemig *lm, livemig_error *err)
         if (!lm_rd_record(r, &rec, err)) {
             ok = false;
             break;
+        }
+        if ((rec.type == LM_REC_SECTION || rec.type == LM_REC_END_STREAM ||
+             rec.type == LM_REC_MC_START) && cs->mf && !pages_done) {
+            /* State and resume only once every channel landed its pages
+             * up to the last sync point. */
+            if (!(ok = lm_mf_recv_wait(cs->mf, pass, err)))
+                break;
+            pages_done = true;
         }
         if (rec.type == LM_REC_RAM_RAW || rec.type == LM_REC_RAM_XBZRLE)
             normal += rec.npages;
@@ -150,7 +280,7 @@ static bool load(livemig *lm, livemig_error *err)
             ok = load_section(lm, &rec, err);
         } else if (rec.type == LM_REC_END_STREAM) {
             break;
-        } else if (rec.type == LM_REC_MC_START) {
+        } else if (rec.type == LM_REC_MC_START && !cs->mf) {
             publish(lm, r, normal, dup, pass);
             mc = true;
             ok = lm_mc_backup(lm, r, rec.heartbeat_ms, err);
@@ -165,8 +295,6 @@ static bool load(livemig *lm, livemig_error *err)
             publish(lm, r, normal, dup, pass);
     }
     publish(lm, r, normal, dup, pass);
-    lm_reader_destroy(r);
-    free(r);
     if (!ok || mc)
         return ok;   /* a backup that took over already runs the guest */
 
@@ -197,11 +325,15 @@ void *lm_incoming_thread(void *arg)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     livemig_error err = { 0 };
-    bool ok = load(lm, &err);
+    conns cs = { 0 };
+    bool ok = load(lm, &cs, &err);
+    if (cs.mf && !ok)
+        lm_mf_recv_shutdown(cs.mf);
     if (!ok && !lm_cancelled(lm)) {
         reply_error(lm, err.desc);
         lm_set_error(lm, err.desc);
     }
+    conns_free(&cs);
     pthread_mutex_lock(&lm->lock);
     lm_conn_close(&lm->conn);
     lm->conn = (lm_conn)LM_CONN_INIT;

@@ -20,6 +20,8 @@ typedef struct out_state {
     bool stopped_guest;            /* we stopped it: resume on failure */
     unsigned throttle;             /* auto-converge percent applied now */
     unsigned dirty_high;           /* passes in a row that dirtied too much */
+    struct lm_mf_send *mf;         /* capability multifd: page channels */
+    uint64_t batch[LM_MF_BATCH];   /* pages gathered for a channel */
     lm_xbzrle_cache *xc;           /* capability xbzrle: pages sent */
     bool xbzrle_on;                /* encode re-sent pages this pass */
     uint8_t snap[4096] __attribute__((aligned(64)));  /* page being encoded */

@@ -26,6 +26,7 @@
 #include "codec/xbzrle.h"
 #include "common/buf.h"
 #include "engine/engine-int.h"
+#include "engine/multifd.h"
 #include "engine/outgoing-int.h"
 #include "stream/stream.h"
 
@@ -124,13 +125,73 @@ bool lm_out_send_block(out_state *s, uint32_t bi, uint64_t *bitmap,
     return emit_run(s, bi, base, &cur);
 }
 
+/* multifd: hand the dirty pages to the channels in batches; they find
+ * the zero pages and compress. */
+static bool send_block_mf(out_state *s, uint32_t bi)
+{
+    livemig_ram *ram = s->lm->ram[bi];
+    uint32_t n = 0;
+    for (size_t wi = 0; wi < ram->bitmap_words; wi++) {
+        uint64_t word = ram->dirty[wi];
+        if (!word)
+            continue;
+        ram->dirty[wi] = 0;
+        while (word) {
+            s->batch[n++] = wi * 64 + (uint64_t)__builtin_ctzll(word);
+            word &= word - 1;
+            if (n == LM_MF_BATCH) {
+                if (!lm_mf_send_pages(s->mf, bi, ram->host, s->batch, n,
+                                      &s->err))
+                    return false;
+                s->pages_done += n;
+                n = 0;
+            }
+        }
+        if ((wi & 1023) == 0 && lm_cancelled(s->lm))
+            return false;
+    }
+    if (n && !lm_mf_send_pages(s->mf, bi, ram->host, s->batch, n, &s->err))
+        return false;
+    s->pages_done += n;
+    return true;
+}
+
 static bool send_dirty(out_state *s)
 {
-    for (uint32_t bi = 0; bi < s->lm->nram; bi++)
-        if (!lm_out_send_block(s, bi, s->lm->ram[bi]->dirty,
-                               s->lm->ram[bi]->host))
+    for (uint32_t bi = 0; bi < s->lm->nram; bi++) {
+        bool ok = s->mf ? send_block_mf(s, bi)
+                        : lm_out_send_block(s, bi, s->lm->ram[bi]->dirty,
+                                            s->lm->ram[bi]->host);
+        if (!ok)
             return false;
+    }
     return true;
+}
+
+/* End of a pass (or of the final pages): with multifd every channel
+ * reaches the sync point first, then the main stream says so. */
+static bool end_pass(out_state *s, uint64_t pass)
+{
+    if (s->mf) {
+        if (!lm_mf_send_sync(s->mf, pass, &s->err))
+            return false;
+        json_object *st = lm_mf_send_stats(s->mf);
+        pthread_mutex_lock(&s->lm->lock);
+        json_object_put(s->lm->stats.multifd);
+        s->lm->stats.multifd = st;
+        pthread_mutex_unlock(&s->lm->lock);
+    }
+    if (!lm_wr_end_pass(s->w, pass) || !lm_wr_flush(s->w)) {
+        lm_out_explain_write_error(s);
+        return false;
+    }
+    return true;
+}
+
+/* Bytes on the wire, main stream and channels. */
+static uint64_t wire_bytes(out_state *s)
+{
+    return s->w->total + (s->mf ? lm_mf_send_bytes(s->mf) : 0);
 }
 
 bool lm_out_sync_dirty(out_state *s)
@@ -232,8 +293,9 @@ static void publish(out_state *s, uint64_t pass_bytes, uint64_t pass_pages,
     livemig *lm = s->lm;
     pthread_mutex_lock(&lm->lock);
     lm_stats *st = &lm->stats;
-    st->transferred = s->w->total;
-    st->precopy_bytes = s->w->total;
+    uint64_t wire = s->w->total + (s->mf ? lm_mf_send_bytes(s->mf) : 0);
+    st->transferred = wire;
+    st->precopy_bytes = wire;
     st->normal = s->normal;
     st->duplicate = s->duplicate;
     st->remaining = s->dirty_pages * LM_PAGE_SIZE;
@@ -335,23 +397,27 @@ static bool do_pass(out_state *s, uint64_t pass)
             return false;
         s->xbzrle_on = pass > 1;
     }
-    uint64_t t0 = lm_now_us(), b0 = s->w->total, p0 = s->pages_done;
-    if (!send_dirty(s) || !lm_wr_end_pass(s->w, pass) || !lm_wr_flush(s->w)) {
+    if (s->mf)
+        lm_mf_send_set_rate(s->mf, s->p.max_bandwidth);
+    uint64_t t0 = lm_now_us(), b0 = wire_bytes(s), p0 = s->pages_done;
+    if (!send_dirty(s)) {
         if (s->w->error)
             lm_out_explain_write_error(s);
         return false;
     }
+    if (!end_pass(s, pass))
+        return false;
     if (!lm_out_sync_dirty(s))
         return false;
     uint64_t dt = lm_now_us() - t0;
     pthread_mutex_lock(&lm->lock);
     lm->stats.dirty_sync_count = pass;
     pthread_mutex_unlock(&lm->lock);
-    publish(s, s->w->total - b0, s->pages_done - p0, dt, s->dirty_pages);
+    publish(s, wire_bytes(s) - b0, s->pages_done - p0, dt, s->dirty_pages);
     if (s->xc)
         xbzrle_publish(s);
     if (pass > 1)
-        auto_converge(s, s->w->total - b0, s->dirty_pages * LM_PAGE_SIZE);
+        auto_converge(s, wire_bytes(s) - b0, s->dirty_pages * LM_PAGE_SIZE);
     if (s->p.cap_events) {
         json_object *d = json_object_new_object();
         json_object_object_add(d, "pass", json_object_new_uint64(pass));
@@ -443,11 +509,18 @@ static bool switchover(out_state *s)
     if (!lm_out_sync_dirty(s))
         return false;
     uint64_t t2 = lm_now_us();
-    uint64_t b0 = s->w->total;
+    uint64_t b0 = wire_bytes(s);
     if (!send_dirty(s) || !lm_wr_flush(s->w)) {
         if (s->w->error)
             lm_out_explain_write_error(s);
         return false;
+    }
+    if (s->mf) {
+        pthread_mutex_lock(&lm->lock);
+        uint64_t last = lm->stats.dirty_sync_count;
+        pthread_mutex_unlock(&lm->lock);
+        if (!end_pass(s, last + 1))
+            return false;
     }
     if (!send_sections(s))
         return false;
@@ -479,8 +552,8 @@ static bool switchover(out_state *s)
     pthread_mutex_lock(&lm->lock);
     lm->stats.dt = dt;
     lm->stats.downtime_ms = (t4 - t0 + 500) / 1000;
-    lm->stats.downtime_bytes = s->w->total - b0;
-    lm->stats.transferred = s->w->total;
+    lm->stats.downtime_bytes = wire_bytes(s) - b0;
+    lm->stats.transferred = wire_bytes(s);
     lm->stats.precopy_bytes = b0;
     pthread_mutex_unlock(&lm->lock);
     return true;
@@ -505,12 +578,28 @@ static bool setup(out_state *s)
                  lm->ram[i]->name);
         h->blocks[i].size = lm->ram[i]->size;
     }
+    if (s->p.cap_multifd) {
+        h->index = (uint8_t)s->p.multifd_channels;
+        h->compression = (uint8_t)s->p.multifd_compression;
+    }
     bool ok = lm_wr_header(s->w, h) && lm_wr_flush(s->w);
-    free(h);
     if (!ok) {
+        free(h);
         lm_out_explain_write_error(s);
         return false;
     }
+    if (s->p.cap_multifd) {
+        s->mf = lm_mf_send_start(lm, lm->uri, h, &s->p, &s->err);
+        pthread_mutex_lock(&lm->lock);
+        lm->mf_send = s->mf;
+        bool cancelled = lm_cancelled(lm);
+        pthread_mutex_unlock(&lm->lock);
+        if (s->mf && cancelled)
+            lm_mf_send_shutdown(s->mf);
+    }
+    free(h);
+    if (s->p.cap_multifd && !s->mf)
+        return false;
     if (s->p.cap_xbzrle &&
         !(s->xc = lm_xbzrle_cache_new(s->p.xbzrle_cache_size, LM_PAGE_SIZE,
                                       &s->err)))
@@ -578,6 +667,14 @@ void *lm_outgoing_thread(void *arg)
         lm_tracker_stop(lm->ram[i]->tracker);
     if (s)
         set_throttle(s, 0);   /* lifted however the migration ends */
+    if (s && s->mf) {
+        pthread_mutex_lock(&lm->lock);
+        lm->mf_send = NULL;
+        pthread_mutex_unlock(&lm->lock);
+        if (!ok)
+            lm_mf_send_shutdown(s->mf);
+        lm_mf_send_stop(s->mf);
+    }
 
     pthread_mutex_lock(&lm->lock);
     lm_conn_close(&lm->conn);

@@ -20,6 +20,7 @@ json_object *livemig_query_migrate(livemig *lm)
     memcpy(err, lm->error_desc, sizeof(err));
     bool incoming = lm->incoming;
     lm_mc_stats mc = lm->mc;
+    json_object *multifd = json_object_get(lm->stats.multifd);
     pthread_mutex_unlock(&lm->lock);
     pthread_mutex_lock(&lm->out_lock);
     uint64_t held = lm->out_held, released = lm->out_released;
@@ -27,8 +28,10 @@ json_object *livemig_query_migrate(livemig *lm)
 
     json_object_object_add(o, "status",
                            json_object_new_string(livemig_status_name(status)));
-    if (status == LIVEMIG_STATUS_NONE)
+    if (status == LIVEMIG_STATUS_NONE) {
+        json_object_put(multifd);
         return o;
+    }
     bool done = status == LIVEMIG_STATUS_COMPLETED ||
                 status == LIVEMIG_STATUS_FAILED ||
                 status == LIVEMIG_STATUS_CANCELLED;
@@ -61,6 +64,23 @@ json_object *livemig_query_migrate(livemig *lm)
     add_u64(ram, "page-size", LM_PAGE_SIZE);
     json_object_object_add(o, "ram", ram);
 
+    if (multifd) {
+        json_object *m = json_object_new_object();
+        uint64_t bytes = 0;
+        double raw = 0;
+        for (size_t i = 0; i < json_object_array_length(multifd); i++) {
+            json_object *c = json_object_array_get_idx(multifd, i);
+            uint64_t b = json_object_get_uint64(json_object_object_get(c, "bytes"));
+            bytes += b;
+            raw += json_object_get_double(
+                       json_object_object_get(c, "compression-ratio")) * (double)b;
+        }
+        add_u64(m, "bytes", bytes);
+        json_object_object_add(m, "compression-ratio",
+                               json_object_new_double(bytes ? raw / (double)bytes : 0));
+        json_object_object_add(m, "channels", multifd);
+        json_object_object_add(o, "multifd", m);
+    }
     if (st.xbzrle_on) {
         json_object *x = json_object_new_object();
         add_u64(x, "cache-size", st.xbzrle.cache_size);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "codec/compress.h"
 #include "codec/xbzrle.h"
 #include "common/buf.h"
 #include "stream/stream.h"
@@ -38,7 +39,9 @@ void lm_reader_destroy(lm_reader *r)
 {
     free(r->buf);
     free(r->section);
-    r->buf = r->section = NULL;
+    free(r->mf_cbuf);
+    free(r->mf_raw);
+    r->buf = r->section = r->mf_cbuf = r->mf_raw = NULL;
 }
 
 static bool io_fail(lm_reader *r, int rc, const char *what,
@@ -152,6 +155,7 @@ bool lm_rd_header(lm_reader *r, livemig_error *err)
     r->page_size = h->page_size;
     h->role = b[12];
     h->index = b[13];
+    h->compression = b[14];
     memcpy(h->uuid, b + 16, 16);
     h->nblocks = lm_get_be32(b + 32);
     if (h->nblocks == 0 || h->nblocks > LM_STREAM_MAX_BLOCKS) {
@@ -240,6 +244,76 @@ static bool ram_range(lm_reader *r, lm_rec *rec, livemig_error *err)
     return true;
 }
 
+/* A multifd batch: every page index is checked before any byte lands;
+ * compressed batches are decompressed in full (exact length) first. */
+static bool mf_pages(lm_reader *r, lm_rec *rec, livemig_error *err)
+{
+    uint8_t b[8], idx[LM_MF_BATCH * 8];
+    RD(r, b, 8, "a multifd batch");
+    rec->block = lm_get_be32(b);
+    rec->npages = lm_get_be32(b + 4);
+    if (r->stage || rec->block >= r->hdr.nblocks ||
+        !r->hdr.blocks[rec->block].host || rec->npages == 0 ||
+        rec->npages > LM_MF_BATCH) {
+        livemig_error_set(err, "multifd batch of %u pages for block %u is "
+                          "malformed (1 to %u pages of a declared block)",
+                          rec->npages, rec->block, LM_MF_BATCH);
+        return false;
+    }
+    uint8_t *host = r->hdr.blocks[rec->block].host;
+    uint64_t pages = r->hdr.blocks[rec->block].size / r->page_size;
+    RD(r, idx, (size_t)rec->npages * 8, "a multifd batch");
+    uint32_t nz = 0;
+    for (uint32_t i = 0; i < rec->npages; i++) {
+        uint64_t v = lm_get_be64(idx + 8 * i) & ~LM_MF_ZERO;
+        if (v >= pages) {
+            livemig_error_set(err, "multifd batch names page %llu of block "
+                              "'%s', which has %llu pages",
+                              (unsigned long long)v,
+                              r->hdr.blocks[rec->block].name,
+                              (unsigned long long)pages);
+            return false;
+        }
+        nz += !(lm_get_be64(idx + 8 * i) & LM_MF_ZERO);
+    }
+    const uint8_t *raw = NULL;
+    if (r->decomp && nz) {
+        uint8_t lb[4];
+        RD(r, lb, 4, "a multifd batch");
+        uint32_t clen = lm_get_be32(lb);
+        size_t want = (size_t)nz * r->page_size;
+        size_t bound = lm_compress_bound(lm_compressor_method(r->decomp),
+                                         LM_MF_BATCH * 4096u);
+        if (clen == 0 || clen > bound) {
+            livemig_error_set(err, "multifd batch has %u compressed bytes "
+                              "(1 to %zu allowed)", clen, bound);
+            return false;
+        }
+        if (!r->mf_cbuf && !(r->mf_cbuf = malloc(bound)))
+            return io_fail(r, -1, "a multifd batch", err);
+        if (!r->mf_raw && !(r->mf_raw = malloc(LM_MF_BATCH * 4096u)))
+            return io_fail(r, -1, "a multifd batch", err);
+        RD(r, r->mf_cbuf, clen, "a compressed multifd batch");
+        if (!lm_decompress(r->decomp, r->mf_cbuf, clen, r->mf_raw, want, err))
+            return false;
+        raw = r->mf_raw;
+    }
+    for (uint32_t i = 0; i < rec->npages; i++) {
+        uint64_t v = lm_get_be64(idx + 8 * i);
+        uint8_t *dst = host + (v & ~LM_MF_ZERO) * r->page_size;
+        if (v & LM_MF_ZERO) {
+            if (!r->skip_zero)
+                memset(dst, 0, r->page_size);
+        } else if (raw) {
+            memcpy(dst, raw, r->page_size);
+            raw += r->page_size;
+        } else {
+            RD(r, dst, r->page_size, "multifd page data");
+        }
+    }
+    return true;
+}
+
 bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err)
 {
     uint8_t type;
@@ -291,6 +365,14 @@ bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err)
                               r->hdr.blocks[rec->block].name);
             return false;
         }
+        return true;
+    }
+    case LM_REC_MF_PAGES:
+        return mf_pages(r, rec, err);
+    case LM_REC_MF_SYNC: {
+        uint8_t b[8];
+        RD(r, b, 8, "a multifd sync record");
+        rec->pass = lm_get_be64(b);
         return true;
     }
     case LM_REC_RAM_ZERO:

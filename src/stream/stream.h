@@ -17,6 +17,8 @@
 #define LM_STREAM_MAX_BLOCKS 64u
 #define LM_STREAM_MAX_RUN 4096u           /* pages in one RAM record */
 #define LM_STREAM_MAX_SECTION (64u << 20) /* bytes of one state section */
+#define LM_MF_BATCH 128u                  /* pages in one multifd batch */
+#define LM_MF_ZERO (1ull << 63)
 
 enum lm_record {
     LM_REC_RAM_RAW = 1,    /* u32 block, u64 first page, u32 npages, data */
@@ -29,6 +31,11 @@ enum lm_record {
     LM_REC_CKPT_END = 8,   /* u64 epoch: the checkpoint is complete */
     LM_REC_HEARTBEAT = 9,  /* (nothing): the primary is alive */
     LM_REC_RAM_XBZRLE = 10,/* u32 block, u64 page, u32 len, encoded delta */
+    LM_REC_MF_PAGES = 11,  /* multifd batch: u32 block, u32 n, n x u64
+                              (page | 1<<63 when zero), then the non-zero
+                              pages: raw, or u32 length + compressed */
+    LM_REC_MF_SYNC = 12,   /* u64 sync point: the channel's pages of
+                              everything before it are all sent */
 };
 
 /* Return-path messages, destination to source. */
@@ -51,7 +58,8 @@ typedef struct lm_stream_block {
 typedef struct lm_stream_header {
     uint32_t version;
     uint32_t page_size;
-    uint8_t role, index;
+    uint8_t role, index;       /* main: index = multifd channel count */
+    uint8_t compression;       /* multifd batches: lm_compress_method */
     uint8_t uuid[16];
     uint32_t nblocks;
     lm_stream_block blocks[LM_STREAM_MAX_BLOCKS];
@@ -104,6 +112,13 @@ bool lm_wr_end_stream(lm_writer *w);
 bool lm_wr_mc_start(lm_writer *w, uint32_t heartbeat_ms);
 bool lm_wr_ckpt(lm_writer *w, int type, uint64_t epoch);  /* BEGIN/END */
 bool lm_wr_heartbeat(lm_writer *w);
+/* multifd: a batch of pages of one block, all of them @base-relative.
+ * @zero marks the zero pages; the others are sent raw by reference, or
+ * as @clen bytes of @cdata (copied) when compressed (@cdata != NULL). */
+bool lm_wr_mf_pages(lm_writer *w, uint32_t block, const uint64_t *pages,
+                    const bool *zero, uint32_t n, const uint8_t *base,
+                    const void *cdata, uint32_t clen);
+bool lm_wr_mf_sync(lm_writer *w, uint64_t sync);
 bool lm_wr_flush(lm_writer *w);
 
 /* ---- reader ------------------------------------------------------------ */
@@ -126,6 +141,9 @@ typedef struct lm_reader {
     uint8_t *(*stage)(void *opaque, uint32_t block, uint64_t first,
                       uint32_t npages, livemig_error *err);
     void *stage_opaque;
+    /* multifd channel: how batches are compressed (NULL: raw). */
+    struct lm_compressor *decomp;
+    uint8_t *mf_cbuf, *mf_raw;  /* compressed input / decompressed pages */
     int timeout_ms;            /* > 0: fail a read with no data this long */
     bool timed_out;            /* the last failure was that timeout */
 } lm_reader;
@@ -156,7 +174,6 @@ bool lm_rd_bind(lm_reader *r, const lm_stream_block *local, uint32_t n,
  * malformed. */
 bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err);
 
-/* Scratch for decoding xbzrle records (reader-owned). */
 /* True if the 4 KiB page at @p is all zero. */
 bool lm_page_is_zero(const void *p);
 

@@ -4,8 +4,9 @@
  * The stream is a header followed by records, all integers big-endian,
  * nothing sent as a native struct (docs/stream.md has the full essay):
  *
- *   header  "LVMG" u32 version, u32 page size, u8 role, u8 index,
- *           u16 flags, 16 bytes uuid, u32 nblocks,
+ *   header  "LVMG" u32 version, u32 page size, u8 role, u8 index
+ *           (main: multifd channel count), u16 flags (bit 0: uuid,
+ *           bits 8-15: multifd compression), 16 bytes uuid, u32 nblocks,
  *           nblocks x { u8 name length, name, u64 size }
  *   record  u8 type, then by type:
  *           RAM_RAW    u32 block, u64 first page, u32 npages, pages
@@ -18,6 +19,10 @@
  *           CKPT_END   u64 epoch     records between them form one
  *           HEARTBEAT  (nothing)     checkpoint, applied only when whole)
  *           RAM_XBZRLE u32 block, u64 page, u32 length, delta (xbzrle.c)
+ *           MF_PAGES   u32 block, u32 n, n x u64 page (bit 63: zero page),
+ *                      then the non-zero pages raw, or u32 length and the
+ *                      channel's compressed batch (multifd channels)
+ *           MF_SYNC    u64 sync point (multifd channels)
  *
  * Pages are sent as runs of adjacent pages with one 17-byte header per
  * run, by reference: the writer gathers record headers (in its arena) and
@@ -151,7 +156,8 @@ bool lm_wr_header(lm_writer *w, const lm_stream_header *h)
     lm_put_be32(q, h->page_size); q += 4;
     *q++ = h->role;
     *q++ = h->index;
-    lm_put_be16(q, 1); q += 2;  /* flags: bit 0 = uuid present */
+    /* flags: bit 0 = uuid present, bits 8-15 = multifd compression */
+    lm_put_be16(q, (uint16_t)(1u | (unsigned)h->compression << 8)); q += 2;
     memcpy(q, h->uuid, 16); q += 16;
     lm_put_be32(q, h->nblocks); q += 4;
     for (uint32_t i = 0; i < h->nblocks; i++) {
@@ -234,6 +240,42 @@ bool lm_wr_ram_xbzrle(lm_writer *w, uint32_t block, uint64_t page,
                       const void *enc, uint32_t len)
 {
     return copied_rec(w, LM_REC_RAM_XBZRLE, block, page, len, enc, len);
+}
+
+bool lm_wr_mf_pages(lm_writer *w, uint32_t block, const uint64_t *pages,
+                    const bool *zero, uint32_t n, const uint8_t *base,
+                    const void *cdata, uint32_t clen)
+{
+    size_t hlen = 9 + (size_t)n * 8 + (cdata ? 4 : 0);
+    uint8_t *p, *c = NULL;
+    if (cdata ? !reserve2(w, hlen, clen, &p, &c) : !(p = hdr(w, hlen)))
+        return false;
+    p[0] = LM_REC_MF_PAGES;
+    lm_put_be32(p + 1, block);
+    lm_put_be32(p + 5, n);
+    for (uint32_t i = 0; i < n; i++)
+        lm_put_be64(p + 9 + 8 * i, pages[i] | (zero[i] ? LM_MF_ZERO : 0));
+    if (cdata) {
+        lm_put_be32(p + 9 + 8 * n, clen);
+        memcpy(c, cdata, clen);
+        return push(w, p, hlen) && push(w, c, clen) && maybe_flush(w);
+    }
+    if (!push(w, p, hlen))
+        return false;
+    for (uint32_t i = 0; i < n; i++)
+        if (!zero[i] && !push(w, base + pages[i] * 4096, 4096))
+            return false;
+    return maybe_flush(w);
+}
+
+bool lm_wr_mf_sync(lm_writer *w, uint64_t sync)
+{
+    uint8_t *p = hdr(w, 9);
+    if (!p)
+        return false;
+    p[0] = LM_REC_MF_SYNC;
+    lm_put_be64(p + 1, sync);
+    return push(w, p, 9) && lm_wr_flush(w);
 }
 
 bool lm_wr_section(lm_writer *w, const char *name, uint32_t version,

@@ -307,6 +307,60 @@ static void test_xbzrle(void **state)
     toy_fini(&dst, SIZE);
 }
 
+/* multifd: pages over 2 extra channels, raw and zstd-compressed, with
+ * the guest writing throughout: the destination ends up identical. */
+static void migrate_multifd(const char *compression)
+{
+    toy src, dst;
+    toy_init(&src, false, SIZE);
+    toy_init(&dst, true, SIZE);
+    char uri[128], params[160];
+    snprintf(uri, sizeof(uri), "unix:/tmp/lm-test-mf-%d.sock", getpid());
+    livemig_error err = { 0 };
+    json_object *caps = json_tokener_parse(
+        "{\"capabilities\": [{\"capability\": \"multifd\", \"state\": true}]}");
+    assert_true(lm_tunables_set_capabilities(lm_engine_tunables(src.lm), caps, &err));
+    json_object_put(caps);
+    snprintf(params, sizeof(params), "{\"multifd-channels\": 2, "
+             "\"multifd-compression\": \"%s\", \"switchover-hold\": true}",
+             compression);
+    set_params(src.lm, params);
+    assert_true(livemig_incoming(dst.lm, uri, &err));
+    assert_true(livemig_migrate(src.lm, uri, &err));
+    usleep(300000);   /* several passes while held */
+    set_params(src.lm, "{\"switchover-hold\": false}");
+    if (!wait_status(src.lm, LIVEMIG_STATUS_COMPLETED, 20000)) {
+        json_object *q = livemig_query_migrate(src.lm);
+        fail_msg("not completed: %s", json_object_to_json_string(q));
+    }
+    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_COMPLETED, 20000));
+    assert_int_equal(dst.counter, src.counter);
+    assert_memory_equal(dst.mem, src.mem, SIZE);
+    json_object *q = livemig_query_migrate(src.lm);
+    json_object *chans = json_object_object_get(
+        json_object_object_get(q, "multifd"), "channels");
+    assert_int_equal(json_object_array_length(chans), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_object *c = json_object_array_get_idx(chans, i);
+        assert_true(json_object_get_uint64(json_object_object_get(c, "bytes")) > 0);
+    }
+    json_object_put(q);
+    toy_fini(&src, SIZE);
+    toy_fini(&dst, SIZE);
+}
+
+static void test_multifd_none(void **state)
+{
+    (void)state;
+    migrate_multifd("none");
+}
+
+static void test_multifd_zstd(void **state)
+{
+    (void)state;
+    migrate_multifd("zstd");
+}
+
 /* Save to a file, restore from it. */
 static void test_file_save_restore(void **state)
 {
@@ -337,6 +391,8 @@ int main(void)
         cmocka_unit_test(test_cancel_then_retry),
         cmocka_unit_test(test_file_save_restore),
         cmocka_unit_test(test_xbzrle),
+        cmocka_unit_test(test_multifd_none),
+        cmocka_unit_test(test_multifd_zstd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
