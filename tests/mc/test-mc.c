@@ -10,6 +10,8 @@
  *   kill_backup               primary runs on unprotected, failed with an
  *                             error-desc, MC_BACKUP_LOST, outputs released at
  *                             once, a new backup re-protects it
+ *   hung_backup               backup frozen (SIGSTOP): the primary gives it up
+ *                             within mc-heartbeat-timeout + 1000 ms (+ slack)
  *   mc_delay_live             mc-delay 500 -> 20 -> 500 (x-checkpoint-delay)
  *                             -> 20 (migrate-set-mc-delay) while checkpointing
  *   failover_on_command       mc-heartbeat-timeout 0: a frozen primary is not
@@ -313,6 +315,58 @@ static void kill_backup(void **state)
                  "backup was lost: \"%s\"", lost_desc);
 }
 
+/* ---- a hung backup ------------------------------------------------------ */
+
+/* A backup that stops answering (SIGSTOP: its socket stays open) is lost
+ * like a dead one, only later: the primary waits at most
+ * mc-heartbeat-timeout + 1000 ms for an acknowledgement, so within that
+ * (plus an epoch) it emits MC_BACKUP_LOST, runs on and releases outputs.
+ * Checkpoints of ~20 MB (100 MB/s dirtied, mc-delay 200) do not fit in
+ * the loopback socket buffers, so the primary also has to give up while
+ * it is still sending one. */
+static void hung_backup(void **state)
+{
+    (void)state;
+    const long long hb = 1000;
+    mct_conf c = { 64, "100M", 200, hb };
+    const long long npages = 64LL * 1024 * 1024 / PAGE;
+    mct_pair *p = mct_pair_start(&c);
+    mct_protect(p, 30000);
+    wait_checkpoints(p, 5, 5000);
+
+    long long t = mct_wall_us();
+    kill(p->bak->pid, SIGSTOP);
+    json_object *ev = mct_wait_event(p->pri, "MC_BACKUP_LOST",
+                                     (int)hb + 6000);
+    if (!ev) {
+        json_object *qm = mct_qm(p->pri);
+        char shown[2048];
+        snprintf(shown, sizeof(shown), "%s", json_object_to_json_string(qm));
+        json_object_put(qm);
+        mct_pos last;
+        mct_outputs(p->outputs, &last, NULL);
+        long long lag = pages_between(last, guest_pos(p->pri), npages);
+        mct_kill(p->bak);
+        mct_fail("the primary did not notice its backup stopped answering "
+                 "within %lld ms (mc-heartbeat-timeout %lld): its outputs "
+                 "now lag the guest by %lld pages; query-migrate: %s",
+                 hb + 6000, hb, lag, shown);
+    }
+    double ms = (double)(mct_event_us(ev) - t) / 1000.0;
+    printf("hung backup: MC_BACKUP_LOST %.1f ms after SIGSTOP: %s\n", ms,
+           json_object_to_json_string(ev));
+    json_object_put(ev);
+    mct_kill(p->bak);
+    mct_wait_status(p->pri, "failed", 5000);
+    if (!mct_running(p->pri))
+        mct_fail("the primary's guest stopped when its backup hung");
+    size_t n0 = mct_outputs(p->outputs, NULL, NULL);
+    wait_lines(p->outputs, n0 + 3, 3000, "outputs must flow once the hung "
+               "backup is given up");
+    mct_verify_ok(p->pri, "primary");
+    mct_pair_finish(p);
+}
+
 /* ---- mc-delay while checkpointing --------------------------------------- */
 
 static long long checkpoints(mct_pair *p)
@@ -573,6 +627,7 @@ int main(void)
         cmocka_unit_test_teardown(checkpointing_starts, mct_teardown),
         cmocka_unit_test_teardown(heartbeat_timeout_sigstop, mct_teardown),
         cmocka_unit_test_teardown(kill_backup, mct_teardown),
+        cmocka_unit_test_teardown(hung_backup, mct_teardown),
         cmocka_unit_test_teardown(mc_delay_live, mct_teardown),
         cmocka_unit_test_teardown(failover_on_command, mct_teardown),
         cmocka_unit_test_teardown(failover_on_primary, mct_teardown),
