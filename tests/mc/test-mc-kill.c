@@ -13,8 +13,9 @@
  *     running, pages-written grows) and guest-verify passes;
  *   - every line of the outputs file is backed: its (generation, cursor) is
  *     not ahead of the backup's resumed-from (threads=1);
- *   - the outputs file is not empty when the run lasted long enough for an
- *     output to be acknowledged (two output intervals + two epochs + 100 ms).
+ *   - the outputs file is not empty when an output must have been
+ *     acknowledged: the backup took over at epoch 3 or later from a state
+ *     more than one output (256 pages) plus one epoch of writes in.
  *
  * Usage: test-mc-kill [FIRST COUNT]: only kills FIRST .. FIRST+COUNT-1 of
  * the 20.  MC_KILL_SEED=N repeats a run; the seed, each kill's parameters
@@ -102,13 +103,23 @@ static void kill_primary(void **state)
     json_object_put(g);
     size_t lines = mct_outputs_backed(p->outputs, 0, gen, cur);
 
-    long long out_every_ms = 256LL * 4096 * 1000 / rate_bytes(c->rate);
-    bool long_enough = ran_ms >= 2 * out_every_ms + 2 * c->mc_delay + 100;
+    /* Were outputs bound to have been released?  Checkpoint E-1 was
+     * acknowledged (E, the last the backup applied, is only sent after
+     * it), and epoch E lasts about mc-delay: so when the backup resumed
+     * from more than 256 pages (one output) plus what the guest writes in
+     * mc-delay + 50 ms past its first write (generation 2, cursor 0), an
+     * output was released.  Epoch 1 covers the whole initial sync, so E
+     * must be at least 3. */
+    long long npages = (long long)c->size_mib * 256;
+    long long done = (gen - 2) * npages + cur;
+    long long per_epoch = rate_bytes(c->rate) / 4096 *
+                          (c->mc_delay + 50) / 1000;
+    bool long_enough = ev_epoch >= 3 && done > 256 + per_epoch;
     if (long_enough && lines == 0)
-        mct_fail("kill %d: the run lasted %lld ms after checkpointing "
-                 "began (an output every %lld ms, mc-delay %lld) but the "
-                 "outputs file is empty: no output was ever released",
-                 k->idx, ran_ms, out_every_ms, c->mc_delay);
+        mct_fail("kill %d: the backup resumed at epoch %lld from %lld pages "
+                 "written (an output every 256, up to %lld per epoch) but "
+                 "the outputs file is empty: no output was ever released",
+                 k->idx, ev_epoch, done, per_epoch);
     mct_pos last;
     mct_outputs(p->outputs, &last, NULL);
     printf("         backup resumed from (%lld, %lld); %zu outputs, last "
