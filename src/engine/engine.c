@@ -593,7 +593,10 @@ bool livemig_cancel(livemig *lm, livemig_error *err)
         atomic_store(&lm->cancel, true);
         lm_set_status_locked(lm, LIVEMIG_STATUS__MAX,
                              LIVEMIG_STATUS_CANCELLING);
-        lm_conn_shutdown(&lm->conn);
+        /* A checkpointing primary tells its backup to stand down (its
+         * sends are bounded by a timeout); anything else is cut now. */
+        if (!(lm->mc.active && !lm->incoming))
+            lm_conn_shutdown(&lm->conn);
         if (lm->mf_send)
             lm_mf_send_shutdown(lm->mf_send);
         lm->kicked = true;
@@ -610,7 +613,10 @@ bool livemig_mc_failover(livemig *lm, livemig_error *err)
     bool ok = is_active(lm->status) && lm->mc.active;
     if (ok) {
         lm->mc_failover = true;
-        lm_conn_shutdown(&lm->conn);
+        /* The backup's reader is cut so it takes over now; the primary's
+         * thread notices the flag and tells the backup to stand down. */
+        if (lm->incoming)
+            lm_conn_shutdown(&lm->conn);
         lm->kicked = true;
         pthread_cond_broadcast(&lm->cond);
     } else {

@@ -291,8 +291,11 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
             ok = false;
             break;
         }
-        if ((++n & 255) == 0)
+        uint64_t now = lm_now_us();
+        if (now - n >= 50000) {   /* progress for query-migrate */
+            n = now;
             publish(lm, r, normal, dup, pass);
+        }
     }
     publish(lm, r, normal, dup, pass);
     if (!ok || mc)

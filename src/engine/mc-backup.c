@@ -211,7 +211,7 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
     r->skip_zero = false;
 
     uint64_t applied_epoch = 0, cur = 0, t0 = 0, b0 = 0;
-    bool in_ckpt = false, broken = false;
+    bool in_ckpt = false, broken = false, ended = false;
     livemig_error why = { 0 };
     lm_rec rec;
     for (;;) {
@@ -220,6 +220,12 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
         bool ok = true;
         switch (rec.type) {
         case LM_REC_HEARTBEAT:
+            break;
+        case LM_REC_MC_END:
+            ended = true;
+            livemig_error_set(&why, "the primary stopped checkpointing "
+                              "(migrate_cancel or mc-failover there) and "
+                              "runs on; this backup stands down");
             break;
         case LM_REC_CKPT_BEGIN:
             ok = !in_ckpt;
@@ -277,8 +283,17 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
     free(st.secs);
 
     pthread_mutex_lock(&lm->lock);
+    /* mc-heartbeat-timeout 0: a manager that fences decides; losing the
+     * primary's connection alone is no reason to take over. */
+    while (!ended && !broken && applied_epoch && heartbeat_ms == 0 &&
+           !lm->mc_failover && !lm_cancelled(lm))
+        pthread_cond_wait(&lm->cond, &lm->lock);
     bool asked = lm->mc_failover;
     pthread_mutex_unlock(&lm->lock);
+    if (ended) {
+        livemig_error_set(err, "%s", why.desc);
+        return false;
+    }
     if (applied_epoch == 0 || broken) {
         livemig_error_set(err, "%s; no complete checkpoint to take over "
                           "from", why.desc[0] ? why.desc : "stream ended");

@@ -22,6 +22,8 @@
  */
 #include <json-c/json.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -251,11 +253,18 @@ bool lm_mc_primary(out_state *s)
         livemig_error_set(&s->err, "out of memory for the checkpoint "
                           "staging copy of guest RAM");
 
+    lm_tunables_snapshot(lm->tun, &s->p);
+    /* A stalled backup must not stall the primary: writes give up after
+     * the heartbeat timeout (5 s when failover is on command only). */
+    uint64_t to = s->p.mc_heartbeat_timeout ? s->p.mc_heartbeat_timeout + 1000
+                                            : 5000;
+    struct timeval tv = { (time_t)(to / 1000), (suseconds_t)(to % 1000) * 1000 };
+    if (lm->conn.is_socket)
+        setsockopt(lm->conn.wfd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     pthread_mutex_lock(&lm->lock);
     lm->mc.active = true;
     pthread_mutex_unlock(&lm->lock);
     lm_output_hold(lm, 1);
-    lm_tunables_snapshot(lm->tun, &s->p);
     if (ok && (!lm_wr_mc_start(s->w, (uint32_t)s->p.mc_heartbeat_timeout) ||
                !lm_wr_flush(s->w))) {
         lm_out_explain_write_error(s);
@@ -269,11 +278,19 @@ bool lm_mc_primary(out_state *s)
         ok = checkpoint(s, mb, epoch, &secs, sec_len);
     }
 
+    pthread_mutex_lock(&lm->lock);
+    bool dropped = lm->mc_failover;
+    pthread_mutex_unlock(&lm->lock);
+    if ((dropped || lm_cancelled(lm)) && !s->w->error) {
+        /* Stopped on purpose while the backup is fine: it must not take
+         * over, two guests would run. */
+        s->w->error = 0;
+        (void)lm_wr_mc_end(s->w);
+    }
     /* Checkpointing ended: the guest keeps running, unprotected; nothing
      * held can be backed any more, so everything is released. */
     lm_output_release_all(lm);
     pthread_mutex_lock(&lm->lock);
-    bool dropped = lm->mc_failover;
     uint64_t epoch = lm->mc.epoch;
     lm->mc.active = false;
     pthread_mutex_unlock(&lm->lock);
@@ -293,9 +310,13 @@ bool lm_mc_primary(out_state *s)
         lm_set_status_locked(lm, LIVEMIG_STATUS__MAX,
                              LIVEMIG_STATUS_CANCELLING);
         pthread_mutex_unlock(&lm->lock);
-    } else if (!livemig_error_is_set(&s->err)) {
-        livemig_error_set(&s->err, "micro-checkpointing stopped: the backup "
-                          "is lost; run migrate again to protect the guest");
+    } else if (!lm_cancelled(lm)) {
+        livemig_error why = s->err;
+        livemig_error_clear(&s->err);
+        livemig_error_set(&s->err, "the backup is lost (%s); the guest runs "
+                          "unprotected: run migrate to a new backup to "
+                          "protect it again", why.desc[0] ? why.desc
+                                                          : "no reason");
     }
     for (size_t i = 0; mb && i < lm->nram; i++) {
         livemig_ram_free(mb[i].shadow, lm->ram[i]->size);

@@ -16,6 +16,10 @@ typedef struct out_state {
     struct lm_params p;
     uint64_t normal, duplicate;    /* pages sent as data / as zero */
     uint64_t pages_done;           /* pages sent in any form */
+    uint64_t pass_pages, pass_p0;  /* pages to send this pass; pages_done
+                                      when it began (progress) */
+    uint64_t last_tick_us;
+    bool unthrottled;              /* switchover: max-bandwidth is off */
     uint64_t dirty_pages;          /* to send in the next pass */
     bool stopped_guest;            /* we stopped it: resume on failure */
     unsigned throttle;             /* auto-converge percent applied now */
@@ -33,6 +37,9 @@ typedef struct out_state {
  * them at @base (the block's RAM, or a staging copy of it). */
 bool lm_out_send_block(out_state *s, uint32_t bi, uint64_t *bitmap,
                        const uint8_t *base);
+/* Called often while pages go out: false on cancel; publishes progress
+ * and applies a max-bandwidth change at once. */
+bool lm_out_tick(out_state *s);
 /* Sync every tracker into the blocks' dirty bitmaps; sets dirty_pages. */
 bool lm_out_sync_dirty(out_state *s);
 /* Read one return-path message (RESUMED or ACK) within @timeout_ms (-1:

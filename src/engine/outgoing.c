@@ -95,6 +95,42 @@ static bool emit_run(out_state *s, uint32_t bi, const uint8_t *base,
                          base + r->start * LM_PAGE_SIZE);
 }
 
+/* Bytes on the wire, main stream and channels. */
+static uint64_t wire_bytes(out_state *s)
+{
+    return s->w->total + s->w->pending +
+           (s->mf ? lm_mf_send_bytes(s->mf) : 0);
+}
+
+bool lm_out_tick(out_state *s)
+{
+    livemig *lm = s->lm;
+    if (lm_cancelled(lm))
+        return false;
+    uint64_t now = lm_now_us();
+    if (now - s->last_tick_us < 50000)
+        return true;
+    s->last_tick_us = now;
+    /* max-bandwidth takes effect at once, not at the next pass: a user
+     * who lowers it wants the link back now. */
+    struct lm_params p;
+    lm_tunables_snapshot(lm->tun, &p);
+    if (!s->unthrottled && p.max_bandwidth != s->w->rate) {
+        s->p.max_bandwidth = p.max_bandwidth;
+        lm_writer_set_rate(s->w, p.max_bandwidth);
+    }
+    uint64_t done = s->pages_done - s->pass_p0;
+    pthread_mutex_lock(&lm->lock);
+    lm->stats.transferred = wire_bytes(s);
+    lm->stats.precopy_bytes = lm->stats.transferred;
+    lm->stats.normal = s->normal;
+    lm->stats.duplicate = s->duplicate;
+    lm->stats.remaining = (s->pass_pages > done ? s->pass_pages - done : 0) *
+                          LM_PAGE_SIZE;
+    pthread_mutex_unlock(&lm->lock);
+    return true;
+}
+
 bool lm_out_send_block(out_state *s, uint32_t bi, uint64_t *bitmap,
                        const uint8_t *base)
 {
@@ -119,7 +155,7 @@ bool lm_out_send_block(out_state *s, uint32_t bi, uint64_t *bitmap,
                 return false;
             cur = (run){ page, 1, z };
         }
-        if ((wi & 1023) == 0 && lm_cancelled(s->lm))
+        if (!lm_out_tick(s))   /* cheap: a clock read per 64 pages */
             return false;
     }
     return emit_run(s, bi, base, &cur);
@@ -147,7 +183,7 @@ static bool send_block_mf(out_state *s, uint32_t bi)
                 n = 0;
             }
         }
-        if ((wi & 1023) == 0 && lm_cancelled(s->lm))
+        if (!lm_out_tick(s))   /* cheap: a clock read per 64 pages */
             return false;
     }
     if (n && !lm_mf_send_pages(s->mf, bi, ram->host, s->batch, n, &s->err))
@@ -188,11 +224,7 @@ static bool end_pass(out_state *s, uint64_t pass)
     return true;
 }
 
-/* Bytes on the wire, main stream and channels. */
-static uint64_t wire_bytes(out_state *s)
-{
-    return s->w->total + (s->mf ? lm_mf_send_bytes(s->mf) : 0);
-}
+
 
 bool lm_out_sync_dirty(out_state *s)
 {
@@ -400,6 +432,11 @@ static bool do_pass(out_state *s, uint64_t pass)
     if (s->mf)
         lm_mf_send_set_rate(s->mf, s->p.max_bandwidth);
     uint64_t t0 = lm_now_us(), b0 = wire_bytes(s), p0 = s->pages_done;
+    s->pass_p0 = p0;
+    s->pass_pages = 0;
+    for (size_t i = 0; i < lm->nram; i++)
+        for (size_t w = 0; w < lm->ram[i]->bitmap_words; w++)
+            s->pass_pages += (uint64_t)__builtin_popcountll(lm->ram[i]->dirty[w]);
     if (!send_dirty(s)) {
         if (s->w->error)
             lm_out_explain_write_error(s);
@@ -487,6 +524,12 @@ static bool switchover(out_state *s)
     uint64_t t0 = lm_now_us();
     lm_guest_stop(lm, LIVEMIG_RUN_FINISH_MIGRATE);
     s->stopped_guest = true;
+    /* The guest is down: max-bandwidth no longer throttles (the estimate
+     * that allowed the switchover assumed the measured rate). */
+    s->unthrottled = true;
+    lm_writer_set_rate(s->w, 0);
+    if (s->mf)
+        lm_mf_send_set_rate(s->mf, 0);
     uint64_t t1 = lm_now_us();
     pthread_mutex_lock(&lm->lock);
     livemig_status from = LIVEMIG_STATUS_ACTIVE;
@@ -629,9 +672,12 @@ static bool migrate(out_state *s)
     for (uint64_t pass = 1; !lm_cancelled(lm); pass++) {
         if (!do_pass(s, pass))
             return false;
+        /* Decide with the tunables as they are now: a limit or the hold
+         * may have changed while the pass ran. */
         lm_tunables_snapshot(lm->tun, &s->p);
         pthread_mutex_lock(&lm->lock);
-        bool converged = lm->stats.converged;
+        bool converged = lm->stats.expected_downtime_ms <= s->p.downtime_limit;
+        lm->stats.converged = converged;
         pthread_mutex_unlock(&lm->lock);
         if (converged && s->p.cap_micro_checkpointing) {
             s->xbzrle_on = false;   /* checkpoints send from the shadow */

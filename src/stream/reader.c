@@ -418,6 +418,7 @@ bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err)
     }
     case LM_REC_END_STREAM:
     case LM_REC_HEARTBEAT:
+    case LM_REC_MC_END:
         return true;
     case LM_REC_MC_START: {
         uint8_t b[4];

@@ -34,6 +34,8 @@ enum lm_record {
     LM_REC_MF_PAGES = 11,  /* multifd batch: u32 block, u32 n, n x u64
                               (page | 1<<63 when zero), then the non-zero
                               pages: raw, or u32 length + compressed */
+    LM_REC_MC_END = 13,    /* the primary stops checkpointing and runs on:
+                              the backup must not take over */
     LM_REC_MF_SYNC = 12,   /* u64 sync point: the channel's pages of
                               everything before it are all sent */
 };
@@ -112,6 +114,7 @@ bool lm_wr_end_stream(lm_writer *w);
 bool lm_wr_mc_start(lm_writer *w, uint32_t heartbeat_ms);
 bool lm_wr_ckpt(lm_writer *w, int type, uint64_t epoch);  /* BEGIN/END */
 bool lm_wr_heartbeat(lm_writer *w);
+bool lm_wr_mc_end(lm_writer *w);
 /* multifd: a batch of pages of one block, all of them @base-relative.
  * @zero marks the zero pages; the others are sent raw by reference, or
  * as @clen bytes of @cdata (copied) when compressed (@cdata != NULL). */

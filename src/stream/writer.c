@@ -15,6 +15,7 @@
  *           END_PASS   u64 pass number
  *           END_STREAM (nothing)
  *           MC_START   u32 heartbeat timeout in ms
+ *           MC_END     (nothing): checkpointing stopped, do not take over
  *           CKPT_BEGIN u64 epoch    (micro-checkpointing: RAM and section
  *           CKPT_END   u64 epoch     records between them form one
  *           HEARTBEAT  (nothing)     checkpoint, applied only when whole)
@@ -340,6 +341,15 @@ bool lm_wr_heartbeat(lm_writer *w)
     if (!p)
         return false;
     p[0] = LM_REC_HEARTBEAT;
+    return push(w, p, 1) && lm_wr_flush(w);
+}
+
+bool lm_wr_mc_end(lm_writer *w)
+{
+    uint8_t *p = hdr(w, 1);
+    if (!p)
+        return false;
+    p[0] = LM_REC_MC_END;
     return push(w, p, 1) && lm_wr_flush(w);
 }
 
