@@ -312,9 +312,14 @@ void lm_out_explain_write_error(out_state *s)
             livemig_error_is_set(&s->err))
             return;
     }
-    livemig_error_set(&s->err, "sending the migration stream failed: %s; "
-                      "the destination stopped or the connection broke",
-                      strerror(e ? e : EIO));
+    if (e == EAGAIN || e == EWOULDBLOCK)
+        livemig_error_set(&s->err, "the destination stopped reading the "
+                          "migration stream for longer than the send "
+                          "timeout; it is hung or overloaded");
+    else
+        livemig_error_set(&s->err, "sending the migration stream failed: "
+                          "%s; the destination stopped or the connection "
+                          "broke", strerror(e ? e : EIO));
 }
 
 /* ---- passes ------------------------------------------------------------ */
