@@ -7,7 +7,9 @@
  * downtime within downtime-limit; ram.total is the guest size; a downtime
  * breakdown.  Over tcp also the events: MIGRATION setup, active, device,
  * completed in that order and MIGRATION_PASS 1, 2, ... (capability
- * events), STOP on the source, RESUME on the destination.
+ * events), STOP on the source, RESUME on the destination.  Then progress:
+ * query-migrate shows bytes moving during a long first pass, and a
+ * migration on a slow (8 MiB/s) link keeps moving and completes.
  */
 #include "itest.h"
 
@@ -220,6 +222,53 @@ static void test_progress_during_first_pass(void **state)
     it_check_completed(src, dst, 128 * IT_MiB, false);
 }
 
+/*
+ * A migration on a slow link (max-bandwidth 8 MiB/s) of a 32M guest that
+ * dirties 6 MB/s: passes of 4, 3, 2.3, ... s, whose dirty ranges wrap
+ * around the end of guest RAM, so the stream's batches come in all sizes.
+ * It must keep moving - no pass may take more than 8 s (the whole guest
+ * needs 4 s at 8 MiB/s) - and complete (about 17 s of passes in all).
+ */
+static void test_slow_link_keeps_moving(void **state)
+{
+    (void)state;
+    const char *spec = "pattern,size=32M,threads=1,dirty-rate=6M,"
+                       "fill=random";
+    char uri[64];
+    it_tcp_uri(it_port(), uri, sizeof(uri));
+    lmh_daemon *src = it_start(spec, NULL, NULL);
+    lmh_daemon *dst = it_start(spec, uri, NULL);
+    it_set_params(src, "{\"max-bandwidth\": 8388608}");
+    it_migrate(src, uri);
+    long long last = 0, t_last = it_now_ms(), t0 = t_last;
+    for (;;) {
+        json_object *r = it_qm(src);
+        char st[64];
+        snprintf(st, sizeof(st), "%s", lmh_get_str(r, "status"));
+        long long syncs = lmh_get_int(r, "ram.dirty-sync-count");
+        json_object_put(r);
+        long long now = it_now_ms();
+        if (strcmp(st, "completed") == 0)
+            break;
+        if (it_is_terminal(st))
+            it_fail("slow-link migration ended '%s'", st);
+        if (syncs != last) {
+            last = syncs;
+            t_last = now;
+        }
+        if (now - t_last > 8000)
+            it_fail("at max-bandwidth 8 MiB/s pass %lld has run for %lld "
+                    "ms without ending (a whole pass of the 32M guest takes "
+                    "4 s): the migration stalls", last + 1, now - t_last);
+        if (now - t0 > 40000)
+            it_fail("slow-link migration not completed after 40 s");
+        it_sleep_ms(50);
+    }
+    fprintf(stderr, "slow link: completed in %lld ms after %lld passes\n",
+            it_now_ms() - t0, last);
+    it_check_completed(src, dst, 32 * IT_MiB, true);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,6 +279,7 @@ int main(void)
         cmocka_unit_test_teardown(test_defer, it_teardown),
         cmocka_unit_test_teardown(test_progress_during_first_pass,
                                   it_teardown),
+        cmocka_unit_test_teardown(test_slow_link_keeps_moving, it_teardown),
     };
     return cmocka_run_group_tests_name("integration-precopy", tests, NULL,
                                        NULL);

@@ -9,10 +9,10 @@
  *   and converged (utime + stime from /proc/PID/stat) yet keeps syncing;
  *   clearing switchover-hold completes it within 100 ms of the set's reply
  *   (loopback, fast polling).
- * switchover-hold, dirtying guest (32M at 48 MB/s, max-bandwidth 64 MiB/s):
- *   more than 20 syncs, never completes; downtime-limit 1 ms turns
- *   would-switchover false, 10 s turns it true (and it stays true); after
- *   release the migration completes and verifies.
+ * switchover-hold, dirtying guest (32M at 32 MB/s): more than 20 syncs,
+ *   never completes; on a 24 MiB/s link downtime-limit 1 ms turns
+ *   would-switchover false, 10 s turns it true from the next pass on (and
+ *   it stays true); after release the migration completes and verifies.
  * pause-before-switchover: status pre-switchover with the source guest
  *   stopped; migrate-continue with a wrong state is an error and changes
  *   nothing; with state pre-switchover it completes; MIGRATION events are
@@ -151,65 +151,153 @@ static void test_hold_idle(void **state)
     it_check_completed(src, dst, 64 * IT_MiB, false);
 }
 
+/* Poll until would-switchover is @want (the status must stay active);
+ * returns the dirty-sync-count when it was seen. */
+static long long wait_would(lmh_daemon *src, bool want, int timeout_ms,
+                            const char *why)
+{
+    long long end = it_now_ms() + timeout_ms, syncs = 0;
+    char st[64];
+    while (would_switchover(src, &syncs, st, sizeof(st)) != want) {
+        if (strcmp(st, "active") != 0)
+            it_fail("held migration became '%s'", st);
+        if (it_now_ms() > end)
+            it_fail("%s: would-switchover still %s after %d ms", why,
+                    want ? "false" : "true", timeout_ms);
+        it_sleep_ms(5);
+    }
+    return syncs;
+}
+
+static void expect_would_stays(lmh_daemon *src, bool want, const char *why)
+{
+    char st[64];
+    for (int i = 0; i < 10; i++) {
+        if (would_switchover(src, NULL, st, sizeof(st)) != want)
+            it_fail("%s: would-switchover went back to %s", why,
+                    want ? "false" : "true");
+        if (strcmp(st, "active") != 0)
+            it_fail("held migration became '%s'", st);
+        it_sleep_ms(20);
+    }
+}
+
+/*
+ * A dirtying guest, held.  First on an unlimited link, where it converges
+ * at once: more than 20 syncs, never completing.  Then the link is cut to
+ * 24 MiB/s, below the guest's 32 MB/s dirty rate, and downtime-limit set to
+ * 1 ms: what is left to send cannot go in 1 ms, so would-switchover turns
+ * (and stays) false.  Then downtime-limit 10 s (the whole 32M guest needs
+ * under 1.4 s at 24 MiB/s): true, from the next pass on - the pass that runs
+ * during the set took its snapshot before it, so at most 3 syncs after the
+ * count read just before the set.  Released on a free link with the default
+ * limit, it completes.
+ */
 static void test_hold_dirtying(void **state)
 {
     (void)state;
-    const char *spec = "pattern,size=32M,threads=1,dirty-rate=48M,"
+    const char *spec = "pattern,size=32M,threads=1,dirty-rate=32M,"
                        "fill=random";
     char uri[64];
     it_tcp_uri(it_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(spec, NULL, NULL);
     lmh_daemon *dst = it_start(spec, uri, NULL);
-    it_set_params(src, "{\"switchover-hold\": true, "
-                       "\"max-bandwidth\": 67108864}");
+    it_set_params(src, "{\"switchover-hold\": true}");
     it_migrate(src, uri);
     wait_held_syncs(src, 20, 20000);
+    wait_would(src, true, 5000, "held dirtying guest, free link");
 
-    /* downtime-limit 1 ms: the dirtying guest cannot switch over in 1 ms
-     * at 64 MiB/s, so would-switchover turns false. */
-    long long syncs_set, syncs_seen;
-    char st[64];
-    would_switchover(src, &syncs_set, NULL, 0);
-    it_set_params(src, "{\"downtime-limit\": 1}");
-    long long end = it_now_ms() + 5000;
-    while (would_switchover(src, &syncs_seen, st, sizeof(st))) {
-        if (strcmp(st, "active") != 0)
-            it_fail("held migration became '%s'", st);
-        if (it_now_ms() > end)
-            it_fail("downtime-limit 1 ms while held: would-switchover still "
-                    "true after 5 s (%lld syncs)", syncs_seen - syncs_set);
-        it_sleep_ms(5);
-    }
-    fprintf(stderr, "downtime-limit 1: would-switchover false %lld syncs "
-            "after the set\n", syncs_seen - syncs_set);
+    it_set_params(src, "{\"max-bandwidth\": 25165824, "
+                       "\"downtime-limit\": 1}");
+    wait_would(src, false, 10000, "24 MiB/s, downtime-limit 1 ms");
+    expect_would_stays(src, false, "24 MiB/s, downtime-limit 1 ms");
 
-    /* downtime-limit 10 s: true, and it stays true. */
-    would_switchover(src, &syncs_set, NULL, 0);
+    long long before;
+    would_switchover(src, &before, NULL, 0);
     it_set_params(src, "{\"downtime-limit\": 10000}");
-    end = it_now_ms() + 5000;
-    while (!would_switchover(src, &syncs_seen, st, sizeof(st))) {
-        if (strcmp(st, "active") != 0)
-            it_fail("held migration became '%s'", st);
-        if (it_now_ms() > end)
-            it_fail("downtime-limit 10 s while held: would-switchover "
-                    "still false after 5 s");
-        it_sleep_ms(5);
-    }
-    fprintf(stderr, "downtime-limit 10000: would-switchover true %lld syncs "
-            "after the set\n", syncs_seen - syncs_set);
-    for (int i = 0; i < 10; i++) {
-        if (!would_switchover(src, NULL, st, sizeof(st)))
-            it_fail("downtime-limit 10 s: would-switchover went false "
-                    "again");
-        if (strcmp(st, "active") != 0)
-            it_fail("held migration became '%s'", st);
-        it_sleep_ms(20);
-    }
-    wait_held_syncs(src, syncs_seen + 5, 5000);
+    long long seen = wait_would(src, true, 15000,
+                                "24 MiB/s, downtime-limit 10 s");
+    fprintf(stderr, "downtime-limit 10000: would-switchover true %lld "
+            "syncs after the set\n", seen - before);
+    if (seen - before > 3)
+        it_fail("downtime-limit 10 s applied only %lld syncs after the set",
+                seen - before);
+    expect_would_stays(src, true, "24 MiB/s, downtime-limit 10 s");
+    assert_string_equal(it_status(src), "active");
 
-    /* Release with the default limit: it completes. */
-    it_set_params(src, "{\"downtime-limit\": 300, \"switchover-hold\": "
-                       "false}");
+    /* Free link and the default limit first, applied by the next passes;
+     * then release. */
+    it_set_params(src, "{\"max-bandwidth\": 0, \"downtime-limit\": 300}");
+    would_switchover(src, &before, NULL, 0);
+    wait_held_syncs(src, before + 3, 15000);
+    wait_would(src, true, 5000, "free link, downtime-limit 300 ms");
+    it_set_params(src, "{\"switchover-hold\": false}");
+    it_check_completed(src, dst, 32 * IT_MiB, true);
+}
+
+/*
+ * Release together with new limits.  Held on a 24 MiB/s link with
+ * downtime-limit 10 s, the migration "would switch over" (more than 12 MiB
+ * left, under 10 s at 24 MiB/s).  One atomic migrate-set-parameters then frees
+ * the link, sets downtime-limit back to 300 ms and clears the hold.  The
+ * user was promised downtime <= downtime-limit: the switchover this set
+ * triggers must honour the 300 ms (and the free link) it carries, not the
+ * verdict and rate of the pass before.
+ */
+static void test_release_with_new_limits(void **state)
+{
+    (void)state;
+    const char *spec = "pattern,size=32M,threads=1,dirty-rate=32M,"
+                       "fill=random";
+    char uri[64];
+    it_tcp_uri(it_port(), uri, sizeof(uri));
+    lmh_daemon *src = it_start(spec, NULL, NULL);
+    lmh_daemon *dst = it_start(spec, uri, NULL);
+    it_set_params(src, "{\"switchover-hold\": true}");
+    it_migrate(src, uri);
+    wait_held_syncs(src, 5, 20000);
+    /* The guest (32 MB/s) outruns the 24 MiB/s link: let the dirty set
+     * grow past 12 MiB (0.5 s at 24 MiB/s), then accept up to 10 s. */
+    it_set_params(src, "{\"max-bandwidth\": 25165824, "
+                       "\"downtime-limit\": 1}");
+    it_wait_qm_above(src, "ram.remaining", 12 * IT_MiB, 15000);
+    it_set_params(src, "{\"downtime-limit\": 10000}");
+    wait_would(src, true, 15000, "24 MiB/s, downtime-limit 10 s");
+    /* Release in the middle of a pass (a user does not time a set to the
+     * engine's passes): 200 ms after a pass ended, the next one (about
+     * half a second or more at 24 MiB/s) still runs. */
+    long long s0, s1;
+    would_switchover(src, &s0, NULL, 0);
+    long long t_end = it_now_ms() + 15000;
+    do {
+        it_sleep_ms(5);
+        would_switchover(src, &s1, NULL, 0);
+        if (it_now_ms() > t_end)
+            it_fail("no pass ended within 15 s");
+    } while (s1 == s0);
+    long long t_pass = it_now_ms();
+    while (it_now_ms() - t_pass < 200) {
+        it_sleep_ms(5);
+        would_switchover(src, &s0, NULL, 0);
+        if (s0 != s1) {          /* a short pass: start over from this one */
+            s1 = s0;
+            t_pass = it_now_ms();
+        }
+        if (it_now_ms() > t_end)
+            it_fail("no pass lasted 200 ms at 24 MiB/s");
+    }
+    json_object *h = it_qm(src);
+    fprintf(stderr, "held at 24 MiB/s, mid-pass: %s\n",
+            json_object_to_json_string_ext(h, JSON_C_TO_STRING_PLAIN));
+    json_object_put(h);
+
+    it_set_params(src, "{\"max-bandwidth\": 0, \"downtime-limit\": 300, "
+                       "\"switchover-hold\": false}");
+    it_wait_status(src, "completed", 30000);
+    json_object *r = it_qm(src);
+    fprintf(stderr, "released: %s\n",
+            json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN));
+    json_object_put(r);
     it_check_completed(src, dst, 32 * IT_MiB, true);
 }
 
@@ -276,6 +364,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_hold_idle, it_teardown),
         cmocka_unit_test_teardown(test_hold_dirtying, it_teardown),
+        cmocka_unit_test_teardown(test_release_with_new_limits,
+                                  it_teardown),
         cmocka_unit_test_teardown(test_pause_before_switchover, it_teardown),
     };
     return cmocka_run_group_tests_name("integration-switchover", tests,
