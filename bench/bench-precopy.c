@@ -22,15 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "guest/pattern.h"
-#include "livemig/livemig.h"
+#include "bench-util.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static double now_s(void) { return bu_now(); }
 
 /* ---- machine limits ---------------------------------------------------- */
 
@@ -110,70 +104,34 @@ static double tcp_gbps(void)
 
 /* ---- one migration ----------------------------------------------------- */
 
-static json_object *get(json_object *o, const char *path)
+static json_object *run_one(const char *spec)
 {
-    char buf[128];
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *k = strtok(buf, "."); k && o; k = strtok(NULL, "."))
-        o = json_object_object_get(o, k);
-    return o;
-}
-
-static json_object *run_one(const char *spec, int port)
-{
+    bu_pair p;
     livemig_error err = { 0 };
-    livemig *src = livemig_new(&err), *dst = livemig_new(&err);
-    lm_pattern *ps = lm_pattern_new(spec, src, false, LIVEMIG_TRACKER_MANUAL, &err);
-    lm_pattern *pd = lm_pattern_new(spec, dst, true, LIVEMIG_TRACKER_MANUAL, &err);
-    if (!ps || !pd) {
-        fprintf(stderr, "bench: %s\n", err.desc);
-        exit(1);
-    }
-    char uri[64];
-    snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", port);
-    if (!livemig_incoming(dst, uri, &err)) {
-        fprintf(stderr, "bench: %s\n", err.desc);
-        exit(1);
-    }
+    bu_pair_start(&p, spec, LIVEMIG_TRACKER_MANUAL);
     usleep(300000);   /* let the guest dirty for a moment */
     double t0 = now_s();
-    if (!livemig_migrate(src, uri, &err)) {
-        fprintf(stderr, "bench: %s\n", err.desc);
-        exit(1);
-    }
-    livemig_status st;
-    for (int i = 0; i < 6000; i++) {   /* bounded: 60 s */
-        st = livemig_get_status(src);
-        if (st == LIVEMIG_STATUS_COMPLETED || st == LIVEMIG_STATUS_FAILED ||
-            st == LIVEMIG_STATUS_CANCELLED)
-            break;
-        usleep(10000);
-    }
+    bu_migrate(&p);
+    bu_wait_status(p.src, LIVEMIG_STATUS_COMPLETED, 60);
     double wall = now_s() - t0;
-    for (int i = 0; i < 500 && livemig_get_status(dst) != LIVEMIG_STATUS_COMPLETED; i++)
-        usleep(10000);
+    bu_wait_status(p.dst, LIVEMIG_STATUS_COMPLETED, 5);
     usleep(100000);  /* destination guest writes: its first write measures the gap */
-    json_object *q = livemig_query_migrate(src);
-    json_object *g = lm_pattern_query(pd);
-    json_object *v = lm_pattern_verify(pd, &err);
+    json_object *q = livemig_query_migrate(p.src);
+    json_object *g = lm_pattern_query(p.pdst);
+    json_object *v = lm_pattern_verify(p.pdst, &err);
     json_object *r = json_object_new_object();
-    json_object_object_add(r, "status", json_object_get(get(q, "status")));
+    json_object_object_add(r, "status", json_object_get(bu_get(q, "status")));
     json_object_object_add(r, "wall-s", json_object_new_double(wall));
-    json_object_object_add(r, "total-time-ms", json_object_get(get(q, "total-time")));
-    json_object_object_add(r, "downtime-ms", json_object_get(get(q, "downtime")));
-    json_object_object_add(r, "guest-gap-us", json_object_get(get(g, "migration-write-gap-us")));
-    json_object_object_add(r, "transferred", json_object_get(get(q, "ram.transferred")));
-    json_object_object_add(r, "passes", json_object_get(get(q, "ram.dirty-sync-count")));
-    json_object_object_add(r, "verify-ok", json_object_get(v ? get(v, "ok") : NULL));
+    json_object_object_add(r, "total-time-ms", json_object_get(bu_get(q, "total-time")));
+    json_object_object_add(r, "downtime-ms", json_object_get(bu_get(q, "downtime")));
+    json_object_object_add(r, "guest-gap-us", json_object_get(bu_get(g, "migration-write-gap-us")));
+    json_object_object_add(r, "transferred", json_object_get(bu_get(q, "ram.transferred")));
+    json_object_object_add(r, "passes", json_object_get(bu_get(q, "ram.dirty-sync-count")));
+    json_object_object_add(r, "verify-ok", json_object_get(v ? bu_get(v, "ok") : NULL));
     json_object_put(q);
     json_object_put(g);
     json_object_put(v);
-    lm_pattern_halt(ps);
-    lm_pattern_halt(pd);
-    livemig_free(src);
-    livemig_free(dst);
-    lm_pattern_free(ps);
-    lm_pattern_free(pd);
+    bu_pair_free(&p);
     return r;
 }
 
@@ -210,7 +168,6 @@ int main(int argc, char **argv)
     json_object *scen = json_object_new_object();
     double med_time[3] = { 0 };
     bool all_ok = true;
-    int port = 30000 + getpid() % 20000;
     for (int s = 0; s < 3; s++) {
         char spec[160];
         snprintf(spec, sizeof(spec), "pattern,size=%s,threads=1,%s", size,
@@ -218,19 +175,19 @@ int main(int argc, char **argv)
         json_object *arr = json_object_new_array();
         double t[20];
         for (int r = 0; r < runs; r++) {
-            json_object *o = run_one(spec, port++);
-            t[r] = json_object_get_double(get(o, "wall-s"));
-            json_object *tr = get(o, "transferred");
+            json_object *o = run_one(spec);
+            t[r] = json_object_get_double(bu_get(o, "wall-s"));
+            json_object *tr = bu_get(o, "transferred");
             double gbps = tr ? (double)json_object_get_uint64(tr) / t[r] / 1e9 : 0;
             json_object_object_add(o, "GBps", json_object_new_double(gbps));
             json_object_object_add(o, "ratio-to-tcp", json_object_new_double(gbps / tcp));
-            json_object *dt = get(o, "downtime-ms"), *gg = get(o, "guest-gap-us");
+            json_object *dt = bu_get(o, "downtime-ms"), *gg = bu_get(o, "guest-gap-us");
             if (dt && gg)
                 json_object_object_add(o, "guest-minus-engine-ms", json_object_new_double(
                     (double)json_object_get_int64(gg) / 1000.0 -
                     (double)json_object_get_int64(dt)));
-            if (strcmp(json_object_get_string(get(o, "status")), "completed") ||
-                !json_object_get_boolean(get(o, "verify-ok")))
+            if (strcmp(json_object_get_string(bu_get(o, "status")), "completed") ||
+                !json_object_get_boolean(bu_get(o, "verify-ok")))
                 all_ok = false;
             json_object_array_add(arr, o);
         }
