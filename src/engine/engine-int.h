@@ -172,6 +172,11 @@ void lm_emit(livemig *lm, const char *event, struct json_object *data);
 void lm_guest_stop(livemig *lm, livemig_runstate to);
 void lm_guest_cont(livemig *lm);
 bool lm_cancelled(livemig *lm);
+/* The section registered as @name, or NULL. */
+lm_section *lm_find_section(livemig *lm, const char *name);
+/* A checkpoint was acknowledged (primary) / applied (backup): the first
+ * one moves the status to checkpointing and emits MC_CHECKPOINTING. */
+void lm_mc_note_checkpoint(livemig *lm, const char *role, uint64_t epoch);
 
 /* mc-backup.c: after MC_START on the destination; returns true when
  * the backup took over (failover), false with @err otherwise. */

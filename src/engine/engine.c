@@ -440,6 +440,28 @@ void lm_set_error(livemig *lm, const char *desc)
 
 bool lm_cancelled(livemig *lm) { return atomic_load(&lm->cancel); }
 
+lm_section *lm_find_section(livemig *lm, const char *name)
+{
+    for (size_t i = 0; i < lm->nsections; i++)
+        if (strcmp(lm->sections[i].name, name) == 0)
+            return &lm->sections[i];
+    return NULL;
+}
+
+void lm_mc_note_checkpoint(livemig *lm, const char *role, uint64_t epoch)
+{
+    pthread_mutex_lock(&lm->lock);
+    bool first = lm_set_status_locked(lm, LIVEMIG_STATUS_ACTIVE,
+                                      LIVEMIG_STATUS_CHECKPOINTING);
+    pthread_mutex_unlock(&lm->lock);
+    if (first) {
+        json_object *d = json_object_new_object();
+        json_object_object_add(d, "role", json_object_new_string(role));
+        json_object_object_add(d, "epoch", json_object_new_uint64(epoch));
+        lm_emit(lm, "MC_CHECKPOINTING", d);
+    }
+}
+
 livemig_status livemig_get_status(livemig *lm)
 {
     pthread_mutex_lock(&lm->lock);

@@ -33,17 +33,9 @@ static void reply_error(livemig *lm, const char *msg)
     (void)lm_write_all(lm->conn.wfd, b, 3 + n);
 }
 
-static lm_section *find_section(livemig *lm, const char *name)
-{
-    for (size_t i = 0; i < lm->nsections; i++)
-        if (strcmp(lm->sections[i].name, name) == 0)
-            return &lm->sections[i];
-    return NULL;
-}
-
 static bool load_section(livemig *lm, const lm_rec *rec, livemig_error *err)
 {
-    lm_section *s = find_section(lm, rec->name);
+    lm_section *s = lm_find_section(lm, rec->name);
     if (!s) {
         livemig_error_set(err, "the stream has state section '%s', which "
                           "this destination does not have; start both with "

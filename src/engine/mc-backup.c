@@ -118,20 +118,12 @@ static bool stage_section(stage *st, const lm_rec *rec, livemig_error *err)
     return true;
 }
 
-static lm_section *find_section(livemig *lm, const char *name)
-{
-    for (size_t i = 0; i < lm->nsections; i++)
-        if (strcmp(lm->sections[i].name, name) == 0)
-            return &lm->sections[i];
-    return NULL;
-}
-
 /* Check everything first, then store: a checkpoint is applied whole. */
 static bool apply(stage *st, livemig_error *err)
 {
     livemig *lm = st->lm;
     for (size_t i = 0; i < st->nsecs; i++) {
-        lm_section *s = find_section(lm, st->secs[i].name);
+        lm_section *s = lm_find_section(lm, st->secs[i].name);
         if (!s || st->secs[i].version > s->version) {
             livemig_error_set(err, "checkpoint has state section '%s' "
                               "version %u that this backup cannot load",
@@ -149,7 +141,7 @@ static bool apply(stage *st, livemig_error *err)
             memcpy(dst, st->data + e->off, len);
     }
     for (size_t i = 0; i < st->nsecs; i++) {
-        lm_section *s = find_section(lm, st->secs[i].name);
+        lm_section *s = lm_find_section(lm, st->secs[i].name);
         livemig_cursor c = { st->data + st->secs[i].off, st->secs[i].len };
         if (!s->ops.load(s->opaque, st->secs[i].version, &c, err)) {
             /* RAM is already updated: this backup can no longer take over
@@ -185,17 +177,8 @@ static void applied(livemig *lm, uint64_t epoch, uint64_t bytes,
     lm->mc.bytes_total += bytes;
     lm->mc.ack_last_us = us;
     lm->mc.ack_total_us += us;
-    bool first = lm->status == LIVEMIG_STATUS_ACTIVE;
-    if (first)
-        lm_set_status_locked(lm, LIVEMIG_STATUS_ACTIVE,
-                             LIVEMIG_STATUS_CHECKPOINTING);
     pthread_mutex_unlock(&lm->lock);
-    if (first) {
-        json_object *d = json_object_new_object();
-        json_object_object_add(d, "role", json_object_new_string("backup"));
-        json_object_object_add(d, "epoch", json_object_new_uint64(epoch));
-        lm_emit(lm, "MC_CHECKPOINTING", d);
-    }
+    lm_mc_note_checkpoint(lm, "backup", epoch);
 }
 
 bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,

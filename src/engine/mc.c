@@ -223,17 +223,8 @@ static bool checkpoint(out_state *s, mc_block *mb, uint64_t epoch,
     m->pages_total += pages + paused_pages;
     m->paused_pages_total += paused_pages;
     lm->stats.transferred = s->w->total;
-    bool first = lm->status == LIVEMIG_STATUS_ACTIVE;
-    if (first)
-        lm_set_status_locked(lm, LIVEMIG_STATUS_ACTIVE,
-                             LIVEMIG_STATUS_CHECKPOINTING);
     pthread_mutex_unlock(&lm->lock);
-    if (first) {
-        json_object *d = json_object_new_object();
-        json_object_object_add(d, "role", json_object_new_string("primary"));
-        json_object_object_add(d, "epoch", json_object_new_uint64(epoch));
-        lm_emit(lm, "MC_CHECKPOINTING", d);
-    }
+    lm_mc_note_checkpoint(lm, "primary", epoch);
     return true;
 }
 
