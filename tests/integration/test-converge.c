@@ -52,7 +52,10 @@ static void test_without_auto_converge(void **state)
         it_sleep_ms(50);
     }
     json_object *r = it_qm(src);
-    const char *verdict = lmh_get_str(r, "convergence.verdict");
+    char verdict_buf[64];
+    const char *v = lmh_get_str(r, "convergence.verdict");
+    snprintf(verdict_buf, sizeof(verdict_buf), "%s", v ? v : "");
+    const char *verdict = v ? verdict_buf : NULL;
     long long passes = lmh_get_int(r, "ram.dirty-sync-count");
     char shown[1024];
     snprintf(shown, sizeof(shown), "%s",
