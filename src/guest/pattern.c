@@ -258,10 +258,12 @@ static void *worker_main(void *arg)
         note_write(p, now);
         if (p->outputs_fd >= 0 && written % OUTPUT_EVERY == 0)
             emit_output(p, w, g, c + 1);
-        next += cost;
-
+        /* Throttled to (100 - t) % of its speed: a paced guest's speed is
+         * its dirty-rate, so each page costs 100 / (100 - t) times as
+         * long; an unpaced one sleeps t/(100-t) of the time it worked. */
         unsigned t = atomic_load_explicit(&p->throttle, memory_order_relaxed);
-        if (t) {
+        next += t && paced ? cost * 100 / (100 - t) : cost;
+        if (t && !paced) {
             uint64_t end = now_ns();
             if (end - busy_start >= THROTTLE_SLICE_NS) {
                 uint64_t busy = end - busy_start;

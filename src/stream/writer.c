@@ -74,7 +74,11 @@ static void throttle(lm_writer *w, size_t n)
         uint64_t now = now_us();
         w->tokens += (double)(now - w->last_refill_us) * (double)w->rate / 1e6;
         w->last_refill_us = now;
+        /* The bucket holds at least the batch being sent, or a batch
+         * larger than 50 ms of the rate could never go out. */
         double cap = (double)w->rate / 20.0 + (double)LM_WR_BATCH;
+        if (cap < (double)n)
+            cap = (double)n;
         if (w->tokens > cap)
             w->tokens = cap;
         if (w->tokens >= (double)n || (w->cancel && atomic_load(w->cancel)))
