@@ -684,7 +684,10 @@ static bool migrate(out_state *s)
         bool converged = lm->stats.expected_downtime_ms <= s->p.downtime_limit;
         lm->stats.converged = converged;
         pthread_mutex_unlock(&lm->lock);
-        if (converged && s->p.cap_micro_checkpointing) {
+        /* Checkpoints need no convergence: a guest that dirties faster
+         * than the link only makes them large.  Give precopy a few passes
+         * to shrink the first one. */
+        if (s->p.cap_micro_checkpointing && (converged || pass >= 3)) {
             s->xbzrle_on = false;   /* checkpoints send from the shadow */
             return lm_mc_primary(s);
         }
