@@ -135,14 +135,21 @@ static json_object *mc_run(livemig_tracker_kind kind, const char *rate,
     uint64_t bytes = bu_u64(q1, "ram.transferred") - bu_u64(q0, "ram.transferred");
     json_object_object_add(o, "checkpoint-bytes-per-s",
                            json_object_new_double((double)bytes / dt));
-    const char *keep[] = { "pause-avg-us", "pause-max-us", "pages-avg",
-                           "paused-pages-avg", "ack-latency-avg-us",
-                           "checkpoint-bytes-avg" };
-    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+    /* Averages over the measured window only (query-migrate's include
+     * the first, catch-up checkpoint): avg1*n1 - avg0*n0 over n. */
+    const char *avgs[] = { "pause-avg-us", "pages-avg", "paused-pages-avg",
+                           "ack-latency-avg-us", "checkpoint-bytes-avg" };
+    uint64_t n0 = bu_u64(q0, "mc.checkpoints"), n1 = bu_u64(q1, "mc.checkpoints");
+    for (size_t i = 0; i < sizeof(avgs) / sizeof(avgs[0]); i++) {
         char path[64];
-        snprintf(path, sizeof(path), "mc.%s", keep[i]);
-        json_object_object_add(o, keep[i], json_object_get(bu_get(q1, path)));
+        snprintf(path, sizeof(path), "mc.%s", avgs[i]);
+        double tot = (double)bu_u64(q1, path) * (double)n1 -
+                     (double)bu_u64(q0, path) * (double)n0;
+        json_object_object_add(o, avgs[i], json_object_new_double(
+            n ? tot / (double)n : 0));
     }
+    json_object_object_add(o, "pause-max-us-since-start",
+                           json_object_get(bu_get(q1, "mc.pause-max-us")));
     json_object_put(q0);
     json_object_put(q1);
     bu_pair_free(&p);
