@@ -67,7 +67,7 @@ typedef struct conns {
     unsigned nstash;
 } conns;
 
-static lm_reader *hello(livemig *lm, lm_conn *c, livemig_error *err)
+static lm_reader *hello(lm_conn *c, livemig_error *err)
 {
     lm_reader *r = malloc(sizeof(*r));
     if (!r || !lm_reader_init(r, c->rfd, err)) {
@@ -83,12 +83,11 @@ static lm_reader *hello(livemig *lm, lm_conn *c, livemig_error *err)
         return NULL;
     }
     r->timeout_ms = 0;
-    (void)lm;
     return r;
 }
 
-static bool add_channel(livemig *lm, conns *cs, lm_conn c, lm_reader *r,
-                        livemig_error *err)
+/* Match @r's blocks against this engine's RAM blocks (bind them). */
+static bool bind_local(livemig *lm, lm_reader *r, livemig_error *err)
 {
     lm_stream_block local[LM_STREAM_MAX_BLOCKS];
     for (size_t i = 0; i < lm->nram; i++) {
@@ -96,8 +95,13 @@ static bool add_channel(livemig *lm, conns *cs, lm_conn c, lm_reader *r,
         local[i].size = lm->ram[i]->size;
         local[i].host = lm->ram[i]->host;
     }
-    if (!lm_rd_bind(r, local, (uint32_t)lm->nram, err) ||
-        !lm_mf_recv_add(cs->mf, c, r, err)) {
+    return lm_rd_bind(r, local, (uint32_t)lm->nram, err);
+}
+
+static bool add_channel(livemig *lm, conns *cs, lm_conn c, lm_reader *r,
+                        livemig_error *err)
+{
+    if (!bind_local(lm, r, err) || !lm_mf_recv_add(cs->mf, c, r, err)) {
         lm_reader_destroy(r);
         free(r);
         lm_conn_close(&c);
@@ -128,7 +132,7 @@ static bool accept_all(livemig *lm, conns *cs, livemig_error *err)
             return false;
         if (rc == 0)
             continue;
-        lm_reader *r = hello(lm, &c, err);
+        lm_reader *r = hello(&c, err);
         if (!r) {
             lm_conn_close(&c);
             return false;   /* garbage on the migration port fails it */
@@ -224,15 +228,7 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
     if (!accept_all(lm, cs, err))
         return false;
     lm_reader *r = cs->main;
-    lm_stream_block *local = calloc(lm->nram, sizeof(*local));
-    bool ok = local != NULL;
-    for (size_t i = 0; ok && i < lm->nram; i++) {
-        snprintf(local[i].name, sizeof(local[i].name), "%s", lm->ram[i]->name);
-        local[i].size = lm->ram[i]->size;
-        local[i].host = lm->ram[i]->host;
-    }
-    ok = ok && lm_rd_bind(r, local, (uint32_t)lm->nram, err);
-    free(local);
+    bool ok = bind_local(lm, r, err);
     /* Populated, never-written RAM is zero: zero runs of the first pass
      * need no stores. */
     r->skip_zero = lm->ram_pristine;

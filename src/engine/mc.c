@@ -275,7 +275,6 @@ bool lm_mc_primary(out_state *s)
     if ((dropped || lm_cancelled(lm)) && !s->w->error) {
         /* Stopped on purpose while the backup is fine: it must not take
          * over, two guests would run. */
-        s->w->error = 0;
         (void)lm_wr_mc_end(s->w);
     }
     /* Checkpointing ended: the guest keeps running, unprotected; nothing

@@ -330,7 +330,7 @@ static void publish(out_state *s, uint64_t pass_bytes, uint64_t pass_pages,
     livemig *lm = s->lm;
     pthread_mutex_lock(&lm->lock);
     lm_stats *st = &lm->stats;
-    uint64_t wire = s->w->total + (s->mf ? lm_mf_send_bytes(s->mf) : 0);
+    uint64_t wire = wire_bytes(s);
     st->transferred = wire;
     st->precopy_bytes = wire;
     st->normal = s->normal;

@@ -222,6 +222,31 @@ static void test_size_mismatch(void **state)
     toy_fini(&dst, SIZE / 2);
 }
 
+static void set_params(livemig *lm, const char *json)
+{
+    livemig_error err = { 0 };
+    json_object *o = json_tokener_parse(json);
+    assert_non_null(o);
+    bool ok = lm_tunables_set_parameters(lm_engine_tunables(lm), o, &err);
+    json_object_put(o);
+    if (!ok)
+        fail_msg("%s", err.desc);
+}
+
+static void set_cap(livemig *lm, const char *cap)
+{
+    char json[160];
+    snprintf(json, sizeof(json), "{\"capabilities\": [{\"capability\": "
+             "\"%s\", \"state\": true}]}", cap);
+    livemig_error err = { 0 };
+    json_object *o = json_tokener_parse(json);
+    assert_non_null(o);
+    bool ok = lm_tunables_set_capabilities(lm_engine_tunables(lm), o, &err);
+    json_object_put(o);
+    if (!ok)
+        fail_msg("%s", err.desc);
+}
+
 /* Cancel while held by switchover-hold: source keeps running, status
  * cancelled, and a second migration completes. */
 static void test_cancel_then_retry(void **state)
@@ -233,9 +258,7 @@ static void test_cancel_then_retry(void **state)
     char uri[128];
     snprintf(uri, sizeof(uri), "unix:/tmp/lm-test-c-%d.sock", getpid());
     livemig_error err = { 0 };
-    json_object *hold = json_tokener_parse("{\"switchover-hold\": true}");
-    assert_true(lm_tunables_set_parameters(lm_engine_tunables(src.lm), hold, &err));
-    json_object_put(hold);
+    set_params(src.lm, "{\"switchover-hold\": true}");
     assert_true(livemig_incoming(dst.lm, uri, &err));
     assert_true(livemig_migrate(src.lm, uri, &err));
     usleep(300000);
@@ -245,9 +268,7 @@ static void test_cancel_then_retry(void **state)
     assert_int_equal(livemig_vm_runstate(src.lm), LIVEMIG_RUN_RUNNING);
     assert_true(wait_status(dst.lm, LIVEMIG_STATUS_FAILED, 10000));
 
-    hold = json_tokener_parse("{\"switchover-hold\": false}");
-    assert_true(lm_tunables_set_parameters(lm_engine_tunables(src.lm), hold, &err));
-    json_object_put(hold);
+    set_params(src.lm, "{\"switchover-hold\": false}");
     assert_true(livemig_incoming(dst.lm, uri, &err));
     assert_true(livemig_migrate(src.lm, uri, &err));
     assert_true(wait_status(src.lm, LIVEMIG_STATUS_COMPLETED, 20000));
@@ -255,17 +276,6 @@ static void test_cancel_then_retry(void **state)
     assert_memory_equal(dst.mem, src.mem, SIZE);
     toy_fini(&src, SIZE);
     toy_fini(&dst, SIZE);
-}
-
-static void set_params(livemig *lm, const char *json)
-{
-    livemig_error err = { 0 };
-    json_object *o = json_tokener_parse(json);
-    assert_non_null(o);
-    bool ok = lm_tunables_set_parameters(lm_engine_tunables(lm), o, &err);
-    json_object_put(o);
-    if (!ok)
-        fail_msg("%s", err.desc);
 }
 
 /* xbzrle: several passes re-send pages the writer changed by 8 bytes;
@@ -279,10 +289,7 @@ static void test_xbzrle(void **state)
     char uri[128];
     snprintf(uri, sizeof(uri), "unix:/tmp/lm-test-x-%d.sock", getpid());
     livemig_error err = { 0 };
-    json_object *caps = json_tokener_parse(
-        "{\"capabilities\": [{\"capability\": \"xbzrle\", \"state\": true}]}");
-    assert_true(lm_tunables_set_capabilities(lm_engine_tunables(src.lm), caps, &err));
-    json_object_put(caps);
+    set_cap(src.lm, "xbzrle");
     set_params(src.lm, "{\"switchover-hold\": true, \"xbzrle-cache-size\": 33554432}");
     assert_true(livemig_incoming(dst.lm, uri, &err));
     assert_true(livemig_migrate(src.lm, uri, &err));
@@ -317,10 +324,7 @@ static void migrate_multifd(const char *compression)
     char uri[128], params[160];
     snprintf(uri, sizeof(uri), "unix:/tmp/lm-test-mf-%d.sock", getpid());
     livemig_error err = { 0 };
-    json_object *caps = json_tokener_parse(
-        "{\"capabilities\": [{\"capability\": \"multifd\", \"state\": true}]}");
-    assert_true(lm_tunables_set_capabilities(lm_engine_tunables(src.lm), caps, &err));
-    json_object_put(caps);
+    set_cap(src.lm, "multifd");
     snprintf(params, sizeof(params), "{\"multifd-channels\": 2, "
              "\"multifd-compression\": \"%s\", \"switchover-hold\": true}",
              compression);
