@@ -10,12 +10,15 @@ else
 MESONOPT := -Dbuildtype=debugoptimized
 endif
 
-.PHONY: all deps build check demo bench docs clean
+.PHONY: all deps deps-test build check demo bench docs clean
 
 all: build
 
 deps:
 	@./scripts/install-deps
+
+deps-test:
+	@./scripts/install-deps --test
 
 $(BUILD)/build.ninja: | deps
 	meson setup $(BUILD) $(MESONOPT)
@@ -23,13 +26,13 @@ $(BUILD)/build.ninja: | deps
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-check: build
+check: build deps-test
 	@./scripts/run-tests $(BUILD)
 
 demo: build
 	@./scripts/demo $(BUILD)
 
-bench: build
+bench: build deps-test
 	@./bench/run $(BUILD)
 
 docs: build
