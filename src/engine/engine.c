@@ -76,6 +76,8 @@ livemig *livemig_new(livemig_error *err)
     return lm;
 }
 
+static bool cancel(livemig *lm, bool force, livemig_error *err);
+
 static void join_thread(livemig *lm)
 {
     pthread_mutex_lock(&lm->lock);
@@ -91,7 +93,7 @@ void livemig_free(livemig *lm)
 {
     if (!lm)
         return;
-    livemig_cancel(lm, NULL);
+    cancel(lm, true, NULL);
     join_thread(lm);
     lm_listener_close(&lm->listener);
     lm_output_destroy(lm);
@@ -440,6 +442,16 @@ void lm_set_error(livemig *lm, const char *desc)
 
 bool lm_cancelled(livemig *lm) { return atomic_load(&lm->cancel); }
 
+bool lm_commit(livemig *lm)
+{
+    pthread_mutex_lock(&lm->lock);
+    bool ok = !lm_cancelled(lm);
+    if (ok)
+        lm->committed = true;
+    pthread_mutex_unlock(&lm->lock);
+    return ok;
+}
+
 lm_section *lm_find_section(livemig *lm, const char *name)
 {
     for (size_t i = 0; i < lm->nsections; i++)
@@ -479,6 +491,7 @@ static bool start_thread(livemig *lm, bool incoming, livemig_error *err)
     lm->kicked = false;
     lm->continue_requested = false;
     lm->mc_failover = false;
+    lm->committed = false;
     memset(&lm->mc, 0, sizeof(lm->mc));
     lm->error_desc[0] = '\0';
     json_object_put(lm->stats.multifd);
@@ -607,17 +620,38 @@ bool livemig_incoming(livemig *lm, const char *uri, livemig_error *err)
     return ok;
 }
 
-bool livemig_cancel(livemig *lm, livemig_error *err)
+/* @force (the engine is being freed): cancel even past the point of no
+ * return; the thread then ends without resuming anything it can't know
+ * to be safe. */
+static bool cancel(livemig *lm, bool force, livemig_error *err)
 {
     pthread_mutex_lock(&lm->lock);
     bool active = is_active(lm->status) && lm->status != LIVEMIG_STATUS_CANCELLING;
+    if (active && lm->committed && !force) {
+        if (lm->incoming)
+            livemig_error_set(err, "too late to cancel: this destination "
+                              "has told the source it runs the guest; the "
+                              "migration completes here");
+        else
+            livemig_error_set(err, "too late to cancel: the end of the "
+                              "migration stream has been sent, so the "
+                              "destination may already run the guest; wait "
+                              "for its answer (query-migrate)");
+        pthread_mutex_unlock(&lm->lock);
+        return false;
+    }
     if (active) {
         atomic_store(&lm->cancel, true);
         lm_set_status_locked(lm, LIVEMIG_STATUS__MAX,
                              LIVEMIG_STATUS_CANCELLING);
         /* A checkpointing primary tells its backup to stand down (its
-         * sends are bounded by a timeout); anything else is cut now. */
-        if (!(lm->mc.active && !lm->incoming))
+         * sends are bounded by a timeout).  A destination only stops
+         * reading: it still tells the source it will not run the guest,
+         * so a source past its point of no return can resume its own.
+         * Anything else is cut now. */
+        if (lm->incoming && !lm->mc.active)
+            lm_conn_shutdown_read(&lm->conn);
+        else if (lm->incoming || !lm->mc.active)
             lm_conn_shutdown(&lm->conn);
         if (lm->mf_send)
             lm_mf_send_shutdown(lm->mf_send);
@@ -625,8 +659,12 @@ bool livemig_cancel(livemig *lm, livemig_error *err)
         pthread_cond_broadcast(&lm->cond);
     }
     pthread_mutex_unlock(&lm->lock);
-    (void)err;  /* Cancelling nothing is not an error (as in QEMU). */
-    return true;
+    return true;   /* cancelling nothing is not an error (as in QEMU) */
+}
+
+bool livemig_cancel(livemig *lm, livemig_error *err)
+{
+    return cancel(lm, false, err);
 }
 
 bool livemig_mc_failover(livemig *lm, livemig_error *err)

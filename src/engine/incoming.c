@@ -1,12 +1,13 @@
 /*
  * incoming.c - the destination thread: accept the connection, check the
  * header against the local RAM blocks, load records straight into guest
- * memory, load the state sections, resume the guest, and confirm on the
- * return path.  It runs on its own thread so the monitor keeps answering
+ * memory, load the state sections, confirm on the return path, and only
+ * then resume the guest.  It runs on its own thread so the monitor keeps answering
  * during a load.  On any error the guest stays stopped, the source is told
  * why, the partly loaded RAM is handed back to the kernel, and a new
  * migrate-incoming may follow.
  */
+#include <errno.h>
 #include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
@@ -291,16 +292,28 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
 
     if (!load_t0)
         load_t0 = lm_now_us();
-    lm_guest_cont(lm);
     uint64_t load_us = lm_now_us() - load_t0;
+    /* The point of no return on this side (docs/cancel.md): the guest
+     * runs here only once the source has been told so, so the source
+     * never has to guess. */
+    if (!lm_commit(lm)) {
+        livemig_error_set(err, "cancelled");
+        return false;
+    }
     if (lm->conn.return_path) {
         uint8_t b[9];
         b[0] = LM_RP_RESUMED;
         lm_put_be64(b + 1, load_us);
-        /* The guest runs here now; a lost confirmation makes the source
-         * fail and resume too (see docs/stream.md, "Split brain"). */
-        (void)lm_write_all(lm->conn.wfd, b, sizeof(b));
+        if (!lm_write_all(lm->conn.wfd, b, sizeof(b))) {
+            livemig_error_set(err, "cannot confirm to the source that the "
+                              "guest runs here (%s), so it stays stopped "
+                              "here; the source keeps its copy stopped "
+                              "too: check both and 'cont' one of them",
+                              strerror(errno));
+            return false;
+        }
     }
+    lm_guest_cont(lm);
     pthread_mutex_lock(&lm->lock);
     lm->stats.dt.load_us = load_us;
     pthread_mutex_unlock(&lm->lock);
@@ -320,7 +333,12 @@ void *lm_incoming_thread(void *arg)
     bool ok = load(lm, &cs, &err);
     if (cs.mf && !ok)
         lm_mf_recv_shutdown(cs.mf);
-    if (!ok && !lm_cancelled(lm)) {
+    if (!ok && lm_cancelled(lm)) {
+        /* Say so: a source past its point of no return then knows the
+         * guest does not run here and resumes its own. */
+        reply_error(lm, "the migration was cancelled on the destination; "
+                        "it will not run the guest");
+    } else if (!ok) {
         reply_error(lm, err.desc);
         lm_set_error(lm, err.desc);
     }

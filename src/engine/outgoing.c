@@ -10,8 +10,10 @@
  *           off: stop the guest, final sync, last pages, state sections,
  *           end of stream; wait until the destination says it loaded
  *           everything and runs.  Only then "completed".
- * Any failure before that confirmation resumes the source guest: nothing
- * is lost and a new migration can start.
+ * The end of the stream is the point of no return (docs/cancel.md): a
+ * failure or cancel before it restores the source guest (nothing is lost
+ * and a new migration can start); after it, a cancel is refused and the
+ * guest resumes here only if the destination says it will not run it.
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -293,6 +295,7 @@ int lm_out_read_reply(out_state *s, int timeout_ms, int *type_out,
         }
         livemig_error_set(&s->err, "the destination refused the migration: "
                           "%s", msg[0] ? msg : "(no reason given)");
+        s->dest_refused = true;
         return -1;
     }
     livemig_error_set(&s->err, "unexpected reply 0x%02x from the "
@@ -527,6 +530,9 @@ static bool switchover(out_state *s)
     livemig *lm = s->lm;
     lm_downtime dt = { 0 };
     uint64_t t0 = lm_now_us();
+    pthread_mutex_lock(&lm->lock);
+    s->prev_runstate = lm->runstate;
+    pthread_mutex_unlock(&lm->lock);
     lm_guest_stop(lm, LIVEMIG_RUN_FINISH_MIGRATE);
     s->stopped_guest = true;
     /* The guest is down: max-bandwidth no longer throttles (the estimate
@@ -572,10 +578,17 @@ static bool switchover(out_state *s)
     }
     if (!send_sections(s))
         return false;
+    /* The point of no return: from here a cancel is refused.  A cancel
+     * that came first wins, and the destination never sees the end. */
+    if (!lm_commit(lm))
+        return false;
     if (!lm_wr_end_stream(s->w)) {
+        /* END_STREAM is the last byte: a failed write never sent it, so
+         * the destination cannot have started. */
         lm_out_explain_write_error(s);
         return false;
     }
+    s->past_return = true;
     uint64_t t3 = lm_now_us(), load_us = 0;
     if (lm->conn.return_path) {
         int type;
@@ -738,14 +751,36 @@ void *lm_outgoing_thread(void *arg)
     if (ok) {
         pthread_mutex_lock(&lm->lock);
         lm->runstate = LIVEMIG_RUN_POSTMIGRATE;
-        /* A cancel that raced the confirmation is too late: the
-         * destination runs the guest now, so this side stays stopped. */
         lm_set_status_locked(lm, LIVEMIG_STATUS__MAX,
                              LIVEMIG_STATUS_COMPLETED);
         pthread_mutex_unlock(&lm->lock);
+    } else if (s && s->past_return && !s->dest_refused) {
+        /* The destination got the whole stream and may run the guest; we
+         * cannot know, so this copy must not run on its own. */
+        char msg[sizeof(lm->error_desc)];
+        snprintf(msg, sizeof(msg), "the whole migration stream was sent "
+                 "but the destination's answer never came (%.160s): the "
+                 "outcome is unknown, so the guest stays stopped here; "
+                 "check the destination's query-status, and only if its "
+                 "guest does not run, 'cont' resumes it here",
+                 livemig_error_is_set(&s->err) ? s->err.desc
+                                               : "migration abandoned");
+        lm_set_error(lm, msg);
+        pthread_mutex_lock(&lm->lock);
+        lm->runstate = LIVEMIG_RUN_POSTMIGRATE;
+        lm_set_status_locked(lm, LIVEMIG_STATUS__MAX, LIVEMIG_STATUS_FAILED);
+        pthread_mutex_unlock(&lm->lock);
     } else {
-        if (s && s->stopped_guest)
-            lm_guest_cont(lm);
+        if (s && s->stopped_guest) {
+            /* Back to how it was: a guest the user had paused stays so. */
+            if (s->prev_runstate == LIVEMIG_RUN_RUNNING) {
+                lm_guest_cont(lm);
+            } else {
+                pthread_mutex_lock(&lm->lock);
+                lm->runstate = s->prev_runstate;
+                pthread_mutex_unlock(&lm->lock);
+            }
+        }
         bool cancelled = lm_cancelled(lm);
         if (!cancelled)
             lm_set_error(lm, s && livemig_error_is_set(&s->err)

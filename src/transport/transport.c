@@ -70,6 +70,14 @@ void lm_conn_shutdown(lm_conn *c)
     }
 }
 
+void lm_conn_shutdown_read(lm_conn *c)
+{
+    if (c->is_socket && c->rfd >= 0)
+        shutdown(c->rfd, SHUT_RD);
+    else
+        lm_conn_shutdown(c);
+}
+
 void lm_conn_close(lm_conn *c)
 {
     if (c->rfd >= 0)

@@ -43,6 +43,9 @@ void lm_listener_close(lm_listener *l);
 /* Make blocked reads and writes on @c return (used by cancel); the fds
  * stay valid until lm_conn_close. */
 void lm_conn_shutdown(lm_conn *c);
+/* Make blocked reads on @c return, keeping its write side open so a
+ * last message can still go out (a destination's cancel). */
+void lm_conn_shutdown_read(lm_conn *c);
 /* Close the fds; reap an exec child (killing it if it still runs). */
 void lm_conn_close(lm_conn *c);
 

@@ -74,6 +74,14 @@ lmh_daemon *it_start(const char *spec, const char *incoming, ...)
     return d;
 }
 
+void it_stop(lmh_daemon *d)
+{
+    for (int i = 0; i < IT_MAX_DAEMONS; i++)
+        if (daemons[i] == d)
+            daemons[i] = NULL;
+    lmh_free(d);
+}
+
 void it_fail(const char *fmt, ...)
 {
     char msg[1024];

@@ -38,6 +38,10 @@ int it_teardown(void **state);
  * --incoming @incoming; extra arguments may follow (NULL-terminated). */
 lmh_daemon *it_start(const char *spec, const char *incoming, ...);
 
+/* Stop @d now (by PID, via the harness), free it and forget it, so a test
+ * can replace a daemon half-way. */
+void it_stop(lmh_daemon *d);
+
 /* Dump every live daemon's log and query-migrate, then fail the test. */
 void it_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2),
                                                   noreturn));
