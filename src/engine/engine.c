@@ -568,7 +568,11 @@ bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err)
                           sizeof(lm->uri) - 1);
         return false;
     }
-    lm_conn conn;
+    if (!lm_transport_check(uri, err))
+        return false;
+    /* The migration thread connects: a peer that takes its time (a TCP
+     * handshake, a FIFO without a reader) never holds the monitor, and a
+     * cancel ends the wait. */
     pthread_mutex_lock(&lm->lock);
     bool ok = can_start(lm, "migrate", err);
     if (ok && lm->runstate == LIVEMIG_RUN_INMIGRATE) {
@@ -576,19 +580,9 @@ bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err)
                           "it cannot be migrated out");
         ok = false;
     }
-    pthread_mutex_unlock(&lm->lock);
-    if (!ok)
-        return false;
-    /* Connect outside the lock: it may take a while. */
-    if (!lm_transport_connect(uri, &conn, err))
-        return false;
-    pthread_mutex_lock(&lm->lock);
-    lm->conn = conn;
-    snprintf(lm->uri, sizeof(lm->uri), "%s", uri);
-    ok = can_start(lm, "migrate", err) && start_thread(lm, false, err);
-    if (!ok) {
-        lm_conn_close(&lm->conn);
-        lm->conn = (lm_conn)LM_CONN_INIT;
+    if (ok) {
+        snprintf(lm->uri, sizeof(lm->uri), "%s", uri);
+        ok = start_thread(lm, false, err);
     }
     pthread_mutex_unlock(&lm->lock);
     return ok;

@@ -344,10 +344,11 @@ void *lm_incoming_thread(void *arg)
     }
     conns_free(&cs);
     pthread_mutex_lock(&lm->lock);
-    lm_conn_close(&lm->conn);
+    lm_conn conn = lm->conn;
     lm->conn = (lm_conn)LM_CONN_INIT;
     lm_listener_close(&lm->listener);
     pthread_mutex_unlock(&lm->lock);
+    lm_conn_close(&conn);   /* outside the lock: an exec: may take 0.5 s */
     if (!ok) {
         /* Give the partly loaded RAM back; the next attempt starts from
          * zero pages, which is what "pristine" means. */

@@ -155,7 +155,7 @@ lm_mf_send *lm_mf_send_start(livemig *lm, const char *uri,
         c->m = m;
         c->idx = i;
         c->conn = (lm_conn)LM_CONN_INIT;
-        if (!lm_transport_connect(uri, &c->conn, err)) {
+        if (!lm_transport_connect_until(uri, &lm->cancel, &c->conn, err)) {
             ok = false;
             break;
         }

@@ -304,10 +304,61 @@ int lm_out_read_reply(out_state *s, int timeout_ms, int *type_out,
     return -1;
 }
 
+/* exec: wait up to @timeout_ms (< 0: until the engine is shut down) for
+ * the command to exit; true with how it ended in @how. */
+static bool command_exit(out_state *s, int timeout_ms, char *how, size_t len)
+{
+    livemig *lm = s->lm;
+    pthread_mutex_lock(&lm->lock);
+    lm_conn c = lm->conn;
+    pthread_mutex_unlock(&lm->lock);
+    if (!lm_conn_wait_exit(&c, timeout_ms, &lm->cancel))
+        return false;
+    pthread_mutex_lock(&lm->lock);
+    lm->conn.exited = true;
+    lm->conn.exit_code = c.exit_code;
+    lm->conn.exit_signal = c.exit_signal;
+    pthread_mutex_unlock(&lm->lock);
+    lm_conn_describe_exit(&c, how, len);
+    return true;
+}
+
+/* exec: the stream is delivered once the command read all of it (EOF
+ * now) and exited with status 0. */
+static bool finish_command(out_state *s)
+{
+    livemig *lm = s->lm;
+    pthread_mutex_lock(&lm->lock);
+    int fd = lm->conn.wfd;
+    lm->conn.wfd = -1;
+    pthread_mutex_unlock(&lm->lock);
+    close(fd);
+    s->w->fd = -1;
+    char how[128];
+    if (!command_exit(s, -1, how, sizeof(how))) {
+        livemig_error_set(&s->err, "the command '%s' still ran when the "
+                          "engine was shut down", lm->uri);
+        return false;
+    }
+    if (lm->conn.exit_code == 0 && !lm->conn.exit_signal)
+        return true;
+    livemig_error_set(&s->err, "the command '%s' %s after it was given the "
+                      "whole stream", lm->uri, how);
+    return false;
+}
+
 /* A write failed: the destination may have said why before closing. */
 void lm_out_explain_write_error(out_state *s)
 {
     int e = s->w->error;
+    char how[128];
+    if (s->lm->conn.child > 0 && !lm_cancelled(s->lm) &&
+        command_exit(s, 1000, how, sizeof(how))) {
+        livemig_error_set(&s->err, "the command '%s' %s before it took the "
+                          "whole migration stream; check that it reads "
+                          "all of its input", s->lm->uri, how);
+        return;
+    }
     if (s->lm->conn.return_path && !lm_cancelled(s->lm)) {
         uint64_t dummy;
         int t;
@@ -589,6 +640,8 @@ static bool switchover(out_state *s)
         return false;
     }
     s->past_return = true;
+    if (lm->conn.child > 0 && !finish_command(s))
+        return false;
     uint64_t t3 = lm_now_us(), load_us = 0;
     if (lm->conn.return_path) {
         int type;
@@ -712,6 +765,22 @@ static bool migrate(out_state *s)
     return false;
 }
 
+/* Open the connection here, not on the monitor's thread (see
+ * livemig_migrate); cancel can cut it as soon as it is published. */
+static bool connect_out(out_state *s)
+{
+    livemig *lm = s->lm;
+    lm_conn c;
+    if (!lm_transport_connect_until(lm->uri, &lm->cancel, &c, &s->err))
+        return false;
+    pthread_mutex_lock(&lm->lock);
+    lm->conn = c;
+    bool cancelled = lm_cancelled(lm);
+    pthread_mutex_unlock(&lm->lock);
+    s->w->fd = c.wfd;
+    return !cancelled;
+}
+
 void *lm_outgoing_thread(void *arg)
 {
     livemig *lm = arg;
@@ -726,9 +795,9 @@ void *lm_outgoing_thread(void *arg)
     if (s && w) {
         s->lm = lm;
         s->w = w;
-        lm_writer_init(w, lm->conn.wfd, &lm->cancel);
+        lm_writer_init(w, -1, &lm->cancel);
         lm_tunables_snapshot(lm->tun, &s->p);
-        ok = migrate(s);
+        ok = connect_out(s) && migrate(s);
     }
     for (size_t i = 0; i < lm->nram; i++)
         lm_tracker_stop(lm->ram[i]->tracker);
@@ -743,10 +812,13 @@ void *lm_outgoing_thread(void *arg)
         lm_mf_send_stop(s->mf);
     }
 
+    /* Closed outside the lock: ending an exec: command may take a
+     * moment, and the monitor keeps answering meanwhile. */
     pthread_mutex_lock(&lm->lock);
-    lm_conn_close(&lm->conn);
+    lm_conn conn = lm->conn;
     lm->conn = (lm_conn)LM_CONN_INIT;
     pthread_mutex_unlock(&lm->lock);
+    lm_conn_close(&conn);
 
     if (ok) {
         pthread_mutex_lock(&lm->lock);
@@ -759,10 +831,10 @@ void *lm_outgoing_thread(void *arg)
          * cannot know, so this copy must not run on its own. */
         char msg[sizeof(lm->error_desc)];
         snprintf(msg, sizeof(msg), "the whole migration stream was sent "
-                 "but the destination's answer never came (%.160s): the "
-                 "outcome is unknown, so the guest stays stopped here; "
-                 "check the destination's query-status, and only if its "
-                 "guest does not run, 'cont' resumes it here",
+                 "but no confirmation came (%.160s): the outcome is "
+                 "unknown, so the guest stays stopped here; check the "
+                 "destination's query-status, and only if its guest does "
+                 "not run, 'cont' resumes it here",
                  livemig_error_is_set(&s->err) ? s->err.desc
                                                : "migration abandoned");
         lm_set_error(lm, msg);
