@@ -51,6 +51,34 @@ static void kick(void *opaque)
     pthread_mutex_unlock(&lm->lock);
 }
 
+/* Rules of the tunables that need the engine: refused when set, never
+ * found out by a running migration. */
+static bool check_tunables(void *opaque, const lm_params *cur,
+                           const lm_params *next, livemig_error *err)
+{
+    (void)opaque;
+    if (next->xbzrle_cache_size != cur->xbzrle_cache_size) {
+        /* The migration thread resizes at its next pass; make sure now
+         * that the memory can be had (QEMU also allocates at set time).
+         * A mapping the kernel's overcommit check would refuse is what
+         * the allocation would hit; mmap is not a sanitizer's malloc. */
+        uint64_t size = next->xbzrle_cache_size;
+        uint64_t bytes = size + size / LM_PAGE_SIZE * 16u;   /* + slots */
+        void *p = bytes < size || bytes > SIZE_MAX / 2
+                      ? MAP_FAILED
+                      : mmap(NULL, (size_t)bytes, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            livemig_error_set(err, "parameter 'xbzrle-cache-size' of %llu "
+                              "bytes cannot be had: out of memory; choose "
+                              "a smaller size", (unsigned long long)size);
+            return false;
+        }
+        munmap(p, (size_t)bytes);
+    }
+    return true;
+}
+
 livemig *livemig_new(livemig_error *err)
 {
     livemig *lm = calloc(1, sizeof(*lm));
@@ -73,6 +101,7 @@ livemig *livemig_new(livemig_error *err)
     lm->ram_pristine = true;
     lm_output_init(lm);
     lm_tunables_set_kick(lm->tun, kick, lm);
+    lm_tunables_set_check(lm->tun, check_tunables, lm);
     return lm;
 }
 
