@@ -236,7 +236,7 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
     lm->ram_pristine = false;
 
     uint64_t normal = 0, dup = 0, pass = 0, load_t0 = 0, n = 0;
-    bool mc = false, pages_done = false;
+    bool mc = false, pages_done = false, paused = false;
     lm_rec rec;
     while (ok) {
         if (lm_cancelled(lm)) {
@@ -267,6 +267,8 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
             if (!load_t0)
                 load_t0 = lm_now_us();
             ok = load_section(lm, &rec, err);
+        } else if (rec.type == LM_REC_RUNSTATE) {
+            paused = true;
         } else if (rec.type == LM_REC_END_STREAM) {
             break;
         } else if (rec.type == LM_REC_MC_START && !cs->mf) {
@@ -313,7 +315,14 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
             return false;
         }
     }
-    lm_guest_cont(lm);
+    if (paused) {
+        /* Stopped on the source, stopped here: 'cont' starts it. */
+        pthread_mutex_lock(&lm->lock);
+        lm->runstate = LIVEMIG_RUN_PAUSED;
+        pthread_mutex_unlock(&lm->lock);
+    } else {
+        lm_guest_cont(lm);
+    }
     pthread_mutex_lock(&lm->lock);
     lm->stats.dt.load_us = load_us;
     pthread_mutex_unlock(&lm->lock);

@@ -632,6 +632,12 @@ static bool switchover(out_state *s)
     }
     if (!send_sections(s))
         return false;
+    /* A guest the user had stopped arrives stopped (as in QEMU). */
+    if (s->prev_runstate != LIVEMIG_RUN_RUNNING &&
+        !lm_wr_runstate(s->w, LM_RUN_PAUSED)) {
+        lm_out_explain_write_error(s);
+        return false;
+    }
     /* The point of no return: from here a cancel is refused.  A cancel
      * that came first wins, and the destination never sees the end. */
     if (!lm_commit(lm))

@@ -426,6 +426,15 @@ bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err)
         rec->heartbeat_ms = lm_get_be32(b);
         return true;
     }
+    case LM_REC_RUNSTATE:
+        RD(r, &rec->runstate, 1, "a run state record");
+        if (rec->runstate != LM_RUN_PAUSED) {
+            livemig_error_set(err, "run state %u in the migration stream is "
+                              "unknown; is the source a newer livemig?",
+                              rec->runstate);
+            return false;
+        }
+        return true;
     case LM_REC_CKPT_BEGIN:
     case LM_REC_CKPT_END: {
         uint8_t b[8];

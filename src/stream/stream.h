@@ -38,7 +38,13 @@ enum lm_record {
                               the backup must not take over */
     LM_REC_MF_SYNC = 12,   /* u64 sync point: the channel's pages of
                               everything before it are all sent */
+    LM_REC_RUNSTATE = 14,  /* u8 LM_RUN_PAUSED: the guest was stopped on
+                              the source and stays so; sent (before
+                              END_STREAM) only then */
 };
+
+/* RUNSTATE values. */
+enum { LM_RUN_PAUSED = 1 };
 
 /* Return-path messages, destination to source. */
 enum lm_reply {
@@ -115,6 +121,7 @@ bool lm_wr_mc_start(lm_writer *w, uint32_t heartbeat_ms);
 bool lm_wr_ckpt(lm_writer *w, int type, uint64_t epoch);  /* BEGIN/END */
 bool lm_wr_heartbeat(lm_writer *w);
 bool lm_wr_mc_end(lm_writer *w);
+bool lm_wr_runstate(lm_writer *w, uint8_t state);   /* LM_RUN_PAUSED */
 /* multifd: a batch of pages of one block, all of them @base-relative.
  * @zero marks the zero pages; the others are sent raw by reference, or
  * as @clen bytes of @cdata (copied) when compressed (@cdata != NULL). */
@@ -159,6 +166,7 @@ typedef struct lm_rec {
     uint32_t npages;
     uint64_t pass;             /* END_PASS; epoch for CKPT_* */
     uint32_t heartbeat_ms;     /* MC_START */
+    uint8_t runstate;          /* RUNSTATE */
     char name[256];
     uint32_t version;
     const uint8_t *data;       /* section bytes (valid until next record) */

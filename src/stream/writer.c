@@ -24,6 +24,8 @@
  *                      then the non-zero pages raw, or u32 length and the
  *                      channel's compressed batch (multifd channels)
  *           MF_SYNC    u64 sync point (multifd channels)
+ *           RUNSTATE   u8 1: the guest was paused and stays so (sent
+ *                      only then, just before END_STREAM)
  *
  * Pages are sent as runs of adjacent pages with one 17-byte header per
  * run, by reference: the writer gathers record headers (in its arena) and
@@ -355,6 +357,16 @@ bool lm_wr_mc_end(lm_writer *w)
         return false;
     p[0] = LM_REC_MC_END;
     return push(w, p, 1) && lm_wr_flush(w);
+}
+
+bool lm_wr_runstate(lm_writer *w, uint8_t state)
+{
+    uint8_t *p = hdr(w, 2);
+    if (!p)
+        return false;
+    p[0] = LM_REC_RUNSTATE;
+    p[1] = state;
+    return push(w, p, 2);
 }
 
 bool lm_page_is_zero(const void *p)
