@@ -76,6 +76,7 @@ static lm_reader *hello(lm_conn *c, livemig_error *err)
         livemig_error_set(err, "out of memory for the stream reader");
         return NULL;
     }
+    r->from_file = c->is_file;
     /* A peer that connects and says nothing must not hold us forever. */
     r->timeout_ms = 10000;
     if (!lm_rd_header(r, err)) {

@@ -19,6 +19,8 @@ typedef struct out_state {
     uint64_t pass_pages, pass_p0;  /* pages to send this pass; pages_done
                                       when it began (progress) */
     uint64_t last_tick_us;
+    uint64_t pass_t0_us, pass_b0;  /* when the pass began, wire bytes then
+                                      (live bandwidth) */
     bool unthrottled;              /* switchover: max-bandwidth is off */
     uint64_t dirty_pages;          /* to send in the next pass */
     bool stopped_guest;            /* we stopped it: restore on failure */

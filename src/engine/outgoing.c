@@ -122,8 +122,19 @@ bool lm_out_tick(out_state *s)
         lm_writer_set_rate(s->w, p.max_bandwidth);
     }
     uint64_t done = s->pages_done - s->pass_p0;
+    json_object *mf = s->mf ? lm_mf_send_stats(s->mf) : NULL;
+    uint64_t wire = wire_bytes(s);
     pthread_mutex_lock(&lm->lock);
-    lm->stats.transferred = wire_bytes(s);
+    if (mf) {   /* live, not only at the end of a pass */
+        json_object_put(lm->stats.multifd);
+        lm->stats.multifd = mf;
+    }
+    /* The bandwidth of the pass so far, once it is long enough to mean
+     * something: a long first pass shows its rate while it runs. */
+    if (s->pass_t0_us && now - s->pass_t0_us >= 200000)
+        lm->stats.bandwidth = (wire - s->pass_b0) * 1000000u /
+                              (now - s->pass_t0_us);
+    lm->stats.transferred = wire;
     lm->stats.precopy_bytes = lm->stats.transferred;
     lm->stats.normal = s->normal;
     lm->stats.duplicate = s->duplicate;
@@ -133,11 +144,24 @@ bool lm_out_tick(out_state *s)
     return true;
 }
 
+/* multifd: every channel busy; progress still shows (a cancel reaches
+ * the channels directly). */
+static void tick_idle(void *opaque)
+{
+    (void)lm_out_tick(opaque);
+}
+
 bool lm_out_send_block(out_state *s, uint32_t bi, uint64_t *bitmap,
                        const uint8_t *base)
 {
     livemig_ram *ram = s->lm->ram[bi];
     bool detect = s->p.zero_page_detection != 0;
+    /* Under a low max-bandwidth, short runs: a run is written whole, and
+     * progress shows (and a cancel is seen) between writes. */
+    uint32_t max_run = 256;
+    if (s->w->rate && s->w->rate / 20 / LM_PAGE_SIZE < max_run)
+        max_run = s->w->rate / 20 / LM_PAGE_SIZE > 1
+                      ? (uint32_t)(s->w->rate / 20 / LM_PAGE_SIZE) : 1;
     run cur = { 0, 0, false };
     for (size_t wi = 0; wi < ram->bitmap_words; wi++) {
         uint64_t word = bitmap[wi];
@@ -149,7 +173,7 @@ bool lm_out_send_block(out_state *s, uint32_t bi, uint64_t *bitmap,
             word &= word - 1;
             bool z = detect && lm_page_is_zero(base + page * LM_PAGE_SIZE);
             if (cur.len && page == cur.start + cur.len && z == cur.zero &&
-                cur.len < 256) {
+                cur.len < max_run) {
                 cur.len++;
                 continue;
             }
@@ -495,6 +519,8 @@ static bool do_pass(out_state *s, uint64_t pass)
         lm_mf_send_set_rate(s->mf, s->p.max_bandwidth);
     uint64_t t0 = lm_now_us(), b0 = wire_bytes(s), p0 = s->pages_done;
     s->pass_p0 = p0;
+    s->pass_t0_us = t0;
+    s->pass_b0 = b0;
     s->pass_pages = 0;
     for (size_t i = 0; i < lm->nram; i++)
         for (size_t w = 0; w < lm->ram[i]->bitmap_words; w++)
@@ -506,6 +532,7 @@ static bool do_pass(out_state *s, uint64_t pass)
     }
     if (!end_pass(s, pass))
         return false;
+    s->pass_t0_us = 0;   /* publish() takes over the bandwidth */
     if (!lm_out_sync_dirty(s))
         return false;
     uint64_t dt = lm_now_us() - t0;
@@ -713,6 +740,8 @@ static bool setup(out_state *s)
     }
     if (s->p.cap_multifd) {
         s->mf = lm_mf_send_start(lm, lm->uri, h, &s->p, &s->err);
+        if (s->mf)
+            lm_mf_send_set_idle(s->mf, tick_idle, s);
         pthread_mutex_lock(&lm->lock);
         lm->mf_send = s->mf;
         bool cancelled = lm_cancelled(lm);

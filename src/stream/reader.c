@@ -50,6 +50,12 @@ static bool io_fail(lm_reader *r, int rc, const char *what,
     if (r->timed_out)
         livemig_error_set(err, "no data from the source for %d ms while "
                           "waiting for %s", r->timeout_ms, what);
+    else if (rc > 0 && r->from_file)
+        livemig_error_set(err, "the migration stream file is truncated: it "
+                          "ends while this side waited for %s (after byte "
+                          "%llu); it was not saved completely (an "
+                          "interrupted save or a partial copy): save it "
+                          "again", what, (unsigned long long)r->total);
     else if (rc > 0)
         livemig_error_set(err, "the source closed the migration stream "
                           "while this side waited for %s (after %llu "

@@ -94,6 +94,8 @@ typedef struct lm_writer {
     double tokens;                /* token bucket for @rate */
     uint64_t last_refill_us;
     atomic_bool *cancel;          /* stop waiting on the bucket when set */
+    _Atomic uint64_t *progress;   /* if set: bytes written are added as
+                                     they go out (another thread reads) */
     int error;                    /* errno of the first failed write */
 } lm_writer;
 
@@ -154,6 +156,7 @@ typedef struct lm_reader {
     /* multifd channel: how batches are compressed (NULL: raw). */
     struct lm_compressor *decomp;
     uint8_t *mf_cbuf, *mf_raw;  /* compressed input / decompressed pages */
+    bool from_file;            /* EOF before the end: the file is cut */
     int timeout_ms;            /* > 0: fail a read with no data this long */
     bool timed_out;            /* the last failure was that timeout */
 } lm_reader;
