@@ -68,6 +68,20 @@ typedef struct conns {
     unsigned nstash;
 } conns;
 
+/* exec: the command's end says more than a closed pipe: put it first in
+ * @err when it failed. */
+static void explain_command(lm_conn *c, livemig_error *err)
+{
+    char how[128];
+    if (c->child <= 0 || !lm_conn_wait_exit(c, 500, NULL) ||
+        (c->exit_code == 0 && !c->exit_signal))
+        return;
+    lm_conn_describe_exit(c, how, sizeof(how));
+    livemig_error e = { 0 };
+    livemig_error_set(&e, "the exec: command %s: %s", how, err->desc);
+    *err = e;
+}
+
 static lm_reader *hello(lm_conn *c, livemig_error *err)
 {
     lm_reader *r = malloc(sizeof(*r));
@@ -136,6 +150,7 @@ static bool accept_all(livemig *lm, conns *cs, livemig_error *err)
             continue;
         lm_reader *r = hello(&c, err);
         if (!r) {
+            explain_command(&c, err);
             lm_conn_close(&c);
             return false;   /* garbage on the migration port fails it */
         }
@@ -343,6 +358,12 @@ void *lm_incoming_thread(void *arg)
     bool ok = load(lm, &cs, &err);
     if (cs.mf && !ok)
         lm_mf_recv_shutdown(cs.mf);
+    if (!ok && !lm_cancelled(lm)) {
+        pthread_mutex_lock(&lm->lock);
+        lm_conn c = lm->conn;
+        pthread_mutex_unlock(&lm->lock);
+        explain_command(&c, &err);
+    }
     if (!ok && lm_cancelled(lm)) {
         /* Say so: a source past its point of no return then knows the
          * guest does not run here and resumes its own. */

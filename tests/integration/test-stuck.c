@@ -6,7 +6,8 @@
  *  - migrate to exec: with a command that never reads (a shell waiting on
  *    a child): migrate_cancel ends the whole process group, reaps it and
  *    is done in under a second; so does quit;
- *  - exec: failures name the command's exit status or signal.
+ *  - exec: failures, outgoing and incoming, name the command's exit
+ *    status or signal.
  */
 #include "itest.h"
 
@@ -242,6 +243,20 @@ static void test_exec_errors(void **state)
     check_exec_error("kill -9 $$", "killed by signal 9");
 }
 
+static void test_exec_incoming_error(void **state)
+{
+    (void)state;
+    char err[600];
+    lmh_daemon *dst = it_start(SPEC, "exec:echo garbage; exit 4", NULL);
+    const char *end = it_wait_end(dst, 10000);
+    error_desc(dst, err, sizeof(err));
+    if (strcmp(end, "failed") != 0 || !strstr(err, "exited with status 4"))
+        it_fail("--incoming exec: that exits 4 ended '%s' with error-desc "
+                "'%s'", end, err);
+    if (it_running(dst, NULL, 0))
+        it_fail("the destination runs after a failed exec: source");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +264,7 @@ int main(void)
         cmocka_unit_test_teardown(test_exec_cancel, it_teardown),
         cmocka_unit_test_teardown(test_exec_quit, it_teardown),
         cmocka_unit_test_teardown(test_exec_errors, it_teardown),
+        cmocka_unit_test_teardown(test_exec_incoming_error, it_teardown),
     };
     return cmocka_run_group_tests_name("integration-stuck", tests, NULL,
                                        NULL);
