@@ -676,6 +676,11 @@ static bool switchover(out_state *s)
         return false;
     }
     s->past_return = true;
+    /* The guest's state is handed over: this copy is stale from here on
+     * unless the destination refuses it. */
+    pthread_mutex_lock(&lm->lock);
+    lm->runstate = LIVEMIG_RUN_POSTMIGRATE;
+    pthread_mutex_unlock(&lm->lock);
     if (lm->conn.child > 0 && !finish_command(s))
         return false;
     uint64_t t3 = lm_now_us(), load_us = 0;

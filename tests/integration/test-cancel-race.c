@@ -197,6 +197,7 @@ static void test_cancel_past_return(void **state)
                     "was sent");
         if (it_running(src, st, sizeof(st)))
             it_fail("the source runs while the destination runs");
+        assert_string_equal(st, "postmigrate");
         assert_string_equal(it_status(src), "device");
     }
     /* The answer arrives: completed on both sides, one copy runs. */
