@@ -202,6 +202,25 @@ const char *it_wait_end(lmh_daemon *d, int timeout_ms)
     }
 }
 
+const char *it_wait_dst_end(lmh_daemon *dst, int timeout_ms)
+{
+    static char s[64];
+    long long end = it_now_ms() + timeout_ms, idle = it_now_ms() + 2000;
+    for (;;) {
+        snprintf(s, sizeof(s), "%s", it_status(dst));
+        if (it_is_terminal(s))
+            return s;
+        if (strcmp(s, "setup") == 0 && it_now_ms() > idle) {
+            json_object_put(lmh_ok(dst->qmp, "migrate_cancel", NULL));
+            return it_wait_end(dst, timeout_ms);
+        }
+        if (it_now_ms() > end)
+            it_fail("destination migration still '%s' after %d ms", s,
+                    timeout_ms);
+        it_sleep_ms(10);
+    }
+}
+
 long long it_wait_qm_above(lmh_daemon *d, const char *path, long long min,
                            int timeout_ms)
 {

@@ -317,7 +317,7 @@ static int race_once(lmh_daemon *src, lmh_daemon *dst, int delay_ms,
     *refused = !try_cancel(src);
     char send[64], dend[64];
     snprintf(send, sizeof(send), "%s", it_wait_end(src, 30000));
-    snprintf(dend, sizeof(dend), "%s", it_wait_end(dst, 30000));
+    snprintf(dend, sizeof(dend), "%s", it_wait_dst_end(dst, 30000));
     bool srun = it_running(src, st, sizeof(st));
     bool drun = it_running(dst, NULL, 0);
     if (srun && drun)
