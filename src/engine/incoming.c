@@ -2,10 +2,10 @@
  * incoming.c - the destination thread: accept the connection, check the
  * header against the local RAM blocks, load records straight into guest
  * memory, load the state sections, confirm on the return path, and only
- * then resume the guest.  It runs on its own thread so the monitor keeps answering
- * during a load.  On any error the guest stays stopped, the source is told
- * why, the partly loaded RAM is handed back to the kernel, and a new
- * migrate-incoming may follow.
+ * then resume the guest.  It runs on its own thread so the monitor keeps
+ * answering during a load.  On any error the guest stays stopped, the
+ * source is told why, the partly loaded RAM is handed back to the kernel,
+ * and a new migrate-incoming may follow.
  */
 #include <errno.h>
 #include <json-c/json.h>
