@@ -34,6 +34,9 @@
  * max-bandwidth is a token bucket charged per batch.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -98,6 +101,40 @@ void lm_writer_destroy(lm_writer *w)
     w->copy = NULL;
 }
 
+/* Write @iov whole.  A non-blocking fd (a file: FIFO) that is full is
+ * waited for, giving up when the migration is cancelled, so a reader that
+ * stops reading can't hold a cancel; a blocking fd behaves as
+ * lm_writev_all (EAGAIN there is a send timeout: an error). */
+static bool writev_wait(lm_writer *w, struct iovec *iov, int cnt)
+{
+    while (cnt > 0) {
+        ssize_t n = writev(w->fd, iov, cnt > IOV_MAX ? IOV_MAX : cnt);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN || !(fcntl(w->fd, F_GETFL) & O_NONBLOCK))
+                return false;
+            if (w->cancel && atomic_load(w->cancel)) {
+                errno = ECANCELED;
+                return false;
+            }
+            struct pollfd p = { .fd = w->fd, .events = POLLOUT };
+            (void)poll(&p, 1, 50);
+            continue;
+        }
+        while (cnt > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt > 0 && n > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
+    }
+    return true;
+}
+
 /* Send the pending batch.  With a rate it goes out in slices of about
  * 50 ms of the rate, each paid for just before it is written: a steady
  * trickle, never a long silence and then a burst of a whole batch. */
@@ -118,7 +155,7 @@ static bool write_batch(lm_writer *w)
         iov[k - 1].iov_len -= over;
         len -= over;
         throttle(w, len);
-        if (!lm_writev_all(w->fd, iov, k))
+        if (!writev_wait(w, iov, k))
             return false;
         w->total += len;
         w->pending -= len;

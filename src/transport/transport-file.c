@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "transport/transport-int.h"
@@ -56,7 +57,11 @@ static bool file_open(const char *rest, int flags, atomic_bool *cancel,
         livemig_error_set(err, "cannot open '%s': %s", path, strerror(errno));
         return false;
     }
-    if ((flags & O_ACCMODE) != O_RDONLY)
+    /* Writing, a FIFO stays non-blocking: the writer waits for room in
+     * steps and gives up on cancel (a reader that stops reading). */
+    struct stat sb;
+    if ((flags & O_ACCMODE) != O_RDONLY &&
+        (fstat(*fd, &sb) != 0 || !S_ISFIFO(sb.st_mode)))
         fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) & ~O_NONBLOCK);
     if (offset && lseek(*fd, offset, SEEK_SET) < 0) {
         livemig_error_set(err, "cannot seek '%s' to %lld: %s", path,

@@ -1,8 +1,8 @@
 /*
  * test-stuck.c - transports that hang never freeze the monitor, and a
  * cancel ends what the migration started:
- *  - migrate to a file: FIFO nobody reads: other clients are answered at
- *    once, and migrate_cancel ends it;
+ *  - migrate to a file: FIFO nobody reads, or whose reader stops reading:
+ *    other clients are answered at once, and migrate_cancel ends it;
  *  - migrate to exec: with a command that never reads (a shell waiting on
  *    a child): migrate_cancel ends the whole process group, reaps it and
  *    is done in under a second; so does quit;
@@ -155,6 +155,34 @@ static void test_fifo_without_reader(void **state)
                 (long long)sb.st_size);
 }
 
+/* A FIFO whose reader opens it and then never reads: the writes wait,
+ * and a cancel still ends the migration. */
+static void test_fifo_reader_stops(void **state)
+{
+    (void)state;
+    lmh_daemon *src = it_start(SPEC, NULL, NULL);
+    char fifo[320], uri[340];
+    lmh_path(src, "stalled.fifo", fifo, sizeof(fifo));
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    pid_t reader = fork();
+    assert_true(reader >= 0);
+    if (reader == 0) {
+        execlp("sh", "sh", "-c", "exec sleep 30 < \"$0\"", fifo,
+               (char *)NULL);
+        _exit(127);
+    }
+    snprintf(uri, sizeof(uri), "file:%s", fifo);
+    it_migrate(src, uri);
+    it_wait_status(src, "active", 10000);
+    it_wait_qm_above(src, "ram.transferred", 0, 10000);
+    check_monitor_free(src, 2000);
+    cancel_within(src, 2000, "of a FIFO whose reader stopped");
+    check_source_runs(src);
+    kill(reader, SIGKILL);
+    int st;
+    assert_int_equal(waitpid(reader, &st, 0), reader);
+}
+
 /* exec: a shell that waits on a child and never reads its input. */
 static pid_t start_stuck_exec(lmh_daemon *src, char *pidfile, size_t len)
 {
@@ -261,6 +289,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_fifo_without_reader, it_teardown),
+        cmocka_unit_test_teardown(test_fifo_reader_stops, it_teardown),
         cmocka_unit_test_teardown(test_exec_cancel, it_teardown),
         cmocka_unit_test_teardown(test_exec_quit, it_teardown),
         cmocka_unit_test_teardown(test_exec_errors, it_teardown),
