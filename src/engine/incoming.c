@@ -82,7 +82,7 @@ static void explain_command(lm_conn *c, livemig_error *err)
     *err = e;
 }
 
-static lm_reader *hello(lm_conn *c, livemig_error *err)
+static lm_reader *hello(livemig *lm, lm_conn *c, livemig_error *err)
 {
     lm_reader *r = malloc(sizeof(*r));
     if (!r || !lm_reader_init(r, c->rfd, err)) {
@@ -91,6 +91,7 @@ static lm_reader *hello(lm_conn *c, livemig_error *err)
         return NULL;
     }
     r->from_file = c->is_file;
+    r->cancel = &lm->cancel;
     /* A peer that connects and says nothing must not hold us forever. */
     r->timeout_ms = 10000;
     if (!lm_rd_header(r, err)) {
@@ -148,7 +149,7 @@ static bool accept_all(livemig *lm, conns *cs, livemig_error *err)
             return false;
         if (rc == 0)
             continue;
-        lm_reader *r = hello(&c, err);
+        lm_reader *r = hello(lm, &c, err);
         if (!r) {
             explain_command(&c, err);
             lm_conn_close(&c);

@@ -9,6 +9,7 @@
  * copied, the rest goes through read() into the pages).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +86,21 @@ static bool wait_data(lm_reader *r)
     }
 }
 
+/* A read found nothing on a non-blocking fd (an incoming FIFO whose
+ * writer is slow): wait a step, giving up on cancel.  True: read again. */
+static bool wait_nonblocking(lm_reader *r)
+{
+    if (errno != EAGAIN || !(fcntl(r->fd, F_GETFL) & O_NONBLOCK))
+        return false;   /* a receive timeout: an error */
+    if (r->cancel && atomic_load(r->cancel)) {
+        errno = ECANCELED;
+        return false;
+    }
+    struct pollfd pf = { .fd = r->fd, .events = POLLIN };
+    (void)poll(&pf, 1, 50);
+    return true;
+}
+
 /* Copy @len bytes out; 0 ok, 1 EOF, -1 error. */
 static int rd(lm_reader *r, void *out, size_t len)
 {
@@ -96,7 +112,7 @@ static int rd(lm_reader *r, void *out, size_t len)
             if (len >= r->cap / 2) {
                 /* Big reads bypass the buffer. */
                 ssize_t n = read(r->fd, o, len);
-                if (n < 0 && errno == EINTR)
+                if (n < 0 && (errno == EINTR || wait_nonblocking(r)))
                     continue;
                 if (n <= 0)
                     return n == 0 ? 1 : -1;
@@ -106,7 +122,7 @@ static int rd(lm_reader *r, void *out, size_t len)
                 continue;
             }
             ssize_t n = read(r->fd, r->buf, r->cap);
-            if (n < 0 && errno == EINTR)
+            if (n < 0 && (errno == EINTR || wait_nonblocking(r)))
                 continue;
             if (n <= 0)
                 return n == 0 ? 1 : -1;

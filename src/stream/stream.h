@@ -157,6 +157,8 @@ typedef struct lm_reader {
     struct lm_compressor *decomp;
     uint8_t *mf_cbuf, *mf_raw;  /* compressed input / decompressed pages */
     bool from_file;            /* EOF before the end: the file is cut */
+    atomic_bool *cancel;       /* a non-blocking fd (an incoming FIFO) is
+                                  waited for in steps until this is set */
     int timeout_ms;            /* > 0: fail a read with no data this long */
     bool timed_out;            /* the last failure was that timeout */
 } lm_reader;

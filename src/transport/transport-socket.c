@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -241,8 +242,13 @@ int lm_listener_accept(lm_listener *l, int timeout_ms, lm_conn *out,
             int rc = poll(&p, 1, timeout_ms);
             if (rc <= 0)
                 return rc < 0 && errno != EINTR ? -1 : 0;
-            int fl = fcntl(l->pending.rfd, F_GETFL);
-            fcntl(l->pending.rfd, F_SETFL, fl & ~O_NONBLOCK);
+            /* A FIFO stays non-blocking: the reader waits for a slow
+             * writer in steps and gives up on cancel. */
+            struct stat sb;
+            if (fstat(l->pending.rfd, &sb) != 0 || !S_ISFIFO(sb.st_mode)) {
+                int fl = fcntl(l->pending.rfd, F_GETFL);
+                fcntl(l->pending.rfd, F_SETFL, fl & ~O_NONBLOCK);
+            }
         }
         *out = l->pending;
         l->pending = (lm_conn)LM_CONN_INIT;

@@ -3,6 +3,7 @@
  * cancel ends what the migration started:
  *  - migrate to a file: FIFO nobody reads, or whose reader stops reading:
  *    other clients are answered at once, and migrate_cancel ends it;
+ *    the same on a destination whose incoming FIFO's writer stalls;
  *  - migrate to exec: with a command that never reads (a shell waiting on
  *    a child): migrate_cancel ends the whole process group, reaps it and
  *    is done in under a second; so does quit;
@@ -183,6 +184,41 @@ static void test_fifo_reader_stops(void **state)
     assert_int_equal(waitpid(reader, &st, 0), reader);
 }
 
+/* An incoming FIFO whose writer sends part of a stream and stalls: the
+ * destination's monitor answers and its migrate_cancel ends the load. */
+static void test_incoming_fifo_stalls(void **state)
+{
+    (void)state;
+    lmh_daemon *src = it_start(SPEC, NULL, NULL);
+    char full[320], fifo[320], uri[340], cmd[800];
+    lmh_path(src, "full.bin", full, sizeof(full));
+    lmh_path(src, "in.fifo", fifo, sizeof(fifo));
+    snprintf(uri, sizeof(uri), "file:%s", full);
+    it_migrate(src, uri);
+    it_wait_status(src, "completed", 30000);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    snprintf(uri, sizeof(uri), "file:%s", fifo);
+    lmh_daemon *dst = it_start(SPEC, uri, NULL);
+    pid_t writer = fork();
+    assert_true(writer >= 0);
+    if (writer == 0) {
+        snprintf(cmd, sizeof(cmd), "exec > '%s'; head -c 1000000 '%s'; "
+                 "exec sleep 30", fifo, full);
+        execlp("sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    /* Active: the header came; the first 1 MiB record never completes. */
+    it_wait_status(dst, "active", 20000);
+    check_monitor_free(dst, 2000);
+    assert_string_equal(it_status(dst), "active");
+    cancel_within(dst, 2000, "of an incoming FIFO whose writer stalled");
+    if (it_running(dst, NULL, 0))
+        it_fail("the destination runs after its cancel");
+    kill(writer, SIGKILL);
+    int st;
+    assert_int_equal(waitpid(writer, &st, 0), writer);
+}
+
 /* exec: a shell that waits on a child and never reads its input. */
 static pid_t start_stuck_exec(lmh_daemon *src, char *pidfile, size_t len)
 {
@@ -290,6 +326,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_fifo_without_reader, it_teardown),
         cmocka_unit_test_teardown(test_fifo_reader_stops, it_teardown),
+        cmocka_unit_test_teardown(test_incoming_fifo_stalls, it_teardown),
         cmocka_unit_test_teardown(test_exec_cancel, it_teardown),
         cmocka_unit_test_teardown(test_exec_quit, it_teardown),
         cmocka_unit_test_teardown(test_exec_errors, it_teardown),
