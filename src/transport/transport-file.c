@@ -86,7 +86,8 @@ static bool file_connect(const char *rest, atomic_bool *cancel, lm_conn *out,
 }
 
 /* Opened non-blocking (a FIFO without a writer would hang open());
- * lm_listener_accept waits for data, then makes it blocking. */
+ * lm_listener_accept waits for data, then makes a regular file blocking
+ * (a FIFO stays non-blocking: the reader waits for it cancellably). */
 static bool file_listen(const char *rest, lm_listener *out, livemig_error *err)
 {
     int fd;
