@@ -232,8 +232,10 @@ void livemig_set_event_cb(livemig *lm, livemig_event_fn fn, void *opaque);
 /* ---- migration --------------------------------------------------------- */
 
 /* Start an outgoing migration to @uri (tcp:HOST:PORT, unix:PATH,
- * file:PATH[,offset=N], exec:CMD).  Returns once the migration thread runs;
- * the outcome is reported through the status. */
+ * file:PATH[,offset=N], exec:CMD).  Refuses only a malformed URI or a
+ * migration already running; never blocks: the migration thread connects
+ * (status "setup") and the outcome, a connect error included, is reported
+ * through the status. */
 bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err);
 
 /* Wait for an incoming migration on @uri (same forms; "defer" is handled
@@ -241,7 +243,11 @@ bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err);
 bool livemig_incoming(livemig *lm, const char *uri, livemig_error *err);
 
 /* Cancel the running migration (outgoing or incoming).  The source guest
- * keeps running; status goes cancelling -> cancelled. */
+ * keeps running (or returns to its run state from before the switchover);
+ * status goes cancelling -> cancelled.  Refused (false, @err "too late to
+ * cancel...") past the point of no return: once the end of the stream is
+ * being sent (source) or the destination is confirming it runs the guest
+ * (see docs/cancel.md).  With nothing running, true and nothing happens. */
 bool livemig_cancel(livemig *lm, livemig_error *err);
 
 /* Proceed from a pause state (e.g. "pre-switchover"). */

@@ -135,6 +135,10 @@ struct livemig {
     bool kicked;
     bool continue_requested;
     bool mc_failover;            /* mc-failover asked (either side) */
+    bool committed;              /* past the point of no return: the end of
+                                    the stream (source) or RESUMED
+                                    (destination) is being sent; a cancel
+                                    is refused (docs/cancel.md) */
     lm_mc_stats mc;
     atomic_bool cancel;
 
@@ -172,6 +176,9 @@ void lm_emit(livemig *lm, const char *event, struct json_object *data);
 void lm_guest_stop(livemig *lm, livemig_runstate to);
 void lm_guest_cont(livemig *lm);
 bool lm_cancelled(livemig *lm);
+/* Pass the point of no return (docs/cancel.md): false if a cancel came
+ * first, else from now on migrate_cancel is refused as too late. */
+bool lm_commit(livemig *lm);
 /* The section registered as @name, or NULL. */
 lm_section *lm_find_section(livemig *lm, const char *name);
 /* A checkpoint was acknowledged (primary) / applied (backup): the first

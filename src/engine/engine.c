@@ -51,6 +51,34 @@ static void kick(void *opaque)
     pthread_mutex_unlock(&lm->lock);
 }
 
+/* Rules of the tunables that need the engine: refused when set, never
+ * found out by a running migration. */
+static bool check_tunables(void *opaque, const lm_params *cur,
+                           const lm_params *next, livemig_error *err)
+{
+    (void)opaque;
+    if (next->xbzrle_cache_size != cur->xbzrle_cache_size) {
+        /* The migration thread resizes at its next pass; make sure now
+         * that the memory can be had (QEMU also allocates at set time).
+         * A mapping the kernel's overcommit check would refuse is what
+         * the allocation would hit; mmap is not a sanitizer's malloc. */
+        uint64_t size = next->xbzrle_cache_size;
+        uint64_t bytes = size + size / LM_PAGE_SIZE * 16u;   /* + slots */
+        void *p = bytes < size || bytes > SIZE_MAX / 2
+                      ? MAP_FAILED
+                      : mmap(NULL, (size_t)bytes, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            livemig_error_set(err, "parameter 'xbzrle-cache-size' of %llu "
+                              "bytes cannot be had: out of memory; choose "
+                              "a smaller size", (unsigned long long)size);
+            return false;
+        }
+        munmap(p, (size_t)bytes);
+    }
+    return true;
+}
+
 livemig *livemig_new(livemig_error *err)
 {
     livemig *lm = calloc(1, sizeof(*lm));
@@ -73,8 +101,11 @@ livemig *livemig_new(livemig_error *err)
     lm->ram_pristine = true;
     lm_output_init(lm);
     lm_tunables_set_kick(lm->tun, kick, lm);
+    lm_tunables_set_check(lm->tun, check_tunables, lm);
     return lm;
 }
+
+static bool cancel(livemig *lm, bool force, livemig_error *err);
 
 static void join_thread(livemig *lm)
 {
@@ -91,7 +122,7 @@ void livemig_free(livemig *lm)
 {
     if (!lm)
         return;
-    livemig_cancel(lm, NULL);
+    cancel(lm, true, NULL);
     join_thread(lm);
     lm_listener_close(&lm->listener);
     lm_output_destroy(lm);
@@ -440,6 +471,16 @@ void lm_set_error(livemig *lm, const char *desc)
 
 bool lm_cancelled(livemig *lm) { return atomic_load(&lm->cancel); }
 
+bool lm_commit(livemig *lm)
+{
+    pthread_mutex_lock(&lm->lock);
+    bool ok = !lm_cancelled(lm);
+    if (ok)
+        lm->committed = true;
+    pthread_mutex_unlock(&lm->lock);
+    return ok;
+}
+
 lm_section *lm_find_section(livemig *lm, const char *name)
 {
     for (size_t i = 0; i < lm->nsections; i++)
@@ -479,6 +520,7 @@ static bool start_thread(livemig *lm, bool incoming, livemig_error *err)
     lm->kicked = false;
     lm->continue_requested = false;
     lm->mc_failover = false;
+    lm->committed = false;
     memset(&lm->mc, 0, sizeof(lm->mc));
     lm->error_desc[0] = '\0';
     json_object_put(lm->stats.multifd);
@@ -555,7 +597,11 @@ bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err)
                           sizeof(lm->uri) - 1);
         return false;
     }
-    lm_conn conn;
+    if (!lm_transport_check(uri, err))
+        return false;
+    /* The migration thread connects: a peer that takes its time (a TCP
+     * handshake, a FIFO without a reader) never holds the monitor, and a
+     * cancel ends the wait. */
     pthread_mutex_lock(&lm->lock);
     bool ok = can_start(lm, "migrate", err);
     if (ok && lm->runstate == LIVEMIG_RUN_INMIGRATE) {
@@ -563,19 +609,9 @@ bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err)
                           "it cannot be migrated out");
         ok = false;
     }
-    pthread_mutex_unlock(&lm->lock);
-    if (!ok)
-        return false;
-    /* Connect outside the lock: it may take a while. */
-    if (!lm_transport_connect(uri, &conn, err))
-        return false;
-    pthread_mutex_lock(&lm->lock);
-    lm->conn = conn;
-    snprintf(lm->uri, sizeof(lm->uri), "%s", uri);
-    ok = can_start(lm, "migrate", err) && start_thread(lm, false, err);
-    if (!ok) {
-        lm_conn_close(&lm->conn);
-        lm->conn = (lm_conn)LM_CONN_INIT;
+    if (ok) {
+        snprintf(lm->uri, sizeof(lm->uri), "%s", uri);
+        ok = start_thread(lm, false, err);
     }
     pthread_mutex_unlock(&lm->lock);
     return ok;
@@ -607,17 +643,38 @@ bool livemig_incoming(livemig *lm, const char *uri, livemig_error *err)
     return ok;
 }
 
-bool livemig_cancel(livemig *lm, livemig_error *err)
+/* @force (the engine is being freed): cancel even past the point of no
+ * return; the thread then ends without resuming anything it can't know
+ * to be safe. */
+static bool cancel(livemig *lm, bool force, livemig_error *err)
 {
     pthread_mutex_lock(&lm->lock);
     bool active = is_active(lm->status) && lm->status != LIVEMIG_STATUS_CANCELLING;
+    if (active && lm->committed && !force) {
+        if (lm->incoming)
+            livemig_error_set(err, "too late to cancel: this destination "
+                              "has told the source it runs the guest; the "
+                              "migration completes here");
+        else
+            livemig_error_set(err, "too late to cancel: the end of the "
+                              "migration stream has been sent, so the "
+                              "destination may already run the guest; wait "
+                              "for its answer (query-migrate)");
+        pthread_mutex_unlock(&lm->lock);
+        return false;
+    }
     if (active) {
         atomic_store(&lm->cancel, true);
         lm_set_status_locked(lm, LIVEMIG_STATUS__MAX,
                              LIVEMIG_STATUS_CANCELLING);
         /* A checkpointing primary tells its backup to stand down (its
-         * sends are bounded by a timeout); anything else is cut now. */
-        if (!(lm->mc.active && !lm->incoming))
+         * sends are bounded by a timeout).  A destination only stops
+         * reading: it still tells the source it will not run the guest,
+         * so a source past its point of no return can resume its own.
+         * Anything else is cut now. */
+        if (lm->incoming && !lm->mc.active)
+            lm_conn_shutdown_read(&lm->conn);
+        else if (lm->incoming || !lm->mc.active)
             lm_conn_shutdown(&lm->conn);
         if (lm->mf_send)
             lm_mf_send_shutdown(lm->mf_send);
@@ -625,8 +682,12 @@ bool livemig_cancel(livemig *lm, livemig_error *err)
         pthread_cond_broadcast(&lm->cond);
     }
     pthread_mutex_unlock(&lm->lock);
-    (void)err;  /* Cancelling nothing is not an error (as in QEMU). */
-    return true;
+    return true;   /* cancelling nothing is not an error (as in QEMU) */
+}
+
+bool livemig_cancel(livemig *lm, livemig_error *err)
+{
+    return cancel(lm, false, err);
 }
 
 bool livemig_mc_failover(livemig *lm, livemig_error *err)

@@ -1,12 +1,13 @@
 /*
  * incoming.c - the destination thread: accept the connection, check the
  * header against the local RAM blocks, load records straight into guest
- * memory, load the state sections, resume the guest, and confirm on the
- * return path.  It runs on its own thread so the monitor keeps answering
- * during a load.  On any error the guest stays stopped, the source is told
- * why, the partly loaded RAM is handed back to the kernel, and a new
- * migrate-incoming may follow.
+ * memory, load the state sections, confirm on the return path, and only
+ * then resume the guest.  It runs on its own thread so the monitor keeps
+ * answering during a load.  On any error the guest stays stopped, the
+ * source is told why, the partly loaded RAM is handed back to the kernel,
+ * and a new migrate-incoming may follow.
  */
+#include <errno.h>
 #include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
@@ -67,7 +68,21 @@ typedef struct conns {
     unsigned nstash;
 } conns;
 
-static lm_reader *hello(lm_conn *c, livemig_error *err)
+/* exec: the command's end says more than a closed pipe: put it first in
+ * @err when it failed. */
+static void explain_command(lm_conn *c, livemig_error *err)
+{
+    char how[128];
+    if (c->child <= 0 || !lm_conn_wait_exit(c, 500, NULL) ||
+        (c->exit_code == 0 && !c->exit_signal))
+        return;
+    lm_conn_describe_exit(c, how, sizeof(how));
+    livemig_error e = { 0 };
+    livemig_error_set(&e, "the exec: command %s: %s", how, err->desc);
+    *err = e;
+}
+
+static lm_reader *hello(livemig *lm, lm_conn *c, livemig_error *err)
 {
     lm_reader *r = malloc(sizeof(*r));
     if (!r || !lm_reader_init(r, c->rfd, err)) {
@@ -75,6 +90,8 @@ static lm_reader *hello(lm_conn *c, livemig_error *err)
         livemig_error_set(err, "out of memory for the stream reader");
         return NULL;
     }
+    r->from_file = c->is_file;
+    r->cancel = &lm->cancel;
     /* A peer that connects and says nothing must not hold us forever. */
     r->timeout_ms = 10000;
     if (!lm_rd_header(r, err)) {
@@ -132,8 +149,9 @@ static bool accept_all(livemig *lm, conns *cs, livemig_error *err)
             return false;
         if (rc == 0)
             continue;
-        lm_reader *r = hello(&c, err);
+        lm_reader *r = hello(lm, &c, err);
         if (!r) {
+            explain_command(&c, err);
             lm_conn_close(&c);
             return false;   /* garbage on the migration port fails it */
         }
@@ -235,7 +253,7 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
     lm->ram_pristine = false;
 
     uint64_t normal = 0, dup = 0, pass = 0, load_t0 = 0, n = 0;
-    bool mc = false, pages_done = false;
+    bool mc = false, pages_done = false, paused = false;
     lm_rec rec;
     while (ok) {
         if (lm_cancelled(lm)) {
@@ -266,6 +284,8 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
             if (!load_t0)
                 load_t0 = lm_now_us();
             ok = load_section(lm, &rec, err);
+        } else if (rec.type == LM_REC_RUNSTATE) {
+            paused = true;
         } else if (rec.type == LM_REC_END_STREAM) {
             break;
         } else if (rec.type == LM_REC_MC_START && !cs->mf) {
@@ -291,15 +311,34 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
 
     if (!load_t0)
         load_t0 = lm_now_us();
-    lm_guest_cont(lm);
     uint64_t load_us = lm_now_us() - load_t0;
+    /* The point of no return on this side (docs/cancel.md): the guest
+     * runs here only once the source has been told so, so the source
+     * never has to guess. */
+    if (!lm_commit(lm)) {
+        livemig_error_set(err, "cancelled");
+        return false;
+    }
     if (lm->conn.return_path) {
         uint8_t b[9];
         b[0] = LM_RP_RESUMED;
         lm_put_be64(b + 1, load_us);
-        /* The guest runs here now; a lost confirmation makes the source
-         * fail and resume too (see docs/stream.md, "Split brain"). */
-        (void)lm_write_all(lm->conn.wfd, b, sizeof(b));
+        if (!lm_write_all(lm->conn.wfd, b, sizeof(b))) {
+            livemig_error_set(err, "cannot confirm to the source that the "
+                              "guest runs here (%s), so it stays stopped "
+                              "here; the source keeps its copy stopped "
+                              "too: check both and 'cont' one of them",
+                              strerror(errno));
+            return false;
+        }
+    }
+    if (paused) {
+        /* Stopped on the source, stopped here: 'cont' starts it. */
+        pthread_mutex_lock(&lm->lock);
+        lm->runstate = LIVEMIG_RUN_PAUSED;
+        pthread_mutex_unlock(&lm->lock);
+    } else {
+        lm_guest_cont(lm);
     }
     pthread_mutex_lock(&lm->lock);
     lm->stats.dt.load_us = load_us;
@@ -321,15 +360,27 @@ void *lm_incoming_thread(void *arg)
     if (cs.mf && !ok)
         lm_mf_recv_shutdown(cs.mf);
     if (!ok && !lm_cancelled(lm)) {
+        pthread_mutex_lock(&lm->lock);
+        lm_conn c = lm->conn;
+        pthread_mutex_unlock(&lm->lock);
+        explain_command(&c, &err);
+    }
+    if (!ok && lm_cancelled(lm)) {
+        /* Say so: a source past its point of no return then knows the
+         * guest does not run here and resumes its own. */
+        reply_error(lm, "the migration was cancelled on the destination; "
+                        "it will not run the guest");
+    } else if (!ok) {
         reply_error(lm, err.desc);
         lm_set_error(lm, err.desc);
     }
     conns_free(&cs);
     pthread_mutex_lock(&lm->lock);
-    lm_conn_close(&lm->conn);
+    lm_conn conn = lm->conn;
     lm->conn = (lm_conn)LM_CONN_INIT;
     lm_listener_close(&lm->listener);
     pthread_mutex_unlock(&lm->lock);
+    lm_conn_close(&conn);   /* outside the lock: an exec: may take 0.5 s */
     if (!ok) {
         /* Give the partly loaded RAM back; the next attempt starts from
          * zero pages, which is what "pristine" means. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "codec/compress.h"
 #include "engine/multifd.h"
@@ -34,8 +35,9 @@ typedef struct mf_chan {
     uint8_t *raw, *cbuf;
     size_t cbuf_len;
     bool zero[LM_MF_BATCH];
-    uint64_t raw_bytes, sent_pages, zero_pages;
-    _Atomic uint64_t bytes;
+    /* written by the channel thread, read live by the migration thread */
+    _Atomic uint64_t raw_bytes, sent_pages, zero_pages;
+    _Atomic uint64_t bytes;   /* on the wire, counted by the writer */
 } mf_chan;
 
 struct lm_mf_send {
@@ -44,6 +46,8 @@ struct lm_mf_send {
     mf_chan *ch;
     unsigned n;
     atomic_bool *cancel;
+    void (*idle)(void *opaque);   /* while every channel is busy */
+    void *idle_opaque;
     bool failed;
     livemig_error err;    /* the first channel failure */
 };
@@ -71,7 +75,6 @@ static bool send_batch(mf_chan *c)
     c->zero_pages += c->n - nz;
     c->sent_pages += nz;
     c->raw_bytes += (uint64_t)nz * LM_PAGE_SIZE;
-    uint64_t b0 = c->w->total + c->w->pending;
     bool ok;
     if (c->comp && nz) {
         livemig_error e = { 0 };
@@ -87,7 +90,6 @@ static bool send_batch(mf_chan *c)
         ok = lm_wr_mf_pages(c->w, c->block, c->pages, c->zero, c->n, c->base,
                             NULL, 0);
     }
-    atomic_fetch_add(&c->bytes, c->w->total + c->w->pending - b0);
     if (!ok)
         chan_fail(c, "sending failed: the destination stopped or the "
                      "connection broke");
@@ -155,7 +157,7 @@ lm_mf_send *lm_mf_send_start(livemig *lm, const char *uri,
         c->m = m;
         c->idx = i;
         c->conn = (lm_conn)LM_CONN_INIT;
-        if (!lm_transport_connect(uri, &c->conn, err)) {
+        if (!lm_transport_connect_until(uri, &lm->cancel, &c->conn, err)) {
             ok = false;
             break;
         }
@@ -195,6 +197,7 @@ lm_mf_send *lm_mf_send_start(livemig *lm, const char *uri,
             ok = false;
             break;
         }
+        c->w->progress = &c->bytes;   /* pages, not the hello */
         c->started = pthread_create(&c->tid, NULL, chan_main, c) == 0;
         ok = c->started;
     }
@@ -218,7 +221,24 @@ bool lm_mf_send_pages(lm_mf_send *m, uint32_t block, const uint8_t *base,
                 free_ch = &m->ch[i];
         if (free_ch)
             break;
-        pthread_cond_wait(&m->cond, &m->lock);
+        if (!m->idle) {
+            pthread_cond_wait(&m->cond, &m->lock);
+            continue;
+        }
+        /* Every channel is busy (a low max-bandwidth): let the caller
+         * publish progress every 50 ms meanwhile. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (pthread_cond_timedwait(&m->cond, &m->lock, &ts) != 0) {
+            pthread_mutex_unlock(&m->lock);
+            m->idle(m->idle_opaque);
+            pthread_mutex_lock(&m->lock);
+        }
     }
     if (free_ch) {
         free_ch->block = block;
@@ -253,6 +273,13 @@ bool lm_mf_send_sync(lm_mf_send *m, uint64_t sync, livemig_error *err)
         livemig_error_set(err, "%s", m->err.desc);
     pthread_mutex_unlock(&m->lock);
     return ok;
+}
+
+void lm_mf_send_set_idle(lm_mf_send *m, void (*fn)(void *opaque),
+                         void *opaque)
+{
+    m->idle = fn;
+    m->idle_opaque = opaque;
 }
 
 void lm_mf_send_set_rate(lm_mf_send *m, uint64_t bytes_per_s)
@@ -321,11 +348,12 @@ json_object *lm_mf_send_stats(lm_mf_send *m)
         uint64_t bytes = atomic_load(&c->bytes);
         json_object_object_add(o, "channel", json_object_new_int((int)i));
         json_object_object_add(o, "bytes", json_object_new_uint64(bytes));
-        json_object_object_add(o, "pages", json_object_new_uint64(c->sent_pages));
-        json_object_object_add(o, "zero-pages",
-                               json_object_new_uint64(c->zero_pages));
+        json_object_object_add(o, "pages", json_object_new_uint64(
+            atomic_load(&c->sent_pages)));
+        json_object_object_add(o, "zero-pages", json_object_new_uint64(
+            atomic_load(&c->zero_pages)));
         json_object_object_add(o, "compression-ratio", json_object_new_double(
-            bytes ? (double)c->raw_bytes / (double)bytes : 0));
+            bytes ? (double)atomic_load(&c->raw_bytes) / (double)bytes : 0));
         json_object_array_add(a, o);
     }
     return a;

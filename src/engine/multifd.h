@@ -39,6 +39,10 @@ bool lm_mf_send_pages(lm_mf_send *m, uint32_t block, const uint8_t *base,
 /* Sync point @sync on every channel; returns when all wrote it. */
 bool lm_mf_send_sync(lm_mf_send *m, uint64_t sync, livemig_error *err);
 void lm_mf_send_set_rate(lm_mf_send *m, uint64_t bytes_per_s);
+/* While lm_mf_send_pages waits for a busy channel, call @fn (on the
+ * caller's thread, without locks) every 50 ms: progress stays visible. */
+void lm_mf_send_set_idle(lm_mf_send *m, void (*fn)(void *opaque),
+                         void *opaque);
 /* Make blocked channel I/O return (cancel). */
 void lm_mf_send_shutdown(lm_mf_send *m);
 /* Join the threads, close the connections, free. */

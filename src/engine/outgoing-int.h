@@ -19,9 +19,17 @@ typedef struct out_state {
     uint64_t pass_pages, pass_p0;  /* pages to send this pass; pages_done
                                       when it began (progress) */
     uint64_t last_tick_us;
+    uint64_t pass_t0_us, pass_b0;  /* when the pass began, wire bytes then
+                                      (live bandwidth) */
     bool unthrottled;              /* switchover: max-bandwidth is off */
     uint64_t dirty_pages;          /* to send in the next pass */
-    bool stopped_guest;            /* we stopped it: resume on failure */
+    bool stopped_guest;            /* we stopped it: restore on failure */
+    livemig_runstate prev_runstate;/* what it was before switchover */
+    bool past_return;              /* the end of the stream went out: only
+                                      the destination's ERROR lets the
+                                      guest resume here (docs/cancel.md) */
+    bool dest_refused;             /* the destination sent ERROR: it does
+                                      not run the guest */
     unsigned throttle;             /* auto-converge percent applied now */
     unsigned dirty_high;           /* passes in a row that dirtied too much */
     struct lm_mf_send *mf;         /* capability multifd: page channels */

@@ -10,8 +10,10 @@
  *           off: stop the guest, final sync, last pages, state sections,
  *           end of stream; wait until the destination says it loaded
  *           everything and runs.  Only then "completed".
- * Any failure before that confirmation resumes the source guest: nothing
- * is lost and a new migration can start.
+ * The end of the stream is the point of no return (docs/cancel.md): a
+ * failure or cancel before it restores the source guest (nothing is lost
+ * and a new migration can start); after it, a cancel is refused and the
+ * guest resumes here only if the destination says it will not run it.
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -120,8 +122,19 @@ bool lm_out_tick(out_state *s)
         lm_writer_set_rate(s->w, p.max_bandwidth);
     }
     uint64_t done = s->pages_done - s->pass_p0;
+    json_object *mf = s->mf ? lm_mf_send_stats(s->mf) : NULL;
+    uint64_t wire = wire_bytes(s);
     pthread_mutex_lock(&lm->lock);
-    lm->stats.transferred = wire_bytes(s);
+    if (mf) {   /* live, not only at the end of a pass */
+        json_object_put(lm->stats.multifd);
+        lm->stats.multifd = mf;
+    }
+    /* The bandwidth of the pass so far, once it is long enough to mean
+     * something: a long first pass shows its rate while it runs. */
+    if (s->pass_t0_us && now - s->pass_t0_us >= 200000)
+        lm->stats.bandwidth = (wire - s->pass_b0) * 1000000u /
+                              (now - s->pass_t0_us);
+    lm->stats.transferred = wire;
     lm->stats.precopy_bytes = lm->stats.transferred;
     lm->stats.normal = s->normal;
     lm->stats.duplicate = s->duplicate;
@@ -131,11 +144,24 @@ bool lm_out_tick(out_state *s)
     return true;
 }
 
+/* multifd: every channel busy; progress still shows (a cancel reaches
+ * the channels directly). */
+static void tick_idle(void *opaque)
+{
+    (void)lm_out_tick(opaque);
+}
+
 bool lm_out_send_block(out_state *s, uint32_t bi, uint64_t *bitmap,
                        const uint8_t *base)
 {
     livemig_ram *ram = s->lm->ram[bi];
     bool detect = s->p.zero_page_detection != 0;
+    /* Under a low max-bandwidth, short runs: a run is written whole, and
+     * progress shows (and a cancel is seen) between writes. */
+    uint32_t max_run = 256;
+    if (s->w->rate && s->w->rate / 20 / LM_PAGE_SIZE < max_run)
+        max_run = s->w->rate / 20 / LM_PAGE_SIZE > 1
+                      ? (uint32_t)(s->w->rate / 20 / LM_PAGE_SIZE) : 1;
     run cur = { 0, 0, false };
     for (size_t wi = 0; wi < ram->bitmap_words; wi++) {
         uint64_t word = bitmap[wi];
@@ -147,7 +173,7 @@ bool lm_out_send_block(out_state *s, uint32_t bi, uint64_t *bitmap,
             word &= word - 1;
             bool z = detect && lm_page_is_zero(base + page * LM_PAGE_SIZE);
             if (cur.len && page == cur.start + cur.len && z == cur.zero &&
-                cur.len < 256) {
+                cur.len < max_run) {
                 cur.len++;
                 continue;
             }
@@ -293,6 +319,7 @@ int lm_out_read_reply(out_state *s, int timeout_ms, int *type_out,
         }
         livemig_error_set(&s->err, "the destination refused the migration: "
                           "%s", msg[0] ? msg : "(no reason given)");
+        s->dest_refused = true;
         return -1;
     }
     livemig_error_set(&s->err, "unexpected reply 0x%02x from the "
@@ -301,10 +328,61 @@ int lm_out_read_reply(out_state *s, int timeout_ms, int *type_out,
     return -1;
 }
 
+/* exec: wait up to @timeout_ms (< 0: until the engine is shut down) for
+ * the command to exit; true with how it ended in @how. */
+static bool command_exit(out_state *s, int timeout_ms, char *how, size_t len)
+{
+    livemig *lm = s->lm;
+    pthread_mutex_lock(&lm->lock);
+    lm_conn c = lm->conn;
+    pthread_mutex_unlock(&lm->lock);
+    if (!lm_conn_wait_exit(&c, timeout_ms, &lm->cancel))
+        return false;
+    pthread_mutex_lock(&lm->lock);
+    lm->conn.exited = true;
+    lm->conn.exit_code = c.exit_code;
+    lm->conn.exit_signal = c.exit_signal;
+    pthread_mutex_unlock(&lm->lock);
+    lm_conn_describe_exit(&c, how, len);
+    return true;
+}
+
+/* exec: the stream is delivered once the command read all of it (EOF
+ * now) and exited with status 0. */
+static bool finish_command(out_state *s)
+{
+    livemig *lm = s->lm;
+    pthread_mutex_lock(&lm->lock);
+    int fd = lm->conn.wfd;
+    lm->conn.wfd = -1;
+    pthread_mutex_unlock(&lm->lock);
+    close(fd);
+    s->w->fd = -1;
+    char how[128];
+    if (!command_exit(s, -1, how, sizeof(how))) {
+        livemig_error_set(&s->err, "the command '%s' still ran when the "
+                          "engine was shut down", lm->uri);
+        return false;
+    }
+    if (lm->conn.exit_code == 0 && !lm->conn.exit_signal)
+        return true;
+    livemig_error_set(&s->err, "the command '%s' %s after it was given the "
+                      "whole stream", lm->uri, how);
+    return false;
+}
+
 /* A write failed: the destination may have said why before closing. */
 void lm_out_explain_write_error(out_state *s)
 {
     int e = s->w->error;
+    char how[128];
+    if (s->lm->conn.child > 0 && !lm_cancelled(s->lm) &&
+        command_exit(s, 1000, how, sizeof(how))) {
+        livemig_error_set(&s->err, "the command '%s' %s before it took the "
+                          "whole migration stream; check that it reads "
+                          "all of its input", s->lm->uri, how);
+        return;
+    }
     if (s->lm->conn.return_path && !lm_cancelled(s->lm)) {
         uint64_t dummy;
         int t;
@@ -430,14 +508,19 @@ static bool do_pass(out_state *s, uint64_t pass)
     if (s->xc) {
         /* A safe point: resizing drops the cache, and the pages it held
          * are simply sent raw next time. */
-        if (!lm_xbzrle_cache_resize(s->xc, s->p.xbzrle_cache_size, &s->err))
-            return false;
+        livemig_error e = { 0 };
+        /* The size was checked when it was set; should the memory be gone
+         * since, the old cache goes on (query-migrate shows its size):
+         * a tunable never fails the migration. */
+        (void)lm_xbzrle_cache_resize(s->xc, s->p.xbzrle_cache_size, &e);
         s->xbzrle_on = pass > 1;
     }
     if (s->mf)
         lm_mf_send_set_rate(s->mf, s->p.max_bandwidth);
     uint64_t t0 = lm_now_us(), b0 = wire_bytes(s), p0 = s->pages_done;
     s->pass_p0 = p0;
+    s->pass_t0_us = t0;
+    s->pass_b0 = b0;
     s->pass_pages = 0;
     for (size_t i = 0; i < lm->nram; i++)
         for (size_t w = 0; w < lm->ram[i]->bitmap_words; w++)
@@ -449,6 +532,7 @@ static bool do_pass(out_state *s, uint64_t pass)
     }
     if (!end_pass(s, pass))
         return false;
+    s->pass_t0_us = 0;   /* publish() takes over the bandwidth */
     if (!lm_out_sync_dirty(s))
         return false;
     uint64_t dt = lm_now_us() - t0;
@@ -527,6 +611,9 @@ static bool switchover(out_state *s)
     livemig *lm = s->lm;
     lm_downtime dt = { 0 };
     uint64_t t0 = lm_now_us();
+    pthread_mutex_lock(&lm->lock);
+    s->prev_runstate = lm->runstate;
+    pthread_mutex_unlock(&lm->lock);
     lm_guest_stop(lm, LIVEMIG_RUN_FINISH_MIGRATE);
     s->stopped_guest = true;
     /* The guest is down: max-bandwidth no longer throttles (the estimate
@@ -572,10 +659,30 @@ static bool switchover(out_state *s)
     }
     if (!send_sections(s))
         return false;
-    if (!lm_wr_end_stream(s->w)) {
+    /* A guest the user had stopped arrives stopped (as in QEMU). */
+    if (s->prev_runstate != LIVEMIG_RUN_RUNNING &&
+        !lm_wr_runstate(s->w, LM_RUN_PAUSED)) {
         lm_out_explain_write_error(s);
         return false;
     }
+    /* The point of no return: from here a cancel is refused.  A cancel
+     * that came first wins, and the destination never sees the end. */
+    if (!lm_commit(lm))
+        return false;
+    if (!lm_wr_end_stream(s->w)) {
+        /* END_STREAM is the last byte: a failed write never sent it, so
+         * the destination cannot have started. */
+        lm_out_explain_write_error(s);
+        return false;
+    }
+    s->past_return = true;
+    /* The guest's state is handed over: this copy is stale from here on
+     * unless the destination refuses it. */
+    pthread_mutex_lock(&lm->lock);
+    lm->runstate = LIVEMIG_RUN_POSTMIGRATE;
+    pthread_mutex_unlock(&lm->lock);
+    if (lm->conn.child > 0 && !finish_command(s))
+        return false;
     uint64_t t3 = lm_now_us(), load_us = 0;
     if (lm->conn.return_path) {
         int type;
@@ -638,6 +745,8 @@ static bool setup(out_state *s)
     }
     if (s->p.cap_multifd) {
         s->mf = lm_mf_send_start(lm, lm->uri, h, &s->p, &s->err);
+        if (s->mf)
+            lm_mf_send_set_idle(s->mf, tick_idle, s);
         pthread_mutex_lock(&lm->lock);
         lm->mf_send = s->mf;
         bool cancelled = lm_cancelled(lm);
@@ -699,6 +808,22 @@ static bool migrate(out_state *s)
     return false;
 }
 
+/* Open the connection here, not on the monitor's thread (see
+ * livemig_migrate); cancel can cut it as soon as it is published. */
+static bool connect_out(out_state *s)
+{
+    livemig *lm = s->lm;
+    lm_conn c;
+    if (!lm_transport_connect_until(lm->uri, &lm->cancel, &c, &s->err))
+        return false;
+    pthread_mutex_lock(&lm->lock);
+    lm->conn = c;
+    bool cancelled = lm_cancelled(lm);
+    pthread_mutex_unlock(&lm->lock);
+    s->w->fd = c.wfd;
+    return !cancelled;
+}
+
 void *lm_outgoing_thread(void *arg)
 {
     livemig *lm = arg;
@@ -713,9 +838,9 @@ void *lm_outgoing_thread(void *arg)
     if (s && w) {
         s->lm = lm;
         s->w = w;
-        lm_writer_init(w, lm->conn.wfd, &lm->cancel);
+        lm_writer_init(w, -1, &lm->cancel);
         lm_tunables_snapshot(lm->tun, &s->p);
-        ok = migrate(s);
+        ok = connect_out(s) && migrate(s);
     }
     for (size_t i = 0; i < lm->nram; i++)
         lm_tracker_stop(lm->ram[i]->tracker);
@@ -730,22 +855,47 @@ void *lm_outgoing_thread(void *arg)
         lm_mf_send_stop(s->mf);
     }
 
+    /* Closed outside the lock: ending an exec: command may take a
+     * moment, and the monitor keeps answering meanwhile. */
     pthread_mutex_lock(&lm->lock);
-    lm_conn_close(&lm->conn);
+    lm_conn conn = lm->conn;
     lm->conn = (lm_conn)LM_CONN_INIT;
     pthread_mutex_unlock(&lm->lock);
+    lm_conn_close(&conn);
 
     if (ok) {
         pthread_mutex_lock(&lm->lock);
         lm->runstate = LIVEMIG_RUN_POSTMIGRATE;
-        /* A cancel that raced the confirmation is too late: the
-         * destination runs the guest now, so this side stays stopped. */
         lm_set_status_locked(lm, LIVEMIG_STATUS__MAX,
                              LIVEMIG_STATUS_COMPLETED);
         pthread_mutex_unlock(&lm->lock);
+    } else if (s && s->past_return && !s->dest_refused) {
+        /* The destination got the whole stream and may run the guest; we
+         * cannot know, so this copy must not run on its own. */
+        char msg[sizeof(lm->error_desc)];
+        snprintf(msg, sizeof(msg), "the whole migration stream was sent "
+                 "but no confirmation came (%.160s): the outcome is "
+                 "unknown, so the guest stays stopped here; check the "
+                 "destination's query-status, and only if its guest does "
+                 "not run, 'cont' resumes it here",
+                 livemig_error_is_set(&s->err) ? s->err.desc
+                                               : "migration abandoned");
+        lm_set_error(lm, msg);
+        pthread_mutex_lock(&lm->lock);
+        lm->runstate = LIVEMIG_RUN_POSTMIGRATE;
+        lm_set_status_locked(lm, LIVEMIG_STATUS__MAX, LIVEMIG_STATUS_FAILED);
+        pthread_mutex_unlock(&lm->lock);
     } else {
-        if (s && s->stopped_guest)
-            lm_guest_cont(lm);
+        if (s && s->stopped_guest) {
+            /* Back to how it was: a guest the user had paused stays so. */
+            if (s->prev_runstate == LIVEMIG_RUN_RUNNING) {
+                lm_guest_cont(lm);
+            } else {
+                pthread_mutex_lock(&lm->lock);
+                lm->runstate = s->prev_runstate;
+                pthread_mutex_unlock(&lm->lock);
+            }
+        }
         bool cancelled = lm_cancelled(lm);
         if (!cancelled)
             lm_set_error(lm, s && livemig_error_is_set(&s->err)

@@ -9,6 +9,7 @@
  * copied, the rest goes through read() into the pages).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,12 @@ static bool io_fail(lm_reader *r, int rc, const char *what,
     if (r->timed_out)
         livemig_error_set(err, "no data from the source for %d ms while "
                           "waiting for %s", r->timeout_ms, what);
+    else if (rc > 0 && r->from_file)
+        livemig_error_set(err, "the migration stream file is truncated: it "
+                          "ends while this side waited for %s (after byte "
+                          "%llu); it was not saved completely (an "
+                          "interrupted save or a partial copy): save it "
+                          "again", what, (unsigned long long)r->total);
     else if (rc > 0)
         livemig_error_set(err, "the source closed the migration stream "
                           "while this side waited for %s (after %llu "
@@ -79,6 +86,21 @@ static bool wait_data(lm_reader *r)
     }
 }
 
+/* A read found nothing on a non-blocking fd (an incoming FIFO whose
+ * writer is slow): wait a step, giving up on cancel.  True: read again. */
+static bool wait_nonblocking(lm_reader *r)
+{
+    if (errno != EAGAIN || !(fcntl(r->fd, F_GETFL) & O_NONBLOCK))
+        return false;   /* a receive timeout: an error */
+    if (r->cancel && atomic_load(r->cancel)) {
+        errno = ECANCELED;
+        return false;
+    }
+    struct pollfd pf = { .fd = r->fd, .events = POLLIN };
+    (void)poll(&pf, 1, 50);
+    return true;
+}
+
 /* Copy @len bytes out; 0 ok, 1 EOF, -1 error. */
 static int rd(lm_reader *r, void *out, size_t len)
 {
@@ -90,7 +112,7 @@ static int rd(lm_reader *r, void *out, size_t len)
             if (len >= r->cap / 2) {
                 /* Big reads bypass the buffer. */
                 ssize_t n = read(r->fd, o, len);
-                if (n < 0 && errno == EINTR)
+                if (n < 0 && (errno == EINTR || wait_nonblocking(r)))
                     continue;
                 if (n <= 0)
                     return n == 0 ? 1 : -1;
@@ -100,7 +122,7 @@ static int rd(lm_reader *r, void *out, size_t len)
                 continue;
             }
             ssize_t n = read(r->fd, r->buf, r->cap);
-            if (n < 0 && errno == EINTR)
+            if (n < 0 && (errno == EINTR || wait_nonblocking(r)))
                 continue;
             if (n <= 0)
                 return n == 0 ? 1 : -1;
@@ -426,6 +448,15 @@ bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err)
         rec->heartbeat_ms = lm_get_be32(b);
         return true;
     }
+    case LM_REC_RUNSTATE:
+        RD(r, &rec->runstate, 1, "a run state record");
+        if (rec->runstate != LM_RUN_PAUSED) {
+            livemig_error_set(err, "run state %u in the migration stream is "
+                              "unknown; is the source a newer livemig?",
+                              rec->runstate);
+            return false;
+        }
+        return true;
     case LM_REC_CKPT_BEGIN:
     case LM_REC_CKPT_END: {
         uint8_t b[8];

@@ -38,7 +38,13 @@ enum lm_record {
                               the backup must not take over */
     LM_REC_MF_SYNC = 12,   /* u64 sync point: the channel's pages of
                               everything before it are all sent */
+    LM_REC_RUNSTATE = 14,  /* u8 LM_RUN_PAUSED: the guest was stopped on
+                              the source and stays so; sent (before
+                              END_STREAM) only then */
 };
+
+/* RUNSTATE values. */
+enum { LM_RUN_PAUSED = 1 };
 
 /* Return-path messages, destination to source. */
 enum lm_reply {
@@ -88,6 +94,8 @@ typedef struct lm_writer {
     double tokens;                /* token bucket for @rate */
     uint64_t last_refill_us;
     atomic_bool *cancel;          /* stop waiting on the bucket when set */
+    _Atomic uint64_t *progress;   /* if set: bytes written are added as
+                                     they go out (another thread reads) */
     int error;                    /* errno of the first failed write */
 } lm_writer;
 
@@ -115,6 +123,7 @@ bool lm_wr_mc_start(lm_writer *w, uint32_t heartbeat_ms);
 bool lm_wr_ckpt(lm_writer *w, int type, uint64_t epoch);  /* BEGIN/END */
 bool lm_wr_heartbeat(lm_writer *w);
 bool lm_wr_mc_end(lm_writer *w);
+bool lm_wr_runstate(lm_writer *w, uint8_t state);   /* LM_RUN_PAUSED */
 /* multifd: a batch of pages of one block, all of them @base-relative.
  * @zero marks the zero pages; the others are sent raw by reference, or
  * as @clen bytes of @cdata (copied) when compressed (@cdata != NULL). */
@@ -147,6 +156,9 @@ typedef struct lm_reader {
     /* multifd channel: how batches are compressed (NULL: raw). */
     struct lm_compressor *decomp;
     uint8_t *mf_cbuf, *mf_raw;  /* compressed input / decompressed pages */
+    bool from_file;            /* EOF before the end: the file is cut */
+    atomic_bool *cancel;       /* a non-blocking fd (an incoming FIFO) is
+                                  waited for in steps until this is set */
     int timeout_ms;            /* > 0: fail a read with no data this long */
     bool timed_out;            /* the last failure was that timeout */
 } lm_reader;
@@ -159,6 +171,7 @@ typedef struct lm_rec {
     uint32_t npages;
     uint64_t pass;             /* END_PASS; epoch for CKPT_* */
     uint32_t heartbeat_ms;     /* MC_START */
+    uint8_t runstate;          /* RUNSTATE */
     char name[256];
     uint32_t version;
     const uint8_t *data;       /* section bytes (valid until next record) */

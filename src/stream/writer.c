@@ -24,6 +24,8 @@
  *                      then the non-zero pages raw, or u32 length and the
  *                      channel's compressed batch (multifd channels)
  *           MF_SYNC    u64 sync point (multifd channels)
+ *           RUNSTATE   u8 1: the guest was paused and stays so (sent
+ *                      only then, just before END_STREAM)
  *
  * Pages are sent as runs of adjacent pages with one 17-byte header per
  * run, by reference: the writer gathers record headers (in its arena) and
@@ -32,6 +34,9 @@
  * max-bandwidth is a token bucket charged per batch.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -74,9 +79,9 @@ static void throttle(lm_writer *w, size_t n)
         uint64_t now = now_us();
         w->tokens += (double)(now - w->last_refill_us) * (double)w->rate / 1e6;
         w->last_refill_us = now;
-        /* The bucket holds at least the batch being sent, or a batch
-         * larger than 50 ms of the rate could never go out. */
-        double cap = (double)w->rate / 20.0 + (double)LM_WR_BATCH;
+        /* 50 ms of the rate (lm_wr_flush sends slices of that size), or
+         * the slice when it is larger. */
+        double cap = (double)w->rate / 20.0;
         if (cap < (double)n)
             cap = (double)n;
         if (w->tokens > cap)
@@ -96,18 +101,88 @@ void lm_writer_destroy(lm_writer *w)
     w->copy = NULL;
 }
 
+/* Write @iov whole.  A non-blocking fd (a file: FIFO) that is full is
+ * waited for, giving up when the migration is cancelled, so a reader that
+ * stops reading can't hold a cancel; a blocking fd behaves as
+ * lm_writev_all (EAGAIN there is a send timeout: an error). */
+static bool writev_wait(lm_writer *w, struct iovec *iov, int cnt)
+{
+    while (cnt > 0) {
+        ssize_t n = writev(w->fd, iov, cnt > IOV_MAX ? IOV_MAX : cnt);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN || !(fcntl(w->fd, F_GETFL) & O_NONBLOCK))
+                return false;
+            if (w->cancel && atomic_load(w->cancel)) {
+                errno = ECANCELED;
+                return false;
+            }
+            struct pollfd p = { .fd = w->fd, .events = POLLOUT };
+            (void)poll(&p, 1, 50);
+            continue;
+        }
+        while (cnt > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt > 0 && n > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
+    }
+    return true;
+}
+
+/* Send the pending batch.  With a rate it goes out in slices of about
+ * 50 ms of the rate, each paid for just before it is written: a steady
+ * trickle, never a long silence and then a burst of a whole batch. */
+static bool write_batch(lm_writer *w)
+{
+    size_t slice = w->rate ? (size_t)(w->rate / 20) : SIZE_MAX;
+    if (slice < 4096)
+        slice = 4096;
+    struct iovec *iov = w->iov;
+    int n = w->niov;
+    while (n > 0) {
+        size_t len = 0;
+        int k = 0;
+        while (k < n && len < slice)
+            len += iov[k++].iov_len;
+        struct iovec last = iov[k - 1];
+        size_t over = len > slice ? len - slice : 0;
+        iov[k - 1].iov_len -= over;
+        len -= over;
+        throttle(w, len);
+        if (!writev_wait(w, iov, k))
+            return false;
+        w->total += len;
+        w->pending -= len;
+        if (w->progress)
+            atomic_fetch_add(w->progress, len);
+        if (over) {   /* the rest of the split element goes next */
+            iov[k - 1].iov_base = (uint8_t *)last.iov_base + last.iov_len -
+                                  over;
+            iov[k - 1].iov_len = over;
+            k--;
+        }
+        iov += k;
+        n -= k;
+    }
+    return true;
+}
+
 bool lm_wr_flush(lm_writer *w)
 {
     if (w->error)
         return false;
     if (w->niov == 0)
         return true;
-    throttle(w, w->pending);
-    if (!lm_writev_all(w->fd, w->iov, w->niov)) {
+    if (!write_batch(w)) {
         w->error = errno ? errno : EIO;
         return false;
     }
-    w->total += w->pending;
     w->niov = 0;
     w->pending = 0;
     w->arena_used = 0;
@@ -145,7 +220,13 @@ static uint8_t *hdr(lm_writer *w, size_t len)
 
 static bool maybe_flush(lm_writer *w)
 {
-    return w->pending < LM_WR_BATCH || lm_wr_flush(w);
+    /* Under a low max-bandwidth, smaller batches (about 50 ms of the
+     * rate): the caller gets control back often enough to show progress
+     * and to notice a cancel or a new limit. */
+    size_t batch = LM_WR_BATCH;
+    if (w->rate && w->rate / 20 < batch)
+        batch = w->rate / 20 > 65536 ? (size_t)(w->rate / 20) : 65536;
+    return w->pending < batch || lm_wr_flush(w);
 }
 
 bool lm_wr_header(lm_writer *w, const lm_stream_header *h)
@@ -355,6 +436,16 @@ bool lm_wr_mc_end(lm_writer *w)
         return false;
     p[0] = LM_REC_MC_END;
     return push(w, p, 1) && lm_wr_flush(w);
+}
+
+bool lm_wr_runstate(lm_writer *w, uint8_t state)
+{
+    uint8_t *p = hdr(w, 2);
+    if (!p)
+        return false;
+    p[0] = LM_REC_RUNSTATE;
+    p[1] = state;
+    return push(w, p, 2);
 }
 
 bool lm_page_is_zero(const void *p)

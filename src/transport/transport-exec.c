@@ -32,10 +32,17 @@ static bool spawn(const char *cmd, bool outgoing, lm_conn *out,
         posix_spawn_file_actions_adddup2(&fa, p[0], 0);
     else
         posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+    /* Its own process group: cancel and quit end everything the command
+     * started, not only the shell. */
+    posix_spawnattr_t at;
+    posix_spawnattr_init(&at);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&at, 0);
     char *argv[] = { "sh", "-c", (char *)cmd, NULL };
     pid_t pid;
-    int rc = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+    int rc = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
     if (rc != 0) {
         close(p[0]);
         close(p[1]);
@@ -53,9 +60,10 @@ static bool spawn(const char *cmd, bool outgoing, lm_conn *out,
     return true;
 }
 
-static bool exec_connect(const char *rest, lm_conn *out, livemig_error *err)
+static bool exec_connect(const char *rest, atomic_bool *cancel, lm_conn *out,
+                         livemig_error *err)
 {
-    return spawn(rest, true, out, err);
+    return !lm_transport_cancelled(cancel, err) && spawn(rest, true, out, err);
 }
 
 static bool exec_listen(const char *rest, lm_listener *out, livemig_error *err)

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "transport/transport-int.h"
@@ -35,18 +36,33 @@ static bool parse(const char *rest, char *path, size_t len, off_t *offset,
     return true;
 }
 
-static bool file_open(const char *rest, int flags, int *fd,
-                      livemig_error *err)
+static bool file_open(const char *rest, int flags, atomic_bool *cancel,
+                      int *fd, livemig_error *err)
 {
     char path[4096];
     off_t offset;
     if (!parse(rest, path, sizeof(path), &offset, err))
         return false;
-    *fd = open(path, flags | O_CLOEXEC, 0600);
+    /* Non-blocking: a FIFO without a reader fails with ENXIO instead of
+     * hanging in open(); wait for the reader here, cancellably. */
+    for (;;) {
+        *fd = open(path, flags | O_CLOEXEC | O_NONBLOCK, 0600);
+        if (*fd >= 0 || errno != ENXIO || (flags & O_ACCMODE) == O_RDONLY)
+            break;
+        if (lm_transport_cancelled(cancel, err))
+            return false;
+        usleep(20000);
+    }
     if (*fd < 0) {
         livemig_error_set(err, "cannot open '%s': %s", path, strerror(errno));
         return false;
     }
+    /* Writing, a FIFO stays non-blocking: the writer waits for room in
+     * steps and gives up on cancel (a reader that stops reading). */
+    struct stat sb;
+    if ((flags & O_ACCMODE) != O_RDONLY &&
+        (fstat(*fd, &sb) != 0 || !S_ISFIFO(sb.st_mode)))
+        fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) & ~O_NONBLOCK);
     if (offset && lseek(*fd, offset, SEEK_SET) < 0) {
         livemig_error_set(err, "cannot seek '%s' to %lld: %s", path,
                           (long long)offset, strerror(errno));
@@ -56,23 +72,29 @@ static bool file_open(const char *rest, int flags, int *fd,
     return true;
 }
 
-static bool file_connect(const char *rest, lm_conn *out, livemig_error *err)
+static bool file_connect(const char *rest, atomic_bool *cancel, lm_conn *out,
+                         livemig_error *err)
 {
     int fd;
     /* Truncate only at offset 0: a stream at an offset shares the file. */
     int trunc = strstr(rest, ",offset=") ? 0 : O_TRUNC;
-    if (!file_open(rest, O_WRONLY | O_CREAT | trunc, &fd, err))
+    if (!file_open(rest, O_WRONLY | O_CREAT | trunc, cancel, &fd, err))
         return false;
     out->wfd = fd;
+    out->is_file = true;
     return true;
 }
 
+/* Opened non-blocking (a FIFO without a writer would hang open());
+ * lm_listener_accept waits for data, then makes a regular file blocking
+ * (a FIFO stays non-blocking: the reader waits for it cancellably). */
 static bool file_listen(const char *rest, lm_listener *out, livemig_error *err)
 {
     int fd;
-    if (!file_open(rest, O_RDONLY, &fd, err))
+    if (!file_open(rest, O_RDONLY, NULL, &fd, err))
         return false;
     out->pending.rfd = fd;
+    out->pending.is_file = true;
     return true;
 }
 

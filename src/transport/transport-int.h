@@ -8,9 +8,14 @@
 
 typedef struct lm_transport_ops {
     const char *prefix;   /* "tcp:" ... */
-    bool (*connect)(const char *rest, lm_conn *out, livemig_error *err);
+    /* May wait, but must give up ("cancelled") once *cancel is set. */
+    bool (*connect)(const char *rest, atomic_bool *cancel, lm_conn *out,
+                    livemig_error *err);
     bool (*listen)(const char *rest, lm_listener *out, livemig_error *err);
 } lm_transport_ops;
+
+/* *@cancel is set (NULL: never); sets "cancelled" in @err when it is. */
+bool lm_transport_cancelled(atomic_bool *cancel, livemig_error *err);
 
 extern const lm_transport_ops lm_transport_tcp;
 extern const lm_transport_ops lm_transport_unix;

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "transport/transport-int.h"
@@ -73,24 +75,60 @@ static void set_socket_conn(lm_conn *out, int fd)
     out->is_socket = true;
 }
 
-static bool tcp_connect(const char *rest, lm_conn *out, livemig_error *err)
+/* connect() without blocking the caller past a cancel: in progress, poll
+ * in 50 ms steps.  0 connected, else an errno (ECANCELED on cancel). */
+static int connect_until(int fd, const struct sockaddr *sa, socklen_t len,
+                         atomic_bool *cancel)
+{
+    int fl = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    int rc = connect(fd, sa, len) == 0 ? 0 : errno;
+    while (rc == EINPROGRESS || rc == EAGAIN || rc == EINTR) {
+        if (cancel && atomic_load(cancel)) {
+            rc = ECANCELED;
+            break;
+        }
+        if (rc == EAGAIN) {
+            /* unix: the listener's backlog is full; try again. */
+            struct timespec ts = { 0, 20 * 1000000L };
+            nanosleep(&ts, NULL);
+            rc = connect(fd, sa, len) == 0 ? 0 : errno;
+            continue;
+        }
+        struct pollfd p = { .fd = fd, .events = POLLOUT };
+        if (poll(&p, 1, 50) <= 0) {
+            rc = EINPROGRESS;
+            continue;
+        }
+        socklen_t l = sizeof(rc);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &rc, &l) != 0)
+            rc = errno;
+    }
+    fcntl(fd, F_SETFL, fl);
+    return rc;
+}
+
+static bool tcp_connect(const char *rest, atomic_bool *cancel, lm_conn *out,
+                        livemig_error *err)
 {
     struct addrinfo *res = resolve(rest, false, err);
     if (!res)
         return false;
     int fd = -1, saved = 0;
-    for (struct addrinfo *a = res; a; a = a->ai_next) {
+    for (struct addrinfo *a = res; a && saved != ECANCELED; a = a->ai_next) {
         fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
         if (fd < 0)
             continue;
         tune_socket(fd, true);
-        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+        saved = connect_until(fd, a->ai_addr, a->ai_addrlen, cancel);
+        if (saved == 0)
             break;
-        saved = errno;
         close(fd);
         fd = -1;
     }
     freeaddrinfo(res);
+    if (fd < 0 && lm_transport_cancelled(cancel, err))
+        return false;
     if (fd < 0) {
         livemig_error_set(err, "cannot connect to 'tcp:%s': %s; is the "
                           "destination started with --incoming on that "
@@ -143,18 +181,24 @@ static bool unix_addr(const char *path, struct sockaddr_un *sa,
     return true;
 }
 
-static bool unix_connect(const char *path, lm_conn *out, livemig_error *err)
+static bool unix_connect(const char *path, atomic_bool *cancel, lm_conn *out,
+                         livemig_error *err)
 {
     struct sockaddr_un sa;
     if (!unix_addr(path, &sa, err))
         return false;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        livemig_error_set(err, "cannot connect to 'unix:%s': %s; is the "
-                          "destination listening there?", path,
-                          strerror(errno));
+    int rc = fd < 0 ? errno
+                    : connect_until(fd, (struct sockaddr *)&sa, sizeof(sa),
+                                    cancel);
+    if (rc != 0) {
         if (fd >= 0)
             close(fd);
+        if (lm_transport_cancelled(cancel, err))
+            return false;
+        livemig_error_set(err, "cannot connect to 'unix:%s': %s; is the "
+                          "destination listening there?", path,
+                          strerror(rc));
         return false;
     }
     tune_socket(fd, false);
@@ -190,6 +234,21 @@ int lm_listener_accept(lm_listener *l, int timeout_ms, lm_conn *out,
         if (l->pending.rfd < 0) {
             livemig_error_set(err, "no incoming connection is pending");
             return -1;
+        }
+        if (l->pending.is_file) {
+            /* A FIFO has data (or its writer came and went) only once a
+             * writer opened it; a regular file is ready at once. */
+            struct pollfd p = { .fd = l->pending.rfd, .events = POLLIN };
+            int rc = poll(&p, 1, timeout_ms);
+            if (rc <= 0)
+                return rc < 0 && errno != EINTR ? -1 : 0;
+            /* A FIFO stays non-blocking: the reader waits for a slow
+             * writer in steps and gives up on cancel. */
+            struct stat sb;
+            if (fstat(l->pending.rfd, &sb) != 0 || !S_ISFIFO(sb.st_mode)) {
+                int fl = fcntl(l->pending.rfd, F_GETFL);
+                fcntl(l->pending.rfd, F_SETFL, fl & ~O_NONBLOCK);
+            }
         }
         *out = l->pending;
         l->pending = (lm_conn)LM_CONN_INIT;

@@ -1,6 +1,8 @@
 /* transport.c - URI dispatch and the blocking I/O helpers. */
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
+#include <time.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -29,12 +31,32 @@ static const lm_transport_ops *find(const char *uri, const char **rest,
     return NULL;
 }
 
-bool lm_transport_connect(const char *uri, lm_conn *out, livemig_error *err)
+bool lm_transport_check(const char *uri, livemig_error *err)
+{
+    const char *rest;
+    return find(uri, &rest, err) != NULL;
+}
+
+bool lm_transport_cancelled(atomic_bool *cancel, livemig_error *err)
+{
+    if (!cancel || !atomic_load(cancel))
+        return false;
+    livemig_error_set(err, "cancelled");
+    return true;
+}
+
+bool lm_transport_connect_until(const char *uri, atomic_bool *cancel,
+                                lm_conn *out, livemig_error *err)
 {
     const char *rest;
     const lm_transport_ops *t = find(uri, &rest, err);
     *out = (lm_conn)LM_CONN_INIT;
-    return t && t->connect(rest, out, err);
+    return t && t->connect(rest, cancel, out, err);
+}
+
+bool lm_transport_connect(const char *uri, lm_conn *out, livemig_error *err)
+{
+    return lm_transport_connect_until(uri, NULL, out, err);
 }
 
 bool lm_transport_listen(const char *uri, lm_listener *out, livemig_error *err)
@@ -62,12 +84,68 @@ void lm_conn_shutdown(lm_conn *c)
 {
     if (c->is_socket && c->wfd >= 0)
         shutdown(c->wfd, SHUT_RDWR);
-    else {
-        /* Pipes and files: nothing to shut down; a kill of the exec child
-         * breaks its pipe, and file I/O never blocks for long. */
-        if (c->child > 0)
-            kill(c->child, SIGTERM);
+    else if (c->child > 0 && !c->exited)
+        /* The whole group: a shell's children hold the pipe too.  Files
+         * need nothing: their I/O does not wait on a peer. */
+        kill(-c->child, SIGTERM);
+}
+
+void lm_conn_shutdown_read(lm_conn *c)
+{
+    if (c->is_socket && c->rfd >= 0)
+        shutdown(c->rfd, SHUT_RD);
+    else
+        lm_conn_shutdown(c);
+}
+
+bool lm_conn_wait_exit(lm_conn *c, int timeout_ms, atomic_bool *stop)
+{
+    if (c->child <= 0)
+        return false;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (c->exited)
+            return true;
+        siginfo_t si = { 0 };
+        errno = 0;
+        /* WNOWAIT: the command stays a zombie until lm_conn_close, so its
+         * process group id can't be reused while we may signal it. */
+        if (waitid(P_PID, (id_t)c->child, &si,
+                   WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            si.si_pid == c->child) {
+            c->exited = true;
+            c->exit_code = si.si_code == CLD_EXITED ? si.si_status : -1;
+            c->exit_signal = si.si_code == CLD_EXITED ? 0 : si.si_status;
+            return true;
+        }
+        if (errno == ECHILD) {   /* reaped elsewhere: status unknown */
+            c->exited = true;
+            c->exit_code = -1;
+            c->exit_signal = 0;
+            return true;
+        }
+        if (stop && atomic_load(stop))
+            return false;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ms = (now.tv_sec - t0.tv_sec) * 1000 +
+                  (now.tv_nsec - t0.tv_nsec) / 1000000;
+        if (timeout_ms >= 0 && ms >= timeout_ms)
+            return false;
+        usleep(5000);
     }
+}
+
+void lm_conn_describe_exit(const lm_conn *c, char *buf, size_t len)
+{
+    if (!c->exited)
+        snprintf(buf, len, "still runs");
+    else if (c->exit_signal)
+        snprintf(buf, len, "was killed by signal %d (%s)", c->exit_signal,
+                 strsignal(c->exit_signal));
+    else
+        snprintf(buf, len, "exited with status %d", c->exit_code);
 }
 
 void lm_conn_close(lm_conn *c)
@@ -78,16 +156,13 @@ void lm_conn_close(lm_conn *c)
         close(c->wfd);
     c->rfd = c->wfd = -1;
     if (c->child > 0) {
-        /* Closing the pipe ends a well-behaved command; give it a moment,
-         * then make sure it is gone so no process is left behind. */
-        for (int i = 0; i < 200; i++) {
-            if (waitpid(c->child, NULL, WNOHANG) == c->child) {
-                c->child = 0;
-                return;
-            }
-            usleep(10000);
+        /* Closing the pipe ends a well-behaved command; SIGTERM ends a
+         * stuck one; SIGKILL whatever of its group is left. */
+        if (!lm_conn_wait_exit(c, 0, NULL)) {
+            kill(-c->child, SIGTERM);
+            lm_conn_wait_exit(c, 500, NULL);
         }
-        kill(c->child, SIGKILL);
+        kill(-c->child, SIGKILL);
         waitpid(c->child, NULL, 0);
         c->child = 0;
     }

@@ -9,6 +9,7 @@
 #ifndef LM_TRANSPORT_H
 #define LM_TRANSPORT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -18,9 +19,14 @@
 typedef struct lm_conn {
     int rfd;            /* read side, -1 if none */
     int wfd;            /* write side, -1 if none */
-    pid_t child;        /* exec: the command's PID, else 0 */
+    pid_t child;        /* exec: the command's PID (and process group:
+                           it runs in its own), else 0 */
     bool return_path;   /* a reply channel exists */
     bool is_socket;
+    bool is_file;       /* file: EOF before the end means truncated */
+    bool exited;        /* exec: the command ended (not reaped yet) */
+    int exit_code;      /* exec, once exited: its exit status, or -1 */
+    int exit_signal;    /* exec, once exited: the signal that killed it */
 } lm_conn;
 
 typedef struct lm_listener {
@@ -29,11 +35,20 @@ typedef struct lm_listener {
     char path[256];     /* unix: socket file to unlink on close */
 } lm_listener;
 
-#define LM_CONN_INIT { -1, -1, 0, false, false }
+#define LM_CONN_INIT { .rfd = -1, .wfd = -1 }
 
-/* Open an outgoing connection for @uri. */
+/* Check that @uri names a known transport, opening nothing. */
+bool lm_transport_check(const char *uri, livemig_error *err);
+/* Open an outgoing connection for @uri.  It may wait (a TCP handshake, a
+ * FIFO's reader), so it belongs on the migration thread: it gives up with
+ * "cancelled" as soon as *@cancel is set (NULL: never). */
+bool lm_transport_connect_until(const char *uri, atomic_bool *cancel,
+                                lm_conn *out, livemig_error *err);
+/* Same, never cancelled. */
 bool lm_transport_connect(const char *uri, lm_conn *out, livemig_error *err);
-/* Start listening (tcp, unix) or open the source (file, exec) for @uri. */
+/* Start listening (tcp, unix) or open the source (file, exec) for @uri.
+ * Never blocks: a file: FIFO is opened non-blocking and waited for by
+ * lm_listener_accept. */
 bool lm_transport_listen(const char *uri, lm_listener *out, livemig_error *err);
 /* Wait up to @timeout_ms for the incoming connection.  Returns 1 when
  * *out holds it, 0 on timeout, -1 on error. */
@@ -43,8 +58,20 @@ void lm_listener_close(lm_listener *l);
 /* Make blocked reads and writes on @c return (used by cancel); the fds
  * stay valid until lm_conn_close. */
 void lm_conn_shutdown(lm_conn *c);
-/* Close the fds; reap an exec child (killing it if it still runs). */
+/* Make blocked reads on @c return, keeping its write side open so a
+ * last message can still go out (a destination's cancel). */
+void lm_conn_shutdown_read(lm_conn *c);
+/* Close the fds.  exec: the command's process group gets SIGTERM if the
+ * command has not exited, SIGKILL after 500 ms, and the command is reaped:
+ * nothing it started outlives the connection. */
 void lm_conn_close(lm_conn *c);
+/* exec: wait up to @timeout_ms (< 0: until *@stop is set) for the command
+ * to exit; true once it has (c->exited, exit_code, exit_signal; it is
+ * reaped by lm_conn_close).  False at once when there is no command. */
+bool lm_conn_wait_exit(lm_conn *c, int timeout_ms, atomic_bool *stop);
+/* How an exited command ended: "exited with status 3", "was killed by
+ * signal 15 (Terminated)". */
+void lm_conn_describe_exit(const lm_conn *c, char *buf, size_t len);
 
 /* Write all of @iov (retrying short writes); false with errno on error. */
 struct iovec;

@@ -26,6 +26,8 @@ struct lm_tunables {
     char status[32];
     void (*kick)(void *opaque);
     void *kick_opaque;
+    lm_tunables_check_fn check;
+    void *check_opaque;
 };
 
 void lm_tunables_defaults(lm_params *out)
@@ -78,6 +80,15 @@ void lm_tunables_set_kick(lm_tunables *t, void (*kick)(void *opaque),
     pthread_mutex_unlock(&t->lock);
 }
 
+void lm_tunables_set_check(lm_tunables *t, lm_tunables_check_fn fn,
+                           void *opaque)
+{
+    pthread_mutex_lock(&t->lock);
+    t->check = fn;
+    t->check_opaque = opaque;
+    pthread_mutex_unlock(&t->lock);
+}
+
 void lm_tunables_set_active(lm_tunables *t, bool active, const char *status)
 {
     pthread_mutex_lock(&t->lock);
@@ -107,12 +118,20 @@ static void txn_abort(lm_tunables *t)
     pthread_mutex_unlock(&t->lock);
 }
 
-static void txn_commit(lm_tunables *t, const lm_params *next)
+/* The owner's check sees the whole new set before it is swapped in: a
+ * value it cannot honour (memory it cannot have) is refused now, never
+ * found out later by a running migration.  False: aborted, @err set. */
+static bool txn_commit(lm_tunables *t, const lm_params *next,
+                       livemig_error *err)
 {
     bool kick = false;
     void (*fn)(void *opaque);
     void *opaque;
 
+    if (t->check && !t->check(t->check_opaque, &t->cur, next, err)) {
+        txn_abort(t);
+        return false;
+    }
     for (size_t i = 0; i < lm_nrows; i++)
         if (lm_rows[i].mut == LM_MUT_LIVE_KICK &&
             lm_row_differs(&lm_rows[i], &t->cur, next))
@@ -123,6 +142,7 @@ static void txn_commit(lm_tunables *t, const lm_params *next)
     pthread_mutex_unlock(&t->lock);
     if (kick && fn)
         fn(opaque);
+    return true;
 }
 
 /* Liveness: while a migration is active, capabilities and setup-only
@@ -180,8 +200,7 @@ bool lm_tunables_set_parameters(lm_tunables *t, json_object *args,
             }
         }
     }
-    txn_commit(t, &next);
-    return true;
+    return txn_commit(t, &next, err);
 }
 
 json_object *lm_tunables_query_parameters(lm_tunables *t)
@@ -289,8 +308,7 @@ bool lm_tunables_set_capabilities(lm_tunables *t, json_object *args,
             return false;
         }
     }
-    txn_commit(t, &next);
-    return true;
+    return txn_commit(t, &next, err);
 }
 
 json_object *lm_tunables_query_capabilities(lm_tunables *t, bool extended)
@@ -344,8 +362,7 @@ bool lm_tunables_set_from_string(lm_tunables *t, const char *name,
         txn_abort(t);
         return false;
     }
-    txn_commit(t, &next);
-    return true;
+    return txn_commit(t, &next, err);
 }
 
 bool lm_tunables_set_capability_string(lm_tunables *t, const char *name,
@@ -367,8 +384,7 @@ bool lm_tunables_set_capability_string(lm_tunables *t, const char *name,
         txn_abort(t);
         return false;
     }
-    txn_commit(t, &next);
-    return true;
+    return txn_commit(t, &next, err);
 }
 
 /* ---- legacy one-tunable commands -------------------------------------- */
@@ -453,8 +469,7 @@ bool lm_tunables_legacy_call(lm_tunables *t, const char *command,
     } else if (!lm_row_from_json(r, &next, v, err)) {
         goto fail;
     }
-    txn_commit(t, &next);
-    return true;
+    return txn_commit(t, &next, err);
 fail:
     txn_abort(t);
     return false;
@@ -487,8 +502,7 @@ bool lm_tunables_legacy_call_string(lm_tunables *t, const char *command,
     }
     if (!lm_row_store_uint(r, &next, ms, err))
         goto fail;
-    txn_commit(t, &next);
-    return true;
+    return txn_commit(t, &next, err);
 fail:
     txn_abort(t);
     return false;

@@ -86,6 +86,18 @@ void lm_tunables_free(lm_tunables *t);
 void lm_tunables_set_kick(lm_tunables *t, void (*kick)(void *opaque),
                           void *opaque);
 
+/* The owner's check of a whole new set (@next) against the current one
+ * (@cur), run inside every set after each member passed the table's own
+ * checks and before anything changes: false with @err (naming the
+ * member) refuses the set, so nothing changes.  For rules the table can't
+ * know, e.g. whether memory for a cache can be had.  Runs with the
+ * table's lock held: it must not call back into the table. */
+typedef bool (*lm_tunables_check_fn)(void *opaque, const struct lm_params *cur,
+                                     const struct lm_params *next,
+                                     livemig_error *err);
+void lm_tunables_set_check(lm_tunables *t, lm_tunables_check_fn fn,
+                           void *opaque);
+
 /* The engine tells the table whether a migration is active, and its status
  * name (for error messages).  While active, setup-only parameters and all
  * capabilities are refused. */

@@ -74,6 +74,14 @@ lmh_daemon *it_start(const char *spec, const char *incoming, ...)
     return d;
 }
 
+void it_stop(lmh_daemon *d)
+{
+    for (int i = 0; i < IT_MAX_DAEMONS; i++)
+        if (daemons[i] == d)
+            daemons[i] = NULL;
+    lmh_free(d);
+}
+
 void it_fail(const char *fmt, ...)
 {
     char msg[1024];
@@ -190,6 +198,25 @@ const char *it_wait_end(lmh_daemon *d, int timeout_ms)
             return s;
         if (it_now_ms() > end)
             it_fail("migration still '%s' after %d ms", s, timeout_ms);
+        it_sleep_ms(10);
+    }
+}
+
+const char *it_wait_dst_end(lmh_daemon *dst, int timeout_ms)
+{
+    static char s[64];
+    long long end = it_now_ms() + timeout_ms, idle = it_now_ms() + 2000;
+    for (;;) {
+        snprintf(s, sizeof(s), "%s", it_status(dst));
+        if (it_is_terminal(s))
+            return s;
+        if (strcmp(s, "setup") == 0 && it_now_ms() > idle) {
+            json_object_put(lmh_ok(dst->qmp, "migrate_cancel", NULL));
+            return it_wait_end(dst, timeout_ms);
+        }
+        if (it_now_ms() > end)
+            it_fail("destination migration still '%s' after %d ms", s,
+                    timeout_ms);
         it_sleep_ms(10);
     }
 }

@@ -38,6 +38,10 @@ int it_teardown(void **state);
  * --incoming @incoming; extra arguments may follow (NULL-terminated). */
 lmh_daemon *it_start(const char *spec, const char *incoming, ...);
 
+/* Stop @d now (by PID, via the harness), free it and forget it, so a test
+ * can replace a daemon half-way. */
+void it_stop(lmh_daemon *d);
+
 /* Dump every live daemon's log and query-migrate, then fail the test. */
 void it_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2),
                                                   noreturn));
@@ -64,6 +68,12 @@ void it_wait_status(lmh_daemon *d, const char *want, int timeout_ms);
 /* Wait until the migration of @d ended (completed, failed, cancelled);
  * returns that status (static storage).  Fails on timeout. */
 const char *it_wait_end(lmh_daemon *d, int timeout_ms);
+/* A destination whose source was cancelled: wait until its migration
+ * ended; if it still listens ('setup') after 2 s, the source never
+ * connected (it connects on its migration thread, and a cancel can come
+ * first): cancel it here.  Returns the final status (static storage). */
+const char *it_wait_dst_end(lmh_daemon *dst, int timeout_ms);
+
 /* Wait until query-migrate's integer at @path is > @min while the status
  * is not terminal; fails on timeout or if it ends first.  Returns it. */
 long long it_wait_qm_above(lmh_daemon *d, const char *path, long long min,

@@ -36,7 +36,7 @@ static void cancel_and_check(lmh_daemon *src, lmh_daemon *dst,
     if (it_guest_int(src, "throttle-percentage") != 0)
         it_fail("the source guest is still throttled after the cancel");
 
-    end = it_wait_end(dst, 10000);
+    end = it_wait_dst_end(dst, 10000);
     if (strcmp(end, "failed") != 0 && strcmp(end, "cancelled") != 0)
         it_fail("after migrate_cancel %s on the source, the destination "
                 "ended '%s'", when, end);
