@@ -131,6 +131,20 @@ static bool apply(stage *st, livemig_error *err)
             return false;
         }
     }
+    /* Every checkpoint carries every section: a backup that took over
+     * from one that lacks a section would run on state it never got. */
+    for (size_t k = 0; k < lm->nsections; k++) {
+        size_t i = 0;
+        while (i < st->nsecs && strcmp(st->secs[i].name,
+                                       lm->sections[k].name) != 0)
+            i++;
+        if (i == st->nsecs) {
+            livemig_error_set(err, "a checkpoint lacks state section '%s'; "
+                              "the checkpoint stream is corrupt or not from "
+                              "a livemig primary", lm->sections[k].name);
+            return false;
+        }
+    }
     for (size_t i = 0; i < st->nents; i++) {
         stage_ent *e = &st->ents[i];
         uint8_t *dst = lm->ram[e->block]->host + e->first * LM_PAGE_SIZE;
