@@ -32,6 +32,7 @@
 
 #include "engine/engine.h"
 #include "monitor/monitor-int.h"
+#include "common/utf8.h"
 #include "monitor/qmp-framing.h"
 
 #define MAX_LISTEN 16
@@ -468,12 +469,33 @@ static bool past(const struct timespec *t)
            (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
 }
 
-/* Queue @text and a newline; drop the client if its backlog is too big. */
+static void client_queue_text(client *c, const char *text, size_t len);
+
+/* Queue @text and a newline; drop the client if its backlog is too big.
+ * Replies are valid UTF-8 whatever a string in them came from (a name
+ * read off a migration stream, a file path): json-c passes bytes >= 0x80
+ * through as they are, and those that are not UTF-8 can only sit inside
+ * strings, so each becomes the escape of U+FFFD. */
 static void client_send_text(client *c, const char *text)
+{
+    size_t len = strlen(text);
+    if (lm_utf8_valid(text, len, NULL)) {
+        client_queue_text(c, text, len);
+        return;
+    }
+    char *fixed = lm_utf8_replace_invalid(text, len, "\\ufffd");
+    if (!fixed) {
+        c->dead = true;
+        return;
+    }
+    client_queue_text(c, fixed, strlen(fixed));
+    free(fixed);
+}
+
+static void client_queue_text(client *c, const char *text, size_t len)
 {
     if (c->dead)
         return;
-    size_t len = strlen(text);
     if (c->out_len - c->out_off + len + 1 > OUT_MAX) {
         c->dead = true;
         return;
@@ -709,6 +731,7 @@ static void accept_clients(lm_monitor *m, int lfd)
             close(fd);
             continue;
         }
+        lm_qmp_parser_set_strict(c->parser, true);
         c->fd = fd;
         c->next = m->clients;
         m->clients = c;

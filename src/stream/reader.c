@@ -18,6 +18,7 @@
 #include "codec/compress.h"
 #include "codec/xbzrle.h"
 #include "common/buf.h"
+#include "common/utf8.h"
 #include "stream/stream.h"
 
 #define RD_BUF (256 * 1024)
@@ -144,6 +145,16 @@ static int rd(lm_reader *r, void *out, size_t len)
             return io_fail((r), rc_, (what), err);          \
     } while (0)
 
+/* Names from the wire end up in messages and QMP replies: they must be
+ * text (valid UTF-8, no control characters). */
+static bool name_ok(const char *name, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+            return false;
+    return lm_utf8_valid(name, n, NULL);
+}
+
 bool lm_rd_header(lm_reader *r, livemig_error *err)
 {
     uint8_t b[36];
@@ -190,6 +201,12 @@ bool lm_rd_header(lm_reader *r, livemig_error *err)
         if (strlen(h->blocks[i].name) != n) {
             livemig_error_set(err, "RAM block %u has a name with a NUL byte "
                               "in the stream header", i);
+            return false;
+        }
+        if (!name_ok(h->blocks[i].name, n)) {
+            livemig_error_set(err, "RAM block %u has a name that is not "
+                              "printable UTF-8 text in the stream header; "
+                              "the stream is corrupt", i);
             return false;
         }
         uint8_t sz[8];
@@ -459,6 +476,13 @@ bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err)
         RD(r, &n, 1, "a section record");
         RD(r, rec->name, n, "a section record");
         rec->name[n] = '\0';
+        if (strlen(rec->name) != n || !name_ok(rec->name, n)) {
+            livemig_error_set(err, "a state section record at byte %llu has "
+                              "a name that is not printable UTF-8 text; the "
+                              "stream is corrupt",
+                              (unsigned long long)(r->total - n - 2));
+            return false;
+        }
         RD(r, b, 8, "a section record");
         rec->version = lm_get_be32(b);
         rec->len = lm_get_be32(b + 4);
