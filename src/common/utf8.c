@@ -81,3 +81,17 @@ char *lm_utf8_replace_invalid(const char *s, size_t len, const char *repl)
     out[o] = '\0';
     return out;
 }
+
+void lm_utf8_scrub(char *s)
+{
+    unsigned char *u = (unsigned char *)s;
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len;) {
+        size_t n = lm_utf8_seq(u + i, len - i);
+        if (n == 0 || (n == 1 && (u[i] < 0x20 || u[i] == 0x7f))) {
+            u[i++] = '?';
+            continue;
+        }
+        i += n;
+    }
+}

@@ -20,4 +20,9 @@ bool lm_utf8_valid(const char *s, size_t len, size_t *bad);
  * @repl (a NUL-terminated string).  malloc'd; NULL when out of memory. */
 char *lm_utf8_replace_invalid(const char *s, size_t len, const char *repl);
 
+/* In place: every byte of the NUL-terminated @s that is not part of
+ * valid UTF-8, and every control character, becomes '?' (text from a
+ * peer, about to go into a message). */
+void lm_utf8_scrub(char *s);
+
 #endif

@@ -65,7 +65,9 @@ static uint8_t *reserve(stage *st, size_t len, livemig_error *err)
                           "stream is corrupt");
         return NULL;
     }
-    if (!grow((void **)&st->data, &st->cap, st->used + len, 1)) {
+    /* At least one byte: an empty first section must still get a
+     * buffer (no arithmetic on a NULL pointer). */
+    if (!grow((void **)&st->data, &st->cap, st->used + len + !len, 1)) {
         livemig_error_set(err, "out of memory staging a checkpoint");
         return NULL;
     }

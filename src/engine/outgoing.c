@@ -25,6 +25,7 @@
 
 #include "codec/xbzrle.h"
 #include "common/buf.h"
+#include "common/utf8.h"
 #include "engine/engine-int.h"
 #include "engine/multifd.h"
 #include "engine/outgoing-int.h"
@@ -291,6 +292,7 @@ int lm_out_read_reply(out_state *s, int timeout_ms, int *type_out,
             if (lm_read_full(fd, msg, n) == 0)
                 msg[n] = '\0';
         }
+        lm_utf8_scrub(msg);   /* the peer's bytes go into error-desc */
         livemig_error_set(&s->err, "the destination refused the migration: "
                           "%s", msg[0] ? msg : "(no reason given)");
         return -1;

@@ -533,8 +533,8 @@ static void client_send(client *c, json_object *o)
 /* Replies echo the request's "id", whatever JSON value it is (null
  * included: json-c represents null as a NULL pointer, so presence is
  * tracked separately). */
-static void send_error_id(client *c, const char *cls, const char *desc,
-                          bool has_id, json_object *id)
+static json_object *error_reply(const char *cls, const char *desc,
+                                bool has_id, json_object *id)
 {
     json_object *r = json_object_new_object();
     json_object *e = json_object_new_object();
@@ -543,6 +543,13 @@ static void send_error_id(client *c, const char *cls, const char *desc,
     json_object_object_add(r, "error", e);
     if (has_id)
         json_object_object_add(r, "id", json_object_get(id));
+    return r;
+}
+
+static void send_error_id(client *c, const char *cls, const char *desc,
+                          bool has_id, json_object *id)
+{
+    json_object *r = error_reply(cls, desc, has_id, id);
     client_send(c, r);
     json_object_put(r);
 }
@@ -616,13 +623,12 @@ typedef struct dispatch_ctx {
     client *c;
 } dispatch_ctx;
 
-static void handle_request(lm_monitor *m, client *c, json_object *req)
+json_object *lm_monitor_reply(lm_monitor *m, json_object *req,
+                              bool *negotiated)
 {
-    if (!json_object_is_type(req, json_type_object)) {
-        send_error_id(c, "GenericError", "QMP input must be a JSON object",
-                      false, NULL);
-        return;
-    }
+    if (!json_object_is_type(req, json_type_object))
+        return error_reply("GenericError", "QMP input must be a JSON object",
+                           false, NULL);
     json_object *id = NULL, *exec = NULL, *args = NULL;
     bool has_id = json_object_object_get_ex(req, "id", &id);
     char desc[512];
@@ -632,63 +638,56 @@ static void handle_request(lm_monitor *m, client *c, json_object *req)
             strcmp(key, "id")) {
             snprintf(desc, sizeof(desc), "QMP input member '%s' is "
                      "unexpected; use 'execute', 'arguments' and 'id'", key);
-            send_error_id(c, "GenericError", desc, has_id, id);
-            return;
+            return error_reply("GenericError", desc, has_id, id);
         }
     }
-    if (!json_object_object_get_ex(req, "execute", &exec)) {
-        send_error_id(c, "GenericError", "QMP input lacks member 'execute'",
-                      has_id, id);
-        return;
-    }
-    if (!json_object_is_type(exec, json_type_string)) {
-        send_error_id(c, "GenericError",
-                   "QMP input member 'execute' must be a string", has_id, id);
-        return;
-    }
+    if (!json_object_object_get_ex(req, "execute", &exec))
+        return error_reply("GenericError", "QMP input lacks member 'execute'",
+                           has_id, id);
+    if (!json_object_is_type(exec, json_type_string))
+        return error_reply("GenericError",
+                           "QMP input member 'execute' must be a string",
+                           has_id, id);
     if (json_object_object_get_ex(req, "arguments", &args) &&
-        !json_object_is_type(args, json_type_object)) {
-        send_error_id(c, "GenericError",
-                      "QMP input member 'arguments' must be an object",
-                      has_id, id);
-        return;
-    }
+        !json_object_is_type(args, json_type_object))
+        return error_reply("GenericError",
+                           "QMP input member 'arguments' must be an object",
+                           has_id, id);
     const char *name = json_object_get_string(exec);
     const lm_cmd *cmd = lm_monitor_find(m, name);
     bool is_caps = strcmp(name, "qmp_capabilities") == 0;
-    if (!c->negotiated && !is_caps) {
-        send_error_id(c, "CommandNotFound",
-                   "Expecting capabilities negotiation with "
-                   "'qmp_capabilities'", has_id, id);
-        return;
-    }
-    if (c->negotiated && is_caps) {
-        send_error_id(c, "CommandNotFound", "Capabilities negotiation is "
-                   "already complete, command ignored", has_id, id);
-        return;
-    }
+    if (!*negotiated && !is_caps)
+        return error_reply("CommandNotFound",
+                           "Expecting capabilities negotiation with "
+                           "'qmp_capabilities'", has_id, id);
+    if (*negotiated && is_caps)
+        return error_reply("CommandNotFound", "Capabilities negotiation is "
+                           "already complete, command ignored", has_id, id);
     if (!cmd) {
         snprintf(desc, sizeof(desc), "The command %s has not been found",
                  name);
-        send_error_id(c, "CommandNotFound", desc, has_id, id);
-        return;
+        return error_reply("CommandNotFound", desc, has_id, id);
     }
     livemig_error err = {0};
     json_object *ret = lm_monitor_call(m, name, args, &err);
-    /* Events the command caused (STOP, RESUME, MIGRATION...) go out
-     * before its reply, as in QEMU. */
-    broadcast_events(m);
-    if (!ret) {
-        send_error_id(c, err.cls ? err.cls : "GenericError", err.desc,
-                      has_id, id);
-        return;
-    }
+    if (!ret)
+        return error_reply(err.cls ? err.cls : "GenericError", err.desc,
+                           has_id, id);
     if (is_caps)
-        c->negotiated = true;
+        *negotiated = true;
     json_object *r = json_object_new_object();
     json_object_object_add(r, "return", ret);
     if (has_id)
         json_object_object_add(r, "id", json_object_get(id));
+    return r;
+}
+
+static void handle_request(lm_monitor *m, client *c, json_object *req)
+{
+    json_object *r = lm_monitor_reply(m, req, &c->negotiated);
+    /* Events the command caused (STOP, RESUME, MIGRATION...) go out
+     * before its reply, as in QEMU. */
+    broadcast_events(m);
     client_send(c, r);
     json_object_put(r);
 }
