@@ -13,7 +13,9 @@
  *  - a real saved stream whose 'pattern' section claims another
  *    generation than its RAM: 'failed', the loader names the mismatch;
  *  - a multifd channel whose hello carries another migration's UUID:
- *    'failed', naming the UUID.
+ *    'failed', naming the UUID;
+ *  - micro-checkpointing: a first sync without one page, and a
+ *    checkpoint without the guest's section: 'failed', naming them.
  * Streams are crafted and edited here by hand, record by record, from
  * the documented format (docs/stream.md), not with the engine's writer.
  */
@@ -201,6 +203,80 @@ static void test_multifd_wrong_uuid(void **state)
                    "belongs to another migration (UUID differs)");
     close(ch);
     close(main_fd);
+}
+
+/* Every page but @skip as zero runs (page @skip is left out when it is
+ * below PAGES), then END_PASS 1. */
+static void send_zero_pages(int fd, uint64_t skip)
+{
+    uint8_t b[32];
+    for (uint64_t p = 0; p < PAGES;) {
+        uint64_t end = p + 4096 < PAGES ? p + 4096 : PAGES;
+        if (skip >= p && skip < end)
+            end = skip;
+        if (end > p) {
+            b[0] = 2;                  /* RAM_ZERO */
+            put32(b + 1, 0);
+            put64(b + 5, p);
+            put32(b + 13, (uint32_t)(end - p));
+            send_all(fd, b, 17);
+        }
+        p = end == skip ? skip + 1 : end;
+    }
+    b[0] = 4;
+    put64(b + 1, 1);
+    send_all(fd, b, 9);
+}
+
+/* Micro-checkpointing: the first sync must be complete before the
+ * destination becomes a backup. */
+static void test_mc_first_sync_incomplete(void **state)
+{
+    (void)state;
+    char uri[64];
+    int port = it_port();
+    it_tcp_uri(port, uri, sizeof(uri));
+    lmh_daemon *dst = it_start(IDLE, uri, NULL);
+    int fd = connect_tcp(port);
+    uint8_t b[64];
+    send_all(fd, b, hello(b, 0, 0, 0x42));
+    send_zero_pages(fd, 77);
+    b[0] = 6;                          /* MC_START, heartbeat 1 s */
+    put32(b + 1, 1000);
+    send_all(fd, b, 5);
+    expect_refused(dst, "an MC stream whose first sync lacks a page",
+                   "1 page of block 'pattern' never arrived (first: page "
+                   "77)");
+    close(fd);
+}
+
+/* A checkpoint without the guest's section is never applied: the backup
+ * has nothing to take over from. */
+static void test_mc_checkpoint_without_section(void **state)
+{
+    (void)state;
+    char uri[64];
+    int port = it_port();
+    it_tcp_uri(port, uri, sizeof(uri));
+    lmh_daemon *dst = it_start(IDLE, uri, NULL);
+    int fd = connect_tcp(port);
+    uint8_t b[64];
+    send_all(fd, b, hello(b, 0, 0, 0x42));
+    send_zero_pages(fd, UINT64_MAX);
+    size_t n = 0;
+    b[n++] = 6;                        /* MC_START */
+    put32(b + n, 1000);
+    n += 4;
+    b[n++] = 7;                        /* CKPT_BEGIN 1 */
+    put64(b + n, 1);
+    n += 8;
+    b[n++] = 8;                        /* CKPT_END 1 */
+    put64(b + n, 1);
+    n += 8;
+    send_all(fd, b, n);
+    expect_refused(dst, "a checkpoint without state sections",
+                   "a checkpoint lacks state section 'pattern'");
+    close(fd);
 }
 
 /* ---- editing real streams ---------------------------------------------- */
@@ -520,6 +596,10 @@ int main(void)
         cmocka_unit_test_teardown(test_header_and_end_only, it_teardown),
         cmocka_unit_test_teardown(test_ram_without_sections, it_teardown),
         cmocka_unit_test_teardown(test_multifd_wrong_uuid, it_teardown),
+        cmocka_unit_test_teardown(test_mc_first_sync_incomplete,
+                                  it_teardown),
+        cmocka_unit_test_teardown(test_mc_checkpoint_without_section,
+                                  it_teardown),
         cmocka_unit_test_teardown(test_saved_stream_one_page_missing,
                                   it_teardown),
         cmocka_unit_test_teardown(test_saved_stream_wrong_generation,
