@@ -14,6 +14,9 @@
  *    generation than its RAM: 'failed', the loader names the mismatch;
  *  - a multifd channel whose hello carries another migration's UUID:
  *    'failed', naming the UUID;
+ *  - a real source with multifd whose channels a proxy gives another
+ *    UUID: both sides 'failed' naming it, the source guest runs and
+ *    verifies, a direct migration then completes;
  *  - micro-checkpointing: a first sync without one page, and a
  *    checkpoint without the guest's section: 'failed', naming them.
  * Streams are crafted and edited here by hand, record by record, from
@@ -26,6 +29,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -507,7 +511,13 @@ static void *proxy_accept(void *arg)
     p->a = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
     if (p->a < 0)
         return NULL;
-    p->b = connect_tcp(p->dst_port);
+    /* Not connect_tcp(): no test failure off the main thread. */
+    p->b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)p->dst_port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (p->b < 0 || connect(p->b, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        return NULL;
     p->down = (filt){ .in = p->a, .out = p->b, .edit = DROP_FIRST_PAGE };
     p->up_started = pthread_create(&p->t_up, NULL, pump_up, p) == 0;
     filter(&p->down);
@@ -590,8 +600,163 @@ static void test_live_stream_loses_a_page(void **state)
     it_check_completed(src, dst, SIZE, true);
 }
 
+/* ---- a proxy that gives multifd channels another UUID ------------------ */
+
+#define PX_MAX 8
+
+typedef struct pump {
+    int from, to;
+    pthread_t t;
+    bool started;
+} pump;
+
+typedef struct uuid_proxy {
+    int lfd, port, dst_port;
+    pthread_t t_acc;
+    pthread_mutex_t mu;
+    int fds[2 * PX_MAX];
+    pump pumps[2 * PX_MAX];
+    int nconn;
+    int channels_edited;
+} uuid_proxy;
+
+static void *pump_main(void *arg)
+{
+    pump *p = arg;
+    uint8_t buf[65536];
+    for (;;) {
+        ssize_t k = read(p->from, buf, sizeof(buf));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        send_all(p->to, buf, (size_t)k);
+    }
+    shutdown(p->to, SHUT_WR);
+    return NULL;
+}
+
+static void *uuid_accept(void *arg)
+{
+    uuid_proxy *x = arg;
+    for (;;) {
+        int a = accept4(x->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (a < 0)
+            return NULL;
+        /* Not connect_tcp(): no test failure off the main thread; the
+         * destination may have closed its port after refusing one. */
+        int b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = { .sin_family = AF_INET,
+                                  .sin_port = htons((uint16_t)x->dst_port) };
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        uint8_t h[36];
+        if (b < 0 || connect(b, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+            !rd_exact(a, h, sizeof(h))) {
+            close(a);
+            close(b);
+            continue;
+        }
+        pthread_mutex_lock(&x->mu);
+        if (h[12] == 1) {              /* a multifd channel's hello */
+            h[16] ^= 0xff;
+            x->channels_edited++;
+        }
+        send_all(b, h, sizeof(h));
+        int i = x->nconn++;
+        x->fds[2 * i] = a;
+        x->fds[2 * i + 1] = b;
+        pump *down = &x->pumps[2 * i], *up = &x->pumps[2 * i + 1];
+        *down = (pump){ .from = a, .to = b };
+        *up = (pump){ .from = b, .to = a };
+        down->started = pthread_create(&down->t, NULL, pump_main, down) == 0;
+        up->started = pthread_create(&up->t, NULL, pump_main, up) == 0;
+        bool full = x->nconn == PX_MAX;
+        pthread_mutex_unlock(&x->mu);
+        if (full)
+            return NULL;
+    }
+}
+
+static void uuid_proxy_start(uuid_proxy *x, int dst_port)
+{
+    memset(x, 0, sizeof(*x));
+    pthread_mutex_init(&x->mu, NULL);
+    x->dst_port = dst_port;
+    x->port = it_port();
+    x->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(x->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)x->port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(x->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(x->lfd, 16), 0);
+    assert_int_equal(pthread_create(&x->t_acc, NULL, uuid_accept, x), 0);
+}
+
+static void uuid_proxy_stop(uuid_proxy *x)
+{
+    shutdown(x->lfd, SHUT_RDWR);
+    pthread_join(x->t_acc, NULL);
+    for (int i = 0; i < 2 * x->nconn; i++)
+        shutdown(x->fds[i], SHUT_RDWR);
+    for (int i = 0; i < 2 * x->nconn; i++)
+        if (x->pumps[i].started)
+            pthread_join(x->pumps[i].t, NULL);
+    for (int i = 0; i < 2 * x->nconn; i++)
+        close(x->fds[i]);
+    close(x->lfd);
+    pthread_mutex_destroy(&x->mu);
+}
+
+/* A real source with multifd whose page channels arrive with another
+ * UUID: the destination refuses them, the source fails with that reason
+ * and its guest runs on, intact; then a direct migration completes. */
+static void test_live_multifd_wrong_uuid(void **state)
+{
+    (void)state;
+    char uri[64], via[64], err[600], st[64];
+    int port = it_port();
+    it_tcp_uri(port, uri, sizeof(uri));
+    lmh_daemon *src = it_start(SPEC, NULL, NULL);
+    lmh_daemon *dst = it_start(SPEC, uri, NULL);
+    it_set_cap(src, "multifd", true);
+    it_set_params(src, "{\"multifd-channels\": 2}");
+    uuid_proxy px;
+    uuid_proxy_start(&px, port);
+    it_tcp_uri(px.port, via, sizeof(via));
+    it_migrate(src, via);
+
+    const char *must = "belongs to another migration (UUID differs)";
+    expect_refused(dst, "multifd channels of another migration", must);
+    const char *end = it_wait_end(src, 30000);
+    if (strcmp(end, "failed") != 0)
+        it_fail("source ended '%s' when its channels were refused", end);
+    error_desc(src, err, sizeof(err));
+    if (!strstr(err, must))
+        it_fail("source's error-desc lacks '%s': '%s'", must, err);
+    uuid_proxy_stop(&px);
+    if (px.channels_edited == 0)
+        it_fail("the proxy saw no multifd channel");
+    if (!it_running(src, st, sizeof(st)))
+        it_fail("source guest does not run after the failed migration "
+                "('%s')", st);
+    it_verify_ok(src, "source");
+    it_wait_guest_writes(src, "source", 10000);
+
+    char uri2[64];
+    it_tcp_uri(it_port(), uri2, sizeof(uri2));
+    json_object *a = json_object_new_object();
+    json_object_object_add(a, "uri", json_object_new_string(uri2));
+    json_object_put(lmh_ok_obj(dst->qmp, "migrate-incoming", a));
+    it_migrate(src, uri2);
+    it_check_completed(src, dst, SIZE, true);
+}
+
 int main(void)
 {
+    /* The proxies write to peers that may have hung up. */
+    signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_header_and_end_only, it_teardown),
         cmocka_unit_test_teardown(test_ram_without_sections, it_teardown),
@@ -605,6 +770,7 @@ int main(void)
         cmocka_unit_test_teardown(test_saved_stream_wrong_generation,
                                   it_teardown),
         cmocka_unit_test_teardown(test_live_stream_loses_a_page, it_teardown),
+        cmocka_unit_test_teardown(test_live_multifd_wrong_uuid, it_teardown),
     };
     return cmocka_run_group_tests_name("integration-incomplete", tests, NULL,
                                        NULL);
