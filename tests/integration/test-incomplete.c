@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -753,6 +754,51 @@ static void test_live_multifd_wrong_uuid(void **state)
     it_check_completed(src, dst, SIZE, true);
 }
 
+/* A destination that refuses with bytes that are not text: the source's
+ * error-desc carries its reason readably (found by fuzz-mc). */
+static void test_refusal_not_utf8(void **state)
+{
+    (void)state;
+    int port = it_port();
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 1), 0);
+    char uri[64], err[600];
+    it_tcp_uri(port, uri, sizeof(uri));
+    lmh_daemon *src = it_start(SPEC, NULL, NULL);
+    it_migrate(src, uri);
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(fd >= 0);
+    uint8_t h[36];
+    assert_true(rd_exact(fd, h, sizeof(h)));
+    static const uint8_t no[] = { 0x82, 0, 10, 'b', 'a', 'd', ' ', 0xff,
+                                  0xfe, '\n', 'x', 0xc3, '!' };
+    send_all(fd, no, sizeof(no));
+    /* Take what the source sends until it gives up: it reads the refusal
+     * when it waits for the confirmation (or when a write fails). */
+    long long t0 = it_now_ms();
+    static uint8_t sink[1 << 16];
+    while (it_now_ms() - t0 < 30000) {
+        struct pollfd pf = { .fd = fd, .events = POLLIN };
+        if (poll(&pf, 1, 100) > 0 && read(fd, sink, sizeof(sink)) <= 0)
+            break;
+    }
+    const char *end = it_wait_end(src, 30000);
+    if (strcmp(end, "failed") != 0)
+        it_fail("source ended '%s' after a refusal", end);
+    error_desc(src, err, sizeof(err));
+    if (!strstr(err, "the destination refused the migration: bad ???x?!"))
+        it_fail("the refusal reached error-desc as '%s'", err);
+    close(fd);
+    close(lfd);
+    it_verify_ok(src, "source");
+}
+
 int main(void)
 {
     /* The proxies write to peers that may have hung up. */
@@ -771,6 +817,7 @@ int main(void)
                                   it_teardown),
         cmocka_unit_test_teardown(test_live_stream_loses_a_page, it_teardown),
         cmocka_unit_test_teardown(test_live_multifd_wrong_uuid, it_teardown),
+        cmocka_unit_test_teardown(test_refusal_not_utf8, it_teardown),
     };
     return cmocka_run_group_tests_name("integration-incomplete", tests, NULL,
                                        NULL);
