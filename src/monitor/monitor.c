@@ -539,7 +539,13 @@ static json_object *error_reply(const char *cls, const char *desc,
     json_object *r = json_object_new_object();
     json_object *e = json_object_new_object();
     json_object_object_add(e, "class", json_object_new_string(cls));
-    json_object_object_add(e, "desc", json_object_new_string(desc));
+    /* A message cut to its buffer may end inside a character that came
+     * from the request (a long command name): keep it text. */
+    char *fixed = lm_utf8_valid(desc, strlen(desc), NULL) ? NULL
+                  : lm_utf8_replace_invalid(desc, strlen(desc), "?");
+    json_object_object_add(e, "desc",
+                           json_object_new_string(fixed ? fixed : desc));
+    free(fixed);
     json_object_object_add(r, "error", e);
     if (has_id)
         json_object_object_add(r, "id", json_object_get(id));

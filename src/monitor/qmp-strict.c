@@ -319,9 +319,14 @@ static bool object(walk *w, json_object *node, int depth, bool in_id)
         if (!(ok = string(w, true, false)))
             break;
         if (json_object_object_get_ex(seen, w->key, NULL)) {
+            /* Quote at most 64 bytes, cut between characters. */
+            int n = w->keylen > 64 ? 64 : (int)w->keylen;
+            while (n > 0 && (size_t)n < w->keylen &&
+                   ((unsigned char)w->key[n] & 0xc0) == 0x80)
+                n--;
             w->pos = key_at;
-            ok = fail(w, "QMP input has member '%.64s' twice in one object; "
-                      "send each name once", w->key);
+            ok = fail(w, "QMP input has member '%.*s' twice in one object; "
+                      "send each name once", n, w->key);
             break;
         }
         json_object_object_add(seen, w->key, NULL);

@@ -7,7 +7,8 @@
  * Commands that would reach outside the process (migrate, migrate-
  * incoming: sockets, files and exec: URIs) or end it (quit) keep their
  * argument checking but run a stub; every other command runs for real.
- * Input: bytes as a client sends them, several requests per input.
+ * Input: a mode byte (bit 0: the client already negotiated), then bytes
+ * as a client sends them, several requests per input.
  *
  * Invariants: every reply is one JSON object, valid UTF-8, that
  * json-c's own parser reads back, with "return" or "error".
@@ -96,10 +97,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!p)
         abort();
     lm_qmp_parser_set_strict(p, true);
+    if (size < 1)
+        return 0;
     /* The first byte says whether this client is already past
-     * qmp_capabilities, so the fuzzer need not find it every time. */
-    ctx c = { .negotiated = size && (data[0] & 1) };
-    (void)lm_qmp_parser_feed(p, (const char *)data, size, on_value, &c);
+     * qmp_capabilities, so the fuzzer need not find it every time; the
+     * rest is what the client sends. */
+    ctx c = { .negotiated = data[0] & 1 };
+    (void)lm_qmp_parser_feed(p, (const char *)data + 1, size - 1, on_value,
+                             &c);
     lm_qmp_parser_free(p);
     return 0;
 }

@@ -293,8 +293,7 @@ static void monitor_lines(void)
         char name[32];
         snprintf(name, sizeof(name), "request-%02zu", i);
         /* mode byte 1: already negotiated (the first seed negotiates) */
-        put("qmp", name, i ? '\x01' : '{', qmp[i] + (i ? 0 : 1),
-            strlen(qmp[i]) - (i ? 0 : 1), true);
+        put("qmp", name, i ? 1 : 0, qmp[i], strlen(qmp[i]), true);
     }
     static const char *const hmp[] = {
         "info status", "info migrate", "info migrate_parameters",
