@@ -93,12 +93,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!mon)
         setup();
+    if (size < 1)
+        return 0;
     lm_qmp_parser *p = lm_qmp_parser_new(LM_QMP_MAX_INPUT);
     if (!p)
         abort();
     lm_qmp_parser_set_strict(p, true);
-    if (size < 1)
-        return 0;
     /* The first byte says whether this client is already past
      * qmp_capabilities, so the fuzzer need not find it every time; the
      * rest is what the client sends. */
