@@ -10,7 +10,7 @@ else
 MESONOPT := -Dbuildtype=debugoptimized
 endif
 
-.PHONY: all deps deps-test build check demo bench docs clean
+.PHONY: all deps deps-test build check demo bench docs fuzz clean
 
 all: build
 
@@ -38,5 +38,12 @@ bench: build deps-test
 docs: build
 	ninja -C $(BUILD) docs
 
+# Coverage-guided fuzzing (clang + libFuzzer, its own build dir):
+# every harness of tests/fuzz (or those in FUZZ_ONLY) for FUZZ_S seconds.
+FUZZ_S ?= 60
+FUZZ_ONLY ?=
+fuzz: deps
+	@./scripts/fuzz build-fuzz $(FUZZ_S) "$(FUZZ_ONLY)"
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

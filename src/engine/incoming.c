@@ -34,7 +34,8 @@ static void reply_error(livemig *lm, const char *msg)
     (void)lm_write_all(lm->conn.wfd, b, 3 + n);
 }
 
-static bool load_section(livemig *lm, const lm_rec *rec, livemig_error *err)
+static bool load_section(livemig *lm, const lm_rec *rec, bool *loaded,
+                         livemig_error *err)
 {
     lm_section *s = lm_find_section(lm, rec->name);
     if (!s) {
@@ -55,7 +56,33 @@ static bool load_section(livemig *lm, const lm_rec *rec, livemig_error *err)
                           rec->name);
         return false;
     }
+    loaded[s - lm->sections] = true;
     return true;
+}
+
+/* A guest resumed without one of its sections runs on state it never
+ * received: every registered section must have loaded. */
+static bool all_sections_loaded(livemig *lm, const bool *loaded,
+                                livemig_error *err)
+{
+    size_t missing = 0, first = 0;
+    for (size_t i = 0; i < lm->nsections; i++)
+        if (!loaded[i] && !missing++)
+            first = i;
+    if (!missing)
+        return true;
+    if (missing == 1)
+        livemig_error_set(err, "state section '%s' was not sent; the "
+                          "migration stream is incomplete (cut short, or "
+                          "not written by a livemig source): migrate again",
+                          lm->sections[first].name);
+    else
+        livemig_error_set(err, "state section '%s' and %zu more were not "
+                          "sent; the migration stream is incomplete (cut "
+                          "short, or not written by a livemig source): "
+                          "migrate again", lm->sections[first].name,
+                          missing - 1);
+    return false;
 }
 
 /* Connections of this incoming migration: the main one, and the multifd
@@ -254,6 +281,11 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
 
     uint64_t normal = 0, dup = 0, pass = 0, load_t0 = 0, n = 0;
     bool mc = false, pages_done = false, paused = false;
+    bool *loaded = calloc(lm->nsections + 1, sizeof(bool));
+    if (!loaded) {
+        livemig_error_set(err, "out of memory");
+        ok = false;
+    }
     lm_rec rec;
     while (ok) {
         if (lm_cancelled(lm)) {
@@ -265,13 +297,29 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
             ok = false;
             break;
         }
+        bool ram = rec.type == LM_REC_RAM_RAW ||
+                   rec.type == LM_REC_RAM_XBZRLE ||
+                   rec.type == LM_REC_RAM_ZERO;
         if ((rec.type == LM_REC_SECTION || rec.type == LM_REC_END_STREAM ||
-             rec.type == LM_REC_MC_START) && cs->mf && !pages_done) {
+             rec.type == LM_REC_MC_START) && !pages_done) {
             /* State and resume only once every channel landed its pages
-             * up to the last sync point. */
-            if (!(ok = lm_mf_recv_wait(cs->mf, pass, err)))
+             * up to the last sync point, the channels are closed (no page
+             * lands later) and every page arrived at least once. */
+            if (cs->mf) {
+                if (!(ok = lm_mf_recv_wait(cs->mf, pass, err)))
+                    break;
+                lm_mf_recv_finish(cs->mf, r);
+            }
+            if (!(ok = lm_rd_all_received(r, err)))
                 break;
             pages_done = true;
+        } else if (ram && pages_done) {
+            /* The sections were checked against RAM as it was. */
+            livemig_error_set(err, "a RAM record follows the state sections "
+                              "in the migration stream; the stream is "
+                              "corrupt or not from a livemig source");
+            ok = false;
+            break;
         }
         if (rec.type == LM_REC_RAM_RAW || rec.type == LM_REC_RAM_XBZRLE)
             normal += rec.npages;
@@ -283,10 +331,11 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
         } else if (rec.type == LM_REC_SECTION) {
             if (!load_t0)
                 load_t0 = lm_now_us();
-            ok = load_section(lm, &rec, err);
+            ok = load_section(lm, &rec, loaded, err);
         } else if (rec.type == LM_REC_RUNSTATE) {
             paused = true;
         } else if (rec.type == LM_REC_END_STREAM) {
+            ok = all_sections_loaded(lm, loaded, err);
             break;
         } else if (rec.type == LM_REC_MC_START && !cs->mf) {
             publish(lm, r, normal, dup, pass);
@@ -305,6 +354,7 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
             publish(lm, r, normal, dup, pass);
         }
     }
+    free(loaded);
     publish(lm, r, normal, dup, pass);
     if (!ok || mc)
         return ok;   /* a backup that took over already runs the guest */

@@ -65,7 +65,9 @@ static uint8_t *reserve(stage *st, size_t len, livemig_error *err)
                           "stream is corrupt");
         return NULL;
     }
-    if (!grow((void **)&st->data, &st->cap, st->used + len, 1)) {
+    /* At least one byte: an empty first section must still get a
+     * buffer (no arithmetic on a NULL pointer). */
+    if (!grow((void **)&st->data, &st->cap, st->used + len + !len, 1)) {
         livemig_error_set(err, "out of memory staging a checkpoint");
         return NULL;
     }
@@ -128,6 +130,20 @@ static bool apply(stage *st, livemig_error *err)
             livemig_error_set(err, "checkpoint has state section '%s' "
                               "version %u that this backup cannot load",
                               st->secs[i].name, st->secs[i].version);
+            return false;
+        }
+    }
+    /* Every checkpoint carries every section: a backup that took over
+     * from one that lacks a section would run on state it never got. */
+    for (size_t k = 0; k < lm->nsections; k++) {
+        size_t i = 0;
+        while (i < st->nsecs && strcmp(st->secs[i].name,
+                                       lm->sections[k].name) != 0)
+            i++;
+        if (i == st->nsecs) {
+            livemig_error_set(err, "a checkpoint lacks state section '%s'; "
+                              "the checkpoint stream is corrupt or not from "
+                              "a livemig primary", lm->sections[k].name);
             return false;
         }
     }

@@ -208,15 +208,32 @@ void lm_mf_recv_shutdown(lm_mf_recv *m)
     pthread_mutex_unlock(&m->lock);
 }
 
-void lm_mf_recv_stop(lm_mf_recv *m)
+static void join_all(lm_mf_recv *m)
 {
-    if (!m)
-        return;
     lm_mf_recv_shutdown(m);
     for (unsigned i = 0; i < m->n; i++) {
         mr_chan *c = &m->ch[i];
         if (c->started)
             pthread_join(c->tid, NULL);
+        c->started = false;
+    }
+}
+
+void lm_mf_recv_finish(lm_mf_recv *m, lm_reader *into)
+{
+    join_all(m);
+    for (unsigned i = 0; i < m->n; i++)
+        if (m->ch[i].r)
+            lm_rd_merge_received(into, m->ch[i].r);
+}
+
+void lm_mf_recv_stop(lm_mf_recv *m)
+{
+    if (!m)
+        return;
+    join_all(m);
+    for (unsigned i = 0; i < m->n; i++) {
+        mr_chan *c = &m->ch[i];
         if (c->r) {
             lm_compressor_free(c->r->decomp);
             lm_reader_destroy(c->r);

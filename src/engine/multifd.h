@@ -65,6 +65,9 @@ bool lm_mf_recv_complete(lm_mf_recv *m);   /* all channels connected */
 /* Wait until every channel processed sync point @sync. */
 bool lm_mf_recv_wait(lm_mf_recv *m, uint64_t sync, livemig_error *err);
 void lm_mf_recv_shutdown(lm_mf_recv *m);
+/* After the last sync point: close the channels, join their threads (no
+ * page lands after this) and add the pages they received to @into's. */
+void lm_mf_recv_finish(lm_mf_recv *m, lm_reader *into);
 void lm_mf_recv_stop(lm_mf_recv *m);
 void lm_mf_recv_skip_zero(lm_mf_recv *m, bool skip);
 

@@ -51,7 +51,8 @@ bool lm_out_tick(out_state *s);
 /* Sync every tracker into the blocks' dirty bitmaps; sets dirty_pages. */
 bool lm_out_sync_dirty(out_state *s);
 /* Read one return-path message (RESUMED or ACK) within @timeout_ms (-1:
- * until cancel).  1 with *type and *value, 0 on timeout, -1 with s->err. */
+ * until cancel).  1 with *type and *value, 0 on timeout, -1 with s->err
+ * (and *type LM_RP_ERROR when the destination said why). */
 int lm_out_read_reply(out_state *s, int timeout_ms, int *type,
                       uint64_t *value);
 /* Set s->err for a failed write, using the destination's reason if it

@@ -27,6 +27,7 @@
 
 #include "codec/xbzrle.h"
 #include "common/buf.h"
+#include "common/utf8.h"
 #include "engine/engine-int.h"
 #include "engine/multifd.h"
 #include "engine/outgoing-int.h"
@@ -189,9 +190,28 @@ bool lm_out_send_block(out_state *s, uint32_t bi, uint64_t *bitmap,
 
 /* multifd: hand the dirty pages to the channels in batches; they find
  * the zero pages and compress. */
+
+/* A page channel failed: the destination may have said why on the main
+ * connection before it closed its channels, and that reason is the one
+ * to report; otherwise the channel's own error. */
+static bool mf_failed(out_state *s, const livemig_error *e)
+{
+    if (livemig_error_is_set(&s->err))
+        return false;
+    if (s->lm->conn.return_path && !lm_cancelled(s->lm)) {
+        int t = 0;
+        uint64_t v;
+        if (lm_out_read_reply(s, 200, &t, &v) < 0 && t == LM_RP_ERROR)
+            return false;
+        livemig_error_clear(&s->err);
+    }
+    livemig_error_set(&s->err, "%s", e->desc);
+    return false;
+}
 static bool send_block_mf(out_state *s, uint32_t bi)
 {
     livemig_ram *ram = s->lm->ram[bi];
+    livemig_error e = { 0 };
     uint32_t n = 0;
     for (size_t wi = 0; wi < ram->bitmap_words; wi++) {
         uint64_t word = ram->dirty[wi];
@@ -203,8 +223,8 @@ static bool send_block_mf(out_state *s, uint32_t bi)
             word &= word - 1;
             if (n == LM_MF_BATCH) {
                 if (!lm_mf_send_pages(s->mf, bi, ram->host, s->batch, n,
-                                      &s->err))
-                    return false;
+                                      &e))
+                    return mf_failed(s, &e);
                 s->pages_done += n;
                 n = 0;
             }
@@ -212,8 +232,8 @@ static bool send_block_mf(out_state *s, uint32_t bi)
         if (!lm_out_tick(s))   /* cheap: a clock read per 64 pages */
             return false;
     }
-    if (n && !lm_mf_send_pages(s->mf, bi, ram->host, s->batch, n, &s->err))
-        return false;
+    if (n && !lm_mf_send_pages(s->mf, bi, ram->host, s->batch, n, &e))
+        return mf_failed(s, &e);
     s->pages_done += n;
     return true;
 }
@@ -235,8 +255,9 @@ static bool send_dirty(out_state *s)
 static bool end_pass(out_state *s, uint64_t pass)
 {
     if (s->mf) {
-        if (!lm_mf_send_sync(s->mf, pass, &s->err))
-            return false;
+        livemig_error e = { 0 };
+        if (!lm_mf_send_sync(s->mf, pass, &e))
+            return mf_failed(s, &e);
         json_object *st = lm_mf_send_stats(s->mf);
         pthread_mutex_lock(&s->lm->lock);
         json_object_put(s->lm->stats.multifd);
@@ -310,6 +331,7 @@ int lm_out_read_reply(out_state *s, int timeout_ms, int *type_out,
     if (type == LM_RP_ERROR) {
         uint8_t b[2];
         char msg[400] = "";
+        *type_out = type;
         if (lm_read_full(fd, b, 2) == 0) {
             size_t n = lm_get_be16(b);
             if (n >= sizeof(msg))
@@ -317,6 +339,7 @@ int lm_out_read_reply(out_state *s, int timeout_ms, int *type_out,
             if (lm_read_full(fd, msg, n) == 0)
                 msg[n] = '\0';
         }
+        lm_utf8_scrub(msg);   /* the peer's bytes go into error-desc */
         livemig_error_set(&s->err, "the destination refused the migration: "
                           "%s", msg[0] ? msg : "(no reason given)");
         s->dest_refused = true;

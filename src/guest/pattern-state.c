@@ -51,6 +51,58 @@ static void fmt_size(uint64_t v, char *buf, size_t len)
         snprintf(buf, len, "%" PRIu64 "%c", v, sfx[i]);
 }
 
+/*
+ * The state must be the one the RAM that arrived was written by: a worker
+ * at (generation g, cursor c) has written (g - 1) * slice + c pages since
+ * the fill counted its slice once, so the pages-written total is exact;
+ * the page just before its cursor holds generation g and the one at its
+ * cursor g - 1.  Anything else is a stream whose state does not belong
+ * to its memory (or was altered), and running it would corrupt the guest.
+ */
+static bool state_matches(const lm_pattern *p, const uint64_t *gen,
+                          const uint64_t *cur, uint64_t written,
+                          livemig_error *err)
+{
+    uint64_t expect = 0;
+    bool over = false;
+    for (unsigned i = 0; i < p->spec.threads; i++) {
+        uint64_t n;
+        over |= __builtin_mul_overflow(gen[i] - 1, p->workers[i].npages, &n);
+        over |= __builtin_add_overflow(n, cur[i], &n);
+        over |= __builtin_add_overflow(expect, n, &expect);
+    }
+    if (over || expect != written) {
+        livemig_error_set(err, "pattern guest: its state in the stream says "
+                          "%" PRIu64 " pages written, but its workers' "
+                          "generations and cursors mean %s%" PRIu64 "; the "
+                          "state section 'pattern' is corrupt", written,
+                          over ? "more than " : "", over ? UINT64_MAX : expect);
+        return false;
+    }
+    for (unsigned i = 0; i < p->spec.threads; i++) {
+        const pattern_worker *w = &p->workers[i];
+        char why[256];
+        for (int k = 0; k < 2; k++) {
+            /* k 0: the last page written (generation g), k 1: the next */
+            if ((k == 0 && cur[i] == 0) || (k == 1 && cur[i] >= w->npages))
+                continue;
+            uint64_t page = w->first + cur[i] - (k == 0);
+            uint64_t g = gen[i] - (uint64_t)k;
+            if (lm_pattern_page_check(p->spec.fill,
+                                      p->host + page * PAGE, page, g, why,
+                                      sizeof(why)) != LM_PATTERN_GOOD) {
+                livemig_error_set(err, "pattern guest: worker %u's state "
+                                  "in the stream (generation %" PRIu64
+                                  ", cursor %" PRIu64 ") does not match the "
+                                  "RAM that arrived: %s; the stream is "
+                                  "corrupt", i, gen[i], cur[i], why);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
 #define TRUNC_MSG "pattern guest: its state in the stream is truncated " \
                   "(section 'pattern' version 1)"
 
@@ -131,6 +183,8 @@ static bool section_load(void *opaque, uint32_t version, livemig_cursor *in,
                           in->len);
         return false;
     }
+    if (!state_matches(p, gen, cur, written, err))
+        return false;
 
     /* Everything checked: apply.  The workers are parked (the guest is
      * stopped while sections load). */

@@ -84,6 +84,13 @@ bool lm_args_check(const lm_cmd *c, json_object *args, livemig_error *err);
 json_object *lm_monitor_call(lm_monitor *m, const char *name,
                              json_object *args, livemig_error *err);
 
+/* The reply to one QMP request object @req (always an object: "return"
+ * or "error", with the request's id): checks the envelope and the
+ * negotiation state (*@negotiated, updated by qmp_capabilities), runs
+ * the command.  Events it causes are queued, not sent. */
+json_object *lm_monitor_reply(lm_monitor *m, json_object *req,
+                              bool *negotiated);
+
 /* qmp-cmds.c: register every built-in command. */
 bool lm_qmp_register_builtins(lm_monitor *m, livemig_error *err);
 

@@ -32,6 +32,7 @@
 
 #include "engine/engine.h"
 #include "monitor/monitor-int.h"
+#include "common/utf8.h"
 #include "monitor/qmp-framing.h"
 
 #define MAX_LISTEN 16
@@ -468,12 +469,33 @@ static bool past(const struct timespec *t)
            (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
 }
 
-/* Queue @text and a newline; drop the client if its backlog is too big. */
+static void client_queue_text(client *c, const char *text, size_t len);
+
+/* Queue @text and a newline; drop the client if its backlog is too big.
+ * Replies are valid UTF-8 whatever a string in them came from (a name
+ * read off a migration stream, a file path): json-c passes bytes >= 0x80
+ * through as they are, and those that are not UTF-8 can only sit inside
+ * strings, so each becomes the escape of U+FFFD. */
 static void client_send_text(client *c, const char *text)
+{
+    size_t len = strlen(text);
+    if (lm_utf8_valid(text, len, NULL)) {
+        client_queue_text(c, text, len);
+        return;
+    }
+    char *fixed = lm_utf8_replace_invalid(text, len, "\\ufffd");
+    if (!fixed) {
+        c->dead = true;
+        return;
+    }
+    client_queue_text(c, fixed, strlen(fixed));
+    free(fixed);
+}
+
+static void client_queue_text(client *c, const char *text, size_t len)
 {
     if (c->dead)
         return;
-    size_t len = strlen(text);
     if (c->out_len - c->out_off + len + 1 > OUT_MAX) {
         c->dead = true;
         return;
@@ -511,16 +533,29 @@ static void client_send(client *c, json_object *o)
 /* Replies echo the request's "id", whatever JSON value it is (null
  * included: json-c represents null as a NULL pointer, so presence is
  * tracked separately). */
-static void send_error_id(client *c, const char *cls, const char *desc,
-                          bool has_id, json_object *id)
+static json_object *error_reply(const char *cls, const char *desc,
+                                bool has_id, json_object *id)
 {
     json_object *r = json_object_new_object();
     json_object *e = json_object_new_object();
     json_object_object_add(e, "class", json_object_new_string(cls));
-    json_object_object_add(e, "desc", json_object_new_string(desc));
+    /* A message cut to its buffer may end inside a character that came
+     * from the request (a long command name): keep it text. */
+    char *fixed = lm_utf8_valid(desc, strlen(desc), NULL) ? NULL
+                  : lm_utf8_replace_invalid(desc, strlen(desc), "?");
+    json_object_object_add(e, "desc",
+                           json_object_new_string(fixed ? fixed : desc));
+    free(fixed);
     json_object_object_add(r, "error", e);
     if (has_id)
         json_object_object_add(r, "id", json_object_get(id));
+    return r;
+}
+
+static void send_error_id(client *c, const char *cls, const char *desc,
+                          bool has_id, json_object *id)
+{
+    json_object *r = error_reply(cls, desc, has_id, id);
     client_send(c, r);
     json_object_put(r);
 }
@@ -594,13 +629,12 @@ typedef struct dispatch_ctx {
     client *c;
 } dispatch_ctx;
 
-static void handle_request(lm_monitor *m, client *c, json_object *req)
+json_object *lm_monitor_reply(lm_monitor *m, json_object *req,
+                              bool *negotiated)
 {
-    if (!json_object_is_type(req, json_type_object)) {
-        send_error_id(c, "GenericError", "QMP input must be a JSON object",
-                      false, NULL);
-        return;
-    }
+    if (!json_object_is_type(req, json_type_object))
+        return error_reply("GenericError", "QMP input must be a JSON object",
+                           false, NULL);
     json_object *id = NULL, *exec = NULL, *args = NULL;
     bool has_id = json_object_object_get_ex(req, "id", &id);
     char desc[512];
@@ -610,63 +644,56 @@ static void handle_request(lm_monitor *m, client *c, json_object *req)
             strcmp(key, "id")) {
             snprintf(desc, sizeof(desc), "QMP input member '%s' is "
                      "unexpected; use 'execute', 'arguments' and 'id'", key);
-            send_error_id(c, "GenericError", desc, has_id, id);
-            return;
+            return error_reply("GenericError", desc, has_id, id);
         }
     }
-    if (!json_object_object_get_ex(req, "execute", &exec)) {
-        send_error_id(c, "GenericError", "QMP input lacks member 'execute'",
-                      has_id, id);
-        return;
-    }
-    if (!json_object_is_type(exec, json_type_string)) {
-        send_error_id(c, "GenericError",
-                   "QMP input member 'execute' must be a string", has_id, id);
-        return;
-    }
+    if (!json_object_object_get_ex(req, "execute", &exec))
+        return error_reply("GenericError", "QMP input lacks member 'execute'",
+                           has_id, id);
+    if (!json_object_is_type(exec, json_type_string))
+        return error_reply("GenericError",
+                           "QMP input member 'execute' must be a string",
+                           has_id, id);
     if (json_object_object_get_ex(req, "arguments", &args) &&
-        !json_object_is_type(args, json_type_object)) {
-        send_error_id(c, "GenericError",
-                      "QMP input member 'arguments' must be an object",
-                      has_id, id);
-        return;
-    }
+        !json_object_is_type(args, json_type_object))
+        return error_reply("GenericError",
+                           "QMP input member 'arguments' must be an object",
+                           has_id, id);
     const char *name = json_object_get_string(exec);
     const lm_cmd *cmd = lm_monitor_find(m, name);
     bool is_caps = strcmp(name, "qmp_capabilities") == 0;
-    if (!c->negotiated && !is_caps) {
-        send_error_id(c, "CommandNotFound",
-                   "Expecting capabilities negotiation with "
-                   "'qmp_capabilities'", has_id, id);
-        return;
-    }
-    if (c->negotiated && is_caps) {
-        send_error_id(c, "CommandNotFound", "Capabilities negotiation is "
-                   "already complete, command ignored", has_id, id);
-        return;
-    }
+    if (!*negotiated && !is_caps)
+        return error_reply("CommandNotFound",
+                           "Expecting capabilities negotiation with "
+                           "'qmp_capabilities'", has_id, id);
+    if (*negotiated && is_caps)
+        return error_reply("CommandNotFound", "Capabilities negotiation is "
+                           "already complete, command ignored", has_id, id);
     if (!cmd) {
         snprintf(desc, sizeof(desc), "The command %s has not been found",
                  name);
-        send_error_id(c, "CommandNotFound", desc, has_id, id);
-        return;
+        return error_reply("CommandNotFound", desc, has_id, id);
     }
     livemig_error err = {0};
     json_object *ret = lm_monitor_call(m, name, args, &err);
-    /* Events the command caused (STOP, RESUME, MIGRATION...) go out
-     * before its reply, as in QEMU. */
-    broadcast_events(m);
-    if (!ret) {
-        send_error_id(c, err.cls ? err.cls : "GenericError", err.desc,
-                      has_id, id);
-        return;
-    }
+    if (!ret)
+        return error_reply(err.cls ? err.cls : "GenericError", err.desc,
+                           has_id, id);
     if (is_caps)
-        c->negotiated = true;
+        *negotiated = true;
     json_object *r = json_object_new_object();
     json_object_object_add(r, "return", ret);
     if (has_id)
         json_object_object_add(r, "id", json_object_get(id));
+    return r;
+}
+
+static void handle_request(lm_monitor *m, client *c, json_object *req)
+{
+    json_object *r = lm_monitor_reply(m, req, &c->negotiated);
+    /* Events the command caused (STOP, RESUME, MIGRATION...) go out
+     * before its reply, as in QEMU. */
+    broadcast_events(m);
     client_send(c, r);
     json_object_put(r);
 }
@@ -709,6 +736,7 @@ static void accept_clients(lm_monitor *m, int lfd)
             close(fd);
             continue;
         }
+        lm_qmp_parser_set_strict(c->parser, true);
         c->fd = fd;
         c->next = m->clients;
         m->clients = c;

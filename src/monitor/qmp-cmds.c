@@ -5,10 +5,12 @@
  * Tunable commands only route to src/tunables: the monitor never parses,
  * validates or formats a tunable itself.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json-text.h"
 #include "monitor/monitor-int.h"
 
 /* ---- argument checking ------------------------------------------------- */
@@ -46,8 +48,8 @@ static const char *json_words(json_object *v)
     switch (json_object_get_type(v)) {
     case json_type_null: return "null";
     case json_type_boolean: return "a boolean";
-    case json_type_double: return "a number with a fraction";
-    case json_type_int: return "an integer";
+    case json_type_double:
+    case json_type_int: return lm_json_text(v);   /* as written */
     case json_type_object: return "an object";
     case json_type_array: return "an array";
     case json_type_string: return "a string";
@@ -103,6 +105,15 @@ bool lm_args_check(const lm_cmd *c, json_object *args, livemig_error *err)
             livemig_error_set(err, "Invalid parameter type for '%s', "
                               "expected: %s, got %s", key,
                               argt_words(a->type), json_words(val));
+            return false;
+        }
+        if ((json_object_is_type(val, json_type_int) &&
+             !lm_json_int_exact(val)) ||
+            (json_object_is_type(val, json_type_double) &&
+             !isfinite(json_object_get_double(val)))) {
+            livemig_error_set(err, "Parameter '%s' is out of range: %s is "
+                              "too large for a number here", key,
+                              lm_json_text(val));
             return false;
         }
     }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "monitor/qmp-framing.h"
+#include "monitor/qmp-strict.h"
 
 struct lm_qmp_parser {
     json_tokener *tok;
@@ -20,6 +21,9 @@ struct lm_qmp_parser {
     size_t cur_len;     /* bytes fed into the value being parsed */
     bool skipping;      /* after an error: drop input up to a newline */
     bool dead;          /* size limit hit */
+    bool strict;        /* check each value's raw text (qmp-strict.c) */
+    char *raw;          /* strict: the bytes of the value so far */
+    size_t raw_len, raw_cap;
 };
 
 lm_qmp_parser *lm_qmp_parser_new(size_t max_len)
@@ -41,7 +45,57 @@ void lm_qmp_parser_free(lm_qmp_parser *p)
     if (!p)
         return;
     json_tokener_free(p->tok);
+    free(p->raw);
     free(p);
+}
+
+void lm_qmp_parser_set_strict(lm_qmp_parser *p, bool strict)
+{
+    p->strict = strict;
+}
+
+/* Strict mode: keep the raw bytes of the value being parsed (bounded by
+ * the size limit, which is checked before). */
+static bool raw_add(lm_qmp_parser *p, const char *buf, size_t n)
+{
+    if (!p->strict)
+        return true;
+    if (p->raw_len + n > p->raw_cap) {
+        size_t cap = p->raw_cap ? p->raw_cap : 4096;
+        while (cap < p->raw_len + n)
+            cap *= 2;
+        char *r = realloc(p->raw, cap);
+        if (!r)
+            return false;
+        p->raw = r;
+        p->raw_cap = cap;
+    }
+    memcpy(p->raw + p->raw_len, buf, n);
+    p->raw_len += n;
+    return true;
+}
+
+/* A complete value: hand it on, or the reason strict mode refuses it. */
+static void deliver(lm_qmp_parser *p, json_object *v, lm_qmp_value_fn fn,
+                    void *opaque)
+{
+    if (p->strict) {
+        char why[256];
+        bool ok = lm_qmp_strict_check(p->raw, p->raw_len, v, why,
+                                      sizeof(why));
+        p->raw_len = 0;
+        if (p->raw_cap > 65536) {   /* a big value passed: give it back */
+            free(p->raw);
+            p->raw = NULL;
+            p->raw_cap = 0;
+        }
+        if (!ok) {
+            json_object_put(v);
+            fn(opaque, NULL, why, false);
+            return;
+        }
+    }
+    fn(opaque, v, NULL, false);
 }
 
 bool lm_qmp_parser_pending(const lm_qmp_parser *p)
@@ -118,14 +172,28 @@ bool lm_qmp_parser_feed(lm_qmp_parser *p, const char *buf, size_t len,
                 used = (size_t)chunk;
             json_tokener_reset(p->tok);
             p->cur_len = 0;
+            bool kept = raw_add(p, buf, used);
             buf += used;
             len -= used;
-            fn(opaque, v, NULL, false);
+            if (!kept) {
+                json_object_put(v);
+                p->raw_len = 0;
+                fn(opaque, NULL, "out of memory reading QMP input", false);
+                continue;
+            }
+            deliver(p, v, fn, opaque);
             continue;
         }
         if (jerr == json_tokener_continue) {
             if (over_limit(p, (size_t)chunk, fn, opaque))
                 return false;
+            if (!raw_add(p, buf, (size_t)chunk)) {
+                json_tokener_reset(p->tok);
+                p->raw_len = 0;
+                p->skipping = true;
+                fn(opaque, NULL, "out of memory reading QMP input", false);
+                continue;
+            }
             p->cur_len += (size_t)chunk;
             buf += chunk;
             len -= (size_t)chunk;
@@ -144,6 +212,7 @@ bool lm_qmp_parser_feed(lm_qmp_parser *p, const char *buf, size_t len,
         json_tokener_reset(p->tok);
         p->skipping = true;
         p->cur_len = 0;
+        p->raw_len = 0;
         buf += bad;
         len -= bad;
         fn(opaque, NULL, msg, false);

@@ -46,6 +46,12 @@ void lm_qmp_parser_free(lm_qmp_parser *p);
 bool lm_qmp_parser_feed(lm_qmp_parser *p, const char *buf, size_t len,
                         lm_qmp_value_fn fn, void *opaque);
 
+/* Strict mode (the monitor's): each complete value is also checked by
+ * lm_qmp_strict_check() on its raw text; a value that fails is reported
+ * like a parse error (its line was already consumed whole).  Costs a
+ * copy of the raw bytes of the value being parsed. */
+void lm_qmp_parser_set_strict(lm_qmp_parser *p, bool strict);
+
 /* True if a value has started but not completed (bytes are pending). */
 bool lm_qmp_parser_pending(const lm_qmp_parser *p);
 

@@ -19,6 +19,7 @@
 #include "codec/compress.h"
 #include "codec/xbzrle.h"
 #include "common/buf.h"
+#include "common/utf8.h"
 #include "stream/stream.h"
 
 #define RD_BUF (256 * 1024)
@@ -43,6 +44,24 @@ void lm_reader_destroy(lm_reader *r)
     free(r->mf_cbuf);
     free(r->mf_raw);
     r->buf = r->section = r->mf_cbuf = r->mf_raw = NULL;
+    for (uint32_t i = 0; i < LM_STREAM_MAX_BLOCKS; i++) {
+        free(r->received[i]);
+        r->received[i] = NULL;
+    }
+}
+
+static uint64_t block_pages(const lm_reader *r, uint32_t block)
+{
+    return r->hdr.blocks[block].size / r->page_size;
+}
+
+/* Pages [first, first + n) of @block arrived (ranges already checked). */
+static void mark_received(lm_reader *r, uint32_t block, uint64_t first,
+                          uint64_t n)
+{
+    uint64_t *bm = r->received[block];
+    for (uint64_t p = first; p < first + n; p++)
+        bm[p >> 6] |= 1ull << (p & 63);
 }
 
 static bool io_fail(lm_reader *r, int rc, const char *what,
@@ -148,6 +167,16 @@ static int rd(lm_reader *r, void *out, size_t len)
             return io_fail((r), rc_, (what), err);          \
     } while (0)
 
+/* Names from the wire end up in messages and QMP replies: they must be
+ * text (valid UTF-8, no control characters). */
+static bool name_ok(const char *name, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+            return false;
+    return lm_utf8_valid(name, n, NULL);
+}
+
 bool lm_rd_header(lm_reader *r, livemig_error *err)
 {
     uint8_t b[36];
@@ -196,6 +225,12 @@ bool lm_rd_header(lm_reader *r, livemig_error *err)
                               "in the stream header", i);
             return false;
         }
+        if (!name_ok(h->blocks[i].name, n)) {
+            livemig_error_set(err, "RAM block %u has a name that is not "
+                              "printable UTF-8 text in the stream header; "
+                              "the stream is corrupt", i);
+            return false;
+        }
         uint8_t sz[8];
         RD(r, sz, 8, "the stream header");
         h->blocks[i].size = lm_get_be64(sz);
@@ -237,6 +272,56 @@ bool lm_rd_bind(lm_reader *r, const lm_stream_block *local, uint32_t n,
             return false;
         }
         h->blocks[i].host = local[i].host;
+        free(r->received[i]);
+        r->received[i] = calloc((local[i].size / r->page_size + 63) / 64,
+                                sizeof(uint64_t));
+        if (!r->received[i]) {
+            livemig_error_set(err, "out of memory for the received-pages "
+                              "map of RAM block '%s'", local[i].name);
+            return false;
+        }
+    }
+    return true;
+}
+
+void lm_rd_merge_received(lm_reader *into, const lm_reader *from)
+{
+    for (uint32_t b = 0; b < into->hdr.nblocks && b < from->hdr.nblocks;
+         b++) {
+        if (!into->received[b] || !from->received[b] ||
+            into->hdr.blocks[b].size != from->hdr.blocks[b].size)
+            continue;
+        size_t words = (size_t)(block_pages(into, b) + 63) / 64;
+        for (size_t i = 0; i < words; i++)
+            into->received[b][i] |= from->received[b][i];
+    }
+}
+
+bool lm_rd_all_received(const lm_reader *r, livemig_error *err)
+{
+    for (uint32_t b = 0; b < r->hdr.nblocks; b++) {
+        const uint64_t *bm = r->received[b];
+        uint64_t pages = block_pages(r, b), missing = 0, first = 0;
+        for (uint64_t p = 0; p < pages; p++) {
+            if (bm && p % 64 == 0 && p + 64 <= pages && bm[p / 64] == ~0ull) {
+                p += 63;
+                continue;
+            }
+            if (!bm || !(bm[p / 64] & (1ull << (p % 64)))) {
+                if (!missing++)
+                    first = p;
+            }
+        }
+        if (missing) {
+            livemig_error_set(err, "%llu page%s of block '%s' never arrived "
+                              "(first: page %llu); the migration stream is "
+                              "incomplete (cut short, or not written by a "
+                              "livemig source): migrate again",
+                              (unsigned long long)missing,
+                              missing == 1 ? "" : "s", r->hdr.blocks[b].name,
+                              (unsigned long long)first);
+            return false;
+        }
     }
     return true;
 }
@@ -332,6 +417,7 @@ static bool mf_pages(lm_reader *r, lm_rec *rec, livemig_error *err)
         } else {
             RD(r, dst, r->page_size, "multifd page data");
         }
+        mark_received(r, rec->block, v & ~LM_MF_ZERO, 1);
     }
     return true;
 }
@@ -353,6 +439,7 @@ bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err)
                              rec->npages, err)))
             return false;
         RD(r, dst, (size_t)rec->npages * r->page_size, "RAM page data");
+        mark_received(r, rec->block, rec->first, rec->npages);
         return true;
     }
     case LM_REC_RAM_XBZRLE: {
@@ -387,6 +474,7 @@ bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err)
                               r->hdr.blocks[rec->block].name);
             return false;
         }
+        mark_received(r, rec->block, rec->first, 1);
         return true;
     }
     case LM_REC_MF_PAGES:
@@ -403,12 +491,20 @@ bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err)
         if (!r->skip_zero && !r->stage)
             memset(r->hdr.blocks[rec->block].host + rec->first * r->page_size,
                    0, (size_t)rec->npages * r->page_size);
+        mark_received(r, rec->block, rec->first, rec->npages);
         return true;
     case LM_REC_SECTION: {
         uint8_t n, b[8];
         RD(r, &n, 1, "a section record");
         RD(r, rec->name, n, "a section record");
         rec->name[n] = '\0';
+        if (strlen(rec->name) != n || !name_ok(rec->name, n)) {
+            livemig_error_set(err, "a state section record at byte %llu has "
+                              "a name that is not printable UTF-8 text; the "
+                              "stream is corrupt",
+                              (unsigned long long)(r->total - n - 2));
+            return false;
+        }
         RD(r, b, 8, "a section record");
         rec->version = lm_get_be32(b);
         rec->len = lm_get_be32(b + 4);

@@ -161,6 +161,10 @@ typedef struct lm_reader {
                                   waited for in steps until this is set */
     int timeout_ms;            /* > 0: fail a read with no data this long */
     bool timed_out;            /* the last failure was that timeout */
+    /* One bit per page of each bound block: the page arrived at least
+     * once (raw, zero, xbzrle or in a multifd batch).  Reader-owned,
+     * allocated by lm_rd_bind. */
+    uint64_t *received[LM_STREAM_MAX_BLOCKS];
 } lm_reader;
 
 /* A decoded record.  RAM data has already been stored into the block. */
@@ -189,6 +193,13 @@ bool lm_rd_bind(lm_reader *r, const lm_stream_block *local, uint32_t n,
 /* Read the next record; false with @err on EOF, I/O error or anything
  * malformed. */
 bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err);
+/* Add the pages @from received to @into's (both bound to the same
+ * blocks): the pages of a migration arrive over several channels. */
+void lm_rd_merge_received(lm_reader *into, const lm_reader *from);
+/* True if every page of every bound block arrived at least once; else
+ * false with @err naming the first block that misses pages, how many,
+ * and the first of them. */
+bool lm_rd_all_received(const lm_reader *r, livemig_error *err);
 
 /* True if the 4 KiB page at @p is all zero. */
 bool lm_page_is_zero(const void *p);

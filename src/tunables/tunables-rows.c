@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json-text.h"
 #include "tunables-int.h"
 
 /* ---- the rows --------------------------------------------------------- */
@@ -277,14 +278,14 @@ json_object *lm_row_default_json(const lm_row *r)
     }
 }
 
-/* "a string", "a number with a fraction", ... for type errors. */
+/* "a string", "1e400", ... for type errors: numbers as written. */
 static const char *json_what(json_object *v)
 {
     switch (json_object_get_type(v)) {
     case json_type_null:    return "null";
     case json_type_boolean: return "a boolean";
-    case json_type_double:  return "a number with a fraction";
-    case json_type_int:     return "an integer";
+    case json_type_double:
+    case json_type_int:     return lm_json_text(v);
     case json_type_object:  return "an object";
     case json_type_array:   return "an array";
     case json_type_string:  return "a string";
@@ -372,9 +373,18 @@ bool lm_row_from_json(const lm_row *r, lm_params *p, json_object *v,
             return false;
         }
         if (json_object_get_int64(v) < 0) {
-            livemig_error_set(err, "%s '%s' must not be negative, got %lld",
-                              kind, r->name,
-                              (long long)json_object_get_int64(v));
+            livemig_error_set(err, "%s '%s' must not be negative, got %s",
+                              kind, r->name, lm_json_text(v));
+            return false;
+        }
+        if (!lm_json_int_exact(v)) {
+            /* Too large for any integer: say so with the number sent. */
+            livemig_error_set(err, "%s '%s' must be between %llu and %llu%s"
+                              "%s, got %s", kind, r->name,
+                              (unsigned long long)r->min,
+                              (unsigned long long)r->max,
+                              r->unit[0] ? " " : "", r->unit,
+                              lm_json_text(v));
             return false;
         }
         return lm_row_store_uint(r, p, json_object_get_uint64(v), err);

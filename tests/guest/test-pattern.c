@@ -656,6 +656,63 @@ static void test_section_mismatch(void **state)
     guest_free(src);
 }
 
+/* The state must belong to the RAM that arrived: a generation, cursor or
+ * pages-written count the pages do not bear out is refused. */
+static void test_section_checked_against_ram(void **state)
+{
+    (void)state;
+    const char *spec = "pattern,size=16M,threads=2,dirty-rate=32M";
+    guest *src = guest_new(spec, false);
+    wait_generation(src->p, 2);
+    lm_pattern_guest_ops()->stop(src->p);
+    livemig_buf b = LM_BUF_INIT;
+    save_state(src->p, &b);
+    guest *d = guest_new(spec, true);
+    /* Layout: page size, pages, threads|fill, written, last, max gap,
+     * then (generation, cursor) per worker. */
+    const size_t written = 24, gen0 = 48, cur0 = 56;
+    uint64_t slice0 = 16u * 1024 * 1024 / 4096 / 2;
+
+    /* RAM never arrived: the pages around the cursor are not there. */
+    expect_load_error(d->p, 1, &b, b.len, "does not match the RAM that "
+                      "arrived");
+    copy_ram(d->p, src->p);
+
+    livemig_buf e = LM_BUF_INIT;
+    livemig_buf_put(&e, b.p, b.len);
+    lm_put_be64(e.p + written, lm_get_be64(b.p + written) + 1);
+    expect_load_error(d->p, 1, &e, e.len, "pages written, but its workers' "
+                      "generations and cursors mean");
+    /* One generation on, pages-written to match: only RAM can tell. */
+    memcpy(e.p, b.p, b.len);
+    lm_put_be64(e.p + gen0, lm_get_be64(b.p + gen0) + 1);
+    lm_put_be64(e.p + written, lm_get_be64(b.p + written) + slice0);
+    expect_load_error(d->p, 1, &e, e.len, "worker 0's state in the stream");
+    /* The cursor moved back by one page. */
+    memcpy(e.p, b.p, b.len);
+    uint64_t c = lm_get_be64(b.p + cur0);
+    if (c >= 2) {
+        lm_put_be64(e.p + cur0, c - 1);
+        lm_put_be64(e.p + written, lm_get_be64(b.p + written) - 1);
+        expect_load_error(d->p, 1, &e, e.len, "does not match the RAM");
+    }
+    /* A generation that overflows the count. */
+    memcpy(e.p, b.p, b.len);
+    lm_put_be64(e.p + gen0, UINT64_MAX);
+    expect_load_error(d->p, 1, &e, e.len, "the state section 'pattern' is "
+                      "corrupt");
+    assert_false(qhas(d->p, "resumed-from"));
+
+    livemig_error err = { 0 };
+    if (!load_state(d->p, LM_PATTERN_SECTION_VERSION, &b, b.len, &err))
+        fail_msg("the untouched state did not load: %s", err.desc);
+    assert_verify_ok(d->p);
+    lm_buf_release(&e);
+    lm_buf_release(&b);
+    guest_free(d);
+    guest_free(src);
+}
+
 /* ---- engine integration -------------------------------------------------- */
 
 static void test_manual_tracker_marks(void **state)
@@ -743,6 +800,7 @@ int main(void)
         cmocka_unit_test(test_throttle),
         cmocka_unit_test(test_section_migrate),
         cmocka_unit_test(test_section_mismatch),
+        cmocka_unit_test(test_section_checked_against_ram),
         cmocka_unit_test(test_manual_tracker_marks),
         cmocka_unit_test(test_engine_migrate),
     };

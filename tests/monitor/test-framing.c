@@ -8,7 +8,9 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "common/utf8.h"
 #include "monitor/qmp-framing.h"
+#include "monitor/qmp-strict.h"
 
 #define MAXV 16
 
@@ -235,6 +237,105 @@ static void test_oversize_garbage_line(void **state)
     lm_qmp_parser_free(p);
 }
 
+/* Strict mode: a value split across reads is checked whole; values
+ * that fail are reported as errors and the next one still parses. */
+static void test_strict_split_and_errors(void **state)
+{
+    (void)state;
+    lm_qmp_parser *p = lm_qmp_parser_new(1 << 16);
+    lm_qmp_parser_set_strict(p, true);
+    seen s = { 0 };
+    assert_true(feed(p, "{\"execute\": \"a\", \"id\": 1234567890123", &s));
+    assert_int_equal(s.n, 0);
+    assert_true(feed(p, "4567890123456789 }\n{\"a\":1,\"a\":2}\n"
+                        "{\"b\":\"x\\u0000\"}{\"c\":true}", &s));
+    assert_int_equal(s.n, 4);
+    json_object *id = json_object_object_get(s.vals[0], "id");
+    assert_string_equal(json_object_to_json_string(id),
+                        "12345678901234567890123456789");
+    assert_null(s.vals[1]);
+    assert_non_null(strstr(s.errs[1], "member 'a' twice"));
+    assert_null(s.vals[2]);
+    assert_non_null(strstr(s.errs[2], "NUL"));
+    assert_non_null(s.vals[3]);
+    seen_free(&s);
+    lm_qmp_parser_free(p);
+}
+
+static void strict_ok(const char *text, json_object **out)
+{
+    json_object *v = json_tokener_parse(text);
+    char why[256];
+    if (!lm_qmp_strict_check(text, strlen(text), v, why, sizeof(why)))
+        fail_msg("'%s' refused: %s", text, why);
+    if (out)
+        *out = v;
+    else
+        json_object_put(v);
+}
+
+static void strict_bad(const char *text, const char *part)
+{
+    json_object *v = json_tokener_parse(text);
+    char why[256];
+    if (lm_qmp_strict_check(text, strlen(text), v, why, sizeof(why)))
+        fail_msg("'%s' accepted, expected '%s'", text, part);
+    if (!strstr(why, part))
+        fail_msg("'%s': '%s' lacks '%s'", text, why, part);
+    json_object_put(v);
+}
+
+static void test_strict_rules(void **state)
+{
+    (void)state;
+    strict_ok("{\"a\": [1, -0.5e+3, \"\\ud83d\\ude00\", true, null]}", NULL);
+    strict_ok(" {\"k\":{\"k\":1}} ", NULL);     /* same name, two objects */
+    strict_ok("{\"id\":\"\\u0000\"}", NULL);        /* NUL only in the id */
+    strict_bad("{\"a\":1,\"\\u0061\":2}", "member 'a' twice");
+    strict_bad("{\"a\":\"\\ud800\"}", "lone UTF-16 surrogate");
+    strict_bad("{\"a\":\"\\udc00x\"}", "lone UTF-16 surrogate");
+    strict_bad("{\"a\":\"\xe2\x82\"}", "not valid UTF-8");
+    strict_bad("{\"a\":\"\xf4\x90\x80\x80\"}", "not valid UTF-8");
+    strict_bad("{\"a\":1.}", "digits must follow '.'");
+    strict_bad("{\"a\":'x'}", "unexpected character");
+    strict_bad("{\"a\":[1,2,]}", "unexpected character");
+    strict_bad("{\"id\":{\"x\\u0000\":1}}", "NUL");  /* keys never */
+
+    json_object *v;
+    strict_ok("{\"n\":-99999999999999999999,\"m\":42,\"d\":1e400}", &v);
+    assert_string_equal(json_object_to_json_string_ext(
+        json_object_object_get(v, "n"), JSON_C_TO_STRING_PLAIN),
+        "-99999999999999999999");
+    assert_string_equal(json_object_to_json_string_ext(
+        json_object_object_get(v, "m"), JSON_C_TO_STRING_PLAIN), "42");
+    assert_string_equal(json_object_to_json_string_ext(
+        json_object_object_get(v, "d"), JSON_C_TO_STRING_PLAIN), "1e400");
+    json_object_put(v);
+    strict_ok("{\"id\" : { \"a\" : [ 1 , \"b c\\/\" ] } }", &v);
+    assert_string_equal(json_object_to_json_string_ext(
+        json_object_object_get(v, "id"), JSON_C_TO_STRING_PLAIN),
+        "{\"a\":[1,\"b c\\/\"]}");
+    json_object_put(v);
+}
+
+static void test_utf8(void **state)
+{
+    (void)state;
+    size_t bad = 0;
+    assert_true(lm_utf8_valid("d\xc3\xa9j\xc3\xa0 \xf0\x9f\x98\x80", 11, NULL));
+    assert_false(lm_utf8_valid("ab\xff", 3, &bad));
+    assert_int_equal(bad, 2);
+    assert_false(lm_utf8_valid("\xc0\xaf", 2, NULL));          /* overlong */
+    assert_false(lm_utf8_valid("\xed\xa0\x80", 3, NULL));      /* surrogate */
+    assert_false(lm_utf8_valid("\xf4\x90\x80\x80", 4, NULL));  /* > U+10FFFF */
+    assert_false(lm_utf8_valid("\xe2\x82", 2, NULL));          /* cut short */
+    const char *in = "{\"a\":\"\xff\xc3\xa9\xc3\"}";
+    char *r = lm_utf8_replace_invalid(in, strlen(in),
+                                      "\\ufffd");
+    assert_string_equal(r, "{\"a\":\"\\ufffd\xc3\xa9\\ufffd\"}");
+    free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -247,6 +348,9 @@ int main(void)
         cmocka_unit_test(test_oversize),
         cmocka_unit_test(test_oversize_single_read),
         cmocka_unit_test(test_oversize_garbage_line),
+        cmocka_unit_test(test_strict_split_and_errors),
+        cmocka_unit_test(test_strict_rules),
+        cmocka_unit_test(test_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

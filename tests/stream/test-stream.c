@@ -198,6 +198,120 @@ static void test_zero_page_detection(void **state)
     assert_false(lm_page_is_zero(page));
 }
 
+/* A reader over @len bytes of @buf, bound to a PAGES-page block 'ram'. */
+static lm_reader *open_reader(const uint8_t *buf, size_t len, uint8_t *dst,
+                              FILE **f)
+{
+    *f = tmpfile();
+    fwrite(buf, 1, len, *f);
+    fflush(*f);
+    rewind(*f);
+    lm_reader *r = malloc(sizeof(*r));
+    livemig_error err = { 0 };
+    assert_true(lm_reader_init(r, fileno(*f), &err));
+    assert_true(lm_rd_header(r, &err));
+    lm_stream_block local = { .size = sizeof(src), .host = dst };
+    strcpy(local.name, "ram");
+    assert_true(lm_rd_bind(r, &local, 1, &err));
+    return r;
+}
+
+static uint8_t *write_pages(const uint64_t *runs, size_t nruns, size_t *len)
+{
+    FILE *f = tmpfile();
+    lm_writer *w = malloc(sizeof(*w));
+    lm_writer_init(w, fileno(f), NULL);
+    lm_stream_header h = { .version = LM_STREAM_VERSION, .page_size = PS,
+                           .nblocks = 1 };
+    strcpy(h.blocks[0].name, "ram");
+    h.blocks[0].size = sizeof(src);
+    assert_true(lm_wr_header(w, &h));
+    for (size_t i = 0; i < nruns; i++) {
+        uint64_t first = runs[i] >> 32, n = runs[i] & 0xffffffff;
+        if (i % 2)
+            assert_true(lm_wr_ram_zero(w, 0, first, (uint32_t)n));
+        else
+            assert_true(lm_wr_ram_raw(w, 0, first, (uint32_t)n,
+                                      src + first * PS));
+    }
+    assert_true(lm_wr_end_stream(w));
+    assert_true(lm_wr_flush(w));
+    free(w);
+    *len = (size_t)ftell(f);
+    uint8_t *buf = malloc(*len);
+    rewind(f);
+    assert_int_equal(fread(buf, 1, *len, f), *len);
+    fclose(f);
+    return buf;
+}
+
+static void read_to_end(lm_reader *r)
+{
+    lm_rec rec;
+    livemig_error err = { 0 };
+    do
+        assert_true(lm_rd_record(r, &rec, &err));
+    while (rec.type != LM_REC_END_STREAM);
+}
+
+#define RUN(first, n) ((uint64_t)(first) << 32 | (n))
+
+static void test_every_page_must_arrive(void **state)
+{
+    (void)state;
+    static uint8_t dst[sizeof(src)];
+    livemig_error err = { 0 };
+    FILE *f;
+
+    /* Header and end only: every page is missing. */
+    size_t len;
+    uint8_t *buf = write_pages(NULL, 0, &len);
+    lm_reader *r = open_reader(buf, len, dst, &f);
+    read_to_end(r);
+    assert_false(lm_rd_all_received(r, &err));
+    assert_string_equal(err.desc, "64 pages of block 'ram' never arrived "
+                        "(first: page 0); the migration stream is "
+                        "incomplete (cut short, or not written by a livemig "
+                        "source): migrate again");
+    lm_reader_destroy(r);
+    free(r);
+    fclose(f);
+    free(buf);
+
+    /* Raw and zero runs with page 37 left out. */
+    uint64_t runs[] = { RUN(0, 30), RUN(30, 7), RUN(38, 26) };
+    buf = write_pages(runs, 3, &len);
+    r = open_reader(buf, len, dst, &f);
+    read_to_end(r);
+    livemig_error_clear(&err);
+    assert_false(lm_rd_all_received(r, &err));
+    assert_non_null(strstr(err.desc, "1 page of block 'ram' never arrived "
+                                     "(first: page 37)"));
+
+    /* A second channel that brings page 37 (a multifd channel's share)
+     * completes it. */
+    uint64_t rest[] = { RUN(37, 1) };
+    FILE *f2;
+    size_t len2;
+    uint8_t *buf2 = write_pages(rest, 1, &len2);
+    lm_reader *r2 = open_reader(buf2, len2, dst, &f2);
+    read_to_end(r2);
+    livemig_error_clear(&err);
+    assert_false(lm_rd_all_received(r2, &err));
+    assert_non_null(strstr(err.desc, "63 pages"));
+    lm_rd_merge_received(r, r2);
+    livemig_error_clear(&err);
+    assert_true(lm_rd_all_received(r, &err));
+    lm_reader_destroy(r2);
+    free(r2);
+    fclose(f2);
+    free(buf2);
+    lm_reader_destroy(r);
+    free(r);
+    fclose(f);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -207,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_bad_magic_and_version),
         cmocka_unit_test(test_random_corruption),
         cmocka_unit_test(test_zero_page_detection),
+        cmocka_unit_test(test_every_page_must_arrive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
