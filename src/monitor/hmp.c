@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/suggest.h"
 #include "monitor/monitor-int.h"
 
 #define MAX_WORDS 16
@@ -490,8 +491,21 @@ char *lm_hmp_run(lm_monitor *m, const char *line)
                     c->name, c->args[0] ? " " : "", c->args);
         else if (c)
             c->fn(&h);
-        else if (!try_legacy(&h, words[0]))
-            fprintf(out, "unknown command: '%s'; try 'help'\n", words[0]);
+        else if (!try_legacy(&h, words[0])) {
+            lm_suggest s;
+            lm_suggest_init(&s, words[0]);
+            for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+                lm_suggest_add(&s, table[i].name);
+            for (size_t i = 0; i < lm_tunables_legacy_count(); i++)
+                lm_suggest_add(&s, lm_tunables_legacy_name(i));
+            const char *best = lm_suggest_best(&s);
+            if (best)
+                fprintf(out, "unknown command: '%s'; did you mean '%s'? "
+                        "try 'help'\n", words[0], best);
+            else
+                fprintf(out, "unknown command: '%s'; try 'help'\n",
+                        words[0]);
+        }
     }
     free(copy);
     fclose(out);

@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -44,6 +45,16 @@ static bool split_host_port(const char *rest, char *host, size_t hostlen,
     memcpy(host, rest, n);
     host[n] = '\0';
     *port = colon + 1;
+    /* A number out of range would reach the kernel as another port (or
+     * fail as "connection refused"): say what is wrong instead. */
+    const char *d = *port;
+    while (*d >= '0' && *d <= '9')
+        d++;
+    if (!*d && (d - *port > 5 || atol(*port) > 65535)) {
+        livemig_error_set(err, "port %s in 'tcp:%s' is out of range; TCP "
+                          "ports are 1 to 65535", *port, rest);
+        return false;
+    }
     return true;
 }
 
@@ -92,9 +103,20 @@ static bool tcp_connect(const char *rest, lm_conn *out, livemig_error *err)
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        livemig_error_set(err, "cannot connect to 'tcp:%s': %s; is the "
-                          "destination started with --incoming on that "
-                          "address?", rest, strerror(saved ? saved : errno));
+        int e = saved ? saved : errno;
+        if (e == ECONNREFUSED)
+            livemig_error_set(err, "cannot connect to 'tcp:%s': nothing "
+                              "listens there; start the destination with "
+                              "--incoming tcp:%s, or, if it is up but "
+                              "stopped listening (a destination listens for "
+                              "one attempt: after a failed or cancelled "
+                              "migration it no longer does), run "
+                              "migrate-incoming tcp:%s on it again", rest,
+                              rest, rest);
+        else
+            livemig_error_set(err, "cannot connect to 'tcp:%s': %s; check "
+                              "the address and that the destination runs "
+                              "with --incoming on it", rest, strerror(e));
         return false;
     }
     set_socket_conn(out, fd);
@@ -150,9 +172,17 @@ static bool unix_connect(const char *path, lm_conn *out, livemig_error *err)
         return false;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        livemig_error_set(err, "cannot connect to 'unix:%s': %s; is the "
-                          "destination listening there?", path,
-                          strerror(errno));
+        if (errno == ECONNREFUSED || errno == ENOENT)
+            livemig_error_set(err, "cannot connect to 'unix:%s': %s; start "
+                              "the destination with --incoming unix:%s, or, "
+                              "if it is up but stopped listening (after a "
+                              "failed or cancelled migration), run "
+                              "migrate-incoming unix:%s on it again", path,
+                              strerror(errno), path, path);
+        else
+            livemig_error_set(err, "cannot connect to 'unix:%s': %s; is the "
+                              "destination listening there?", path,
+                              strerror(errno));
         if (fd >= 0)
             close(fd);
         return false;
