@@ -36,31 +36,49 @@ static bool terminal(const char *s)
            !strcmp(s, "cancelled");
 }
 
+/* "held, ready" / "held" / "" from query-migrate's convergence. */
+static const char *hold_word(json_object *r)
+{
+    json_object *c = NULL, *h, *w;
+    if (!json_object_object_get_ex(r, "convergence", &c) ||
+        !json_object_object_get_ex(c, "held", &h) ||
+        !json_object_get_boolean(h))
+        return "";
+    return json_object_object_get_ex(c, "would-switchover", &w) &&
+           json_object_get_boolean(w) ? "held, ready" : "held";
+}
+
 static void progress(json_object *r, bool tty)
 {
     json_object *ram = NULL;
     json_object_object_get_ex(r, "ram", &ram);
-    double total = num(ram, "total"), remaining = num(ram, "remaining");
-    double pct = total > 0 ? 100.0 * (total - remaining) / total : 0;
+    /* bytes of pages sent of those sent and still to send (docs/qmp.md) */
+    double pct = num(r, "progress-percent");
     const char *st = str(r, "status");
-    if (pct < 0 || (st && !strcmp(st, "setup")))
-        pct = 0;
     double mbs = num(ram, "mbps") / 8.0;
-    double dirty = num(ram, "dirty-pages-rate") * PAGE / 1e6;
+    long long pass = (long long)num(ram, "dirty-sync-count");
+    /* the dirty rate is measured by the sync that ends pass 1 */
+    char dirty[32];
+    if (pass <= 1 && st && !strcmp(st, "active"))
+        snprintf(dirty, sizeof(dirty), "%7s", "--");
+    else
+        snprintf(dirty, sizeof(dirty), "%7.1f",
+                 num(ram, "dirty-pages-rate") * PAGE / 1e6);
+    const char *hold = hold_word(r);
     if (tty) {
         char bar[31];
         int fill = (int)(pct * 30 / 100);
         for (int i = 0; i < 30; i++)
             bar[i] = i < fill ? '#' : '.';
         bar[30] = '\0';
-        printf("\r[%s] %5.1f%%  %8.1f MB/s  dirty %7.1f MB/s  pass %lld  "
-               "exp. downtime %lld ms  %s\033[K", bar, pct, mbs, dirty,
-               (long long)num(ram, "dirty-sync-count"),
-               (long long)num(r, "expected-downtime"), st ? st : "");
+        printf("\r[%s] %5.1f%%  %8.1f MB/s  dirty %s MB/s  pass %lld  "
+               "exp. downtime %lld ms  %s%s%s\033[K", bar, pct, mbs, dirty,
+               pass, (long long)num(r, "expected-downtime"), st ? st : "",
+               hold[0] ? ", " : "", hold);
     } else {
-        printf("%s %.1f%% %.1f MB/s dirty %.1f MB/s pass %lld "
-               "expected-downtime %lld ms\n", st ? st : "?", pct, mbs, dirty,
-               (long long)num(ram, "dirty-sync-count"),
+        printf("%s%s%s %.1f%% %.1f MB/s dirty %s MB/s pass %lld "
+               "expected-downtime %lld ms\n", st ? st : "?",
+               hold[0] ? ", " : "", hold, pct, mbs, dirty, pass,
                (long long)num(r, "expected-downtime"));
     }
     fflush(stdout);
@@ -75,7 +93,9 @@ static void summary(json_object *r)
     printf("total time: %lld ms\n", (long long)num(r, "total-time"));
     printf("downtime: %lld ms\n", (long long)num(r, "downtime"));
     printf("throughput: %.1f MB/s\n", num(ram, "mbps") / 8.0);
-    printf("passes: %lld\n", (long long)num(ram, "dirty-sync-count"));
+    printf("passes: %lld%s\n", (long long)num(ram, "dirty-sync-count"),
+           st && !strcmp(st, "completed")
+               ? " (the last one with the guest stopped)" : "");
     printf("transferred: %lld bytes\n", (long long)num(ram, "transferred"));
     printf("total ram: %lld bytes\n", (long long)num(ram, "total"));
     const char *e = str(r, "error-desc");

@@ -364,15 +364,33 @@ static int cmd_status(livemig_qmp *q)
         json_object_put(s);
         return CTL_CMD_ERROR;
     }
-    json_object *v;
+    json_object *v, *c, *h, *w;
     printf("VM status: %s\n", json_object_object_get_ex(s, "status", &v)
                                   ? json_object_get_string(v) : "?");
     printf("migration: %s\n", json_object_object_get_ex(m, "status", &v)
                                   ? json_object_get_string(v) : "none");
+    if (json_object_object_get_ex(m, "convergence", &c) &&
+        json_object_object_get_ex(c, "held", &h) && json_object_get_boolean(h))
+        printf("switchover-hold: held, %s\n",
+               json_object_object_get_ex(c, "would-switchover", &w) &&
+               json_object_get_boolean(w) ? "ready to switch over"
+                                          : "not ready");
     if (json_object_object_get_ex(m, "error-desc", &v))
         printf("error: %s\n", json_object_get_string(v));
     json_object_put(s);
     json_object_put(m);
+    /* Micro-checkpointing, as HMP's info migrate says it. */
+    json_object *a = json_object_new_object();
+    json_object_object_add(a, "command-line",
+                           json_object_new_string("info migrate"));
+    json_object *t = ctl_exec(q, "human-monitor-command", a);
+    if (!t)
+        return CTL_CMD_ERROR;
+    const char *text = json_object_get_string(t);
+    const char *mc = strstr(text, "micro-checkpointing: ");
+    if (mc)
+        fputs(mc, stdout);
+    json_object_put(t);
     return CTL_OK;
 }
 

@@ -73,6 +73,8 @@ typedef struct lm_stats {
     uint64_t pages_per_second;
     uint64_t expected_downtime_ms;
     uint64_t downtime_ms;
+    uint64_t sent_pages;         /* pages sent in any form (progress) */
+    bool held;                   /* switchover-hold keeps it from ending */
     bool converged;              /* the remainder fits downtime-limit now */
     uint64_t cpu_throttle;       /* percent auto-converge applies now */
     bool xbzrle_on;

@@ -206,6 +206,82 @@ static void print_object(hmp_ctx *h, const char *label, json_object *o)
     fprintf(h->out, "\n");
 }
 
+/* p50/p99 of an MC latency: from the histogram object @hist ({"p50",
+ * "p99", "max", "count", ...}) when query-migrate has it, else from the
+ * older last/avg/max fields. */
+static void mc_latency(hmp_ctx *h, json_object *mc, const char *label,
+                       const char *hist, const char *last, const char *avg,
+                       const char *max)
+{
+    json_object *o;
+    int64_t a, b, c;
+    if (json_object_object_get_ex(mc, hist, &o) &&
+        get_i64(o, "p50", &a) && get_i64(o, "p99", &b)) {
+        fprintf(h->out, "  %s: p50 %lld us, p99 %lld us", label,
+                (long long)a, (long long)b);
+        if (get_i64(o, "max", &c))
+            fprintf(h->out, ", max %lld us", (long long)c);
+        if (get_i64(o, "count", &c))
+            fprintf(h->out, " (%lld checkpoints)", (long long)c);
+        fprintf(h->out, "\n");
+        return;
+    }
+    bool any = false;
+    if (!(last && get_i64(mc, last, &a)) && !(avg && get_i64(mc, avg, &a)))
+        return;
+    fprintf(h->out, "  %s:", label);
+    if (last && get_i64(mc, last, &a)) {
+        fprintf(h->out, " last %lld us", (long long)a);
+        any = true;
+    }
+    if (avg && get_i64(mc, avg, &a)) {
+        fprintf(h->out, "%s avg %lld us", any ? "," : "", (long long)a);
+        any = true;
+    }
+    if (max && get_i64(mc, max, &a))
+        fprintf(h->out, "%s max %lld us", any ? "," : "", (long long)a);
+    fprintf(h->out, "\n");
+}
+
+/* Micro-checkpointing, as an operator reads it. */
+static void info_mc(hmp_ctx *h, json_object *mc)
+{
+    const char *role = get_str(mc, "role");
+    bool backup = role && !strcmp(role, "backup");
+    int64_t v, w;
+    fprintf(h->out, "micro-checkpointing: %s", role ? role : "?");
+    if (get_i64(mc, "epoch", &v))
+        fprintf(h->out, ", epoch %lld", (long long)v);
+    if (get_i64(mc, "checkpoints", &v))
+        fprintf(h->out, ", %lld checkpoints %s", (long long)v,
+                backup ? "applied" : "acknowledged");
+    fprintf(h->out, "\n");
+    if (!backup)
+        mc_latency(h, mc, "guest pause", "pause-us", "pause-last-us",
+                   "pause-avg-us", "pause-max-us");
+    mc_latency(h, mc, backup ? "apply" : "acknowledgement",
+               backup ? "apply-us" : "ack-us",
+               backup ? "apply-last-us" : "ack-latency-last-us",
+               backup ? "apply-avg-us" : "ack-latency-avg-us", NULL);
+    if (!backup)   /* output commit: submitted to released */
+        mc_latency(h, mc, "output commit", "commit-us", NULL, NULL, NULL);
+    json_object *o;
+    if (json_object_object_get_ex(mc, "checkpoint-bytes", &o) &&
+        get_i64(o, "p50", &v) && get_i64(o, "p99", &w))
+        fprintf(h->out, "  checkpoint size: p50 %lld bytes, p99 %lld bytes\n",
+                (long long)v, (long long)w);
+    else if (get_i64(mc, "checkpoint-bytes-avg", &v))
+        fprintf(h->out, "  checkpoint size: avg %lld bytes\n", (long long)v);
+    if (!backup && get_i64(mc, "outputs-held", &v) &&
+        get_i64(mc, "outputs-released", &w))
+        fprintf(h->out, "  outputs: %lld held, %lld released\n",
+                (long long)v, (long long)w);
+    if (get_i64(mc, "failover-epoch", &v))
+        fprintf(h->out, "  took over from checkpoint %lld: %s\n",
+                (long long)v, get_str(mc, "failover-reason")
+                                  ? get_str(mc, "failover-reason") : "?");
+}
+
 static void info_migrate(hmp_ctx *h)
 {
     json_object *r = qmp(h, "query-migrate", NULL);
@@ -222,6 +298,20 @@ static void info_migrate(hmp_ctx *h)
         fprintf(h->out, "expected downtime: %lld ms\n", (long long)v);
     if (get_i64(r, "downtime", &v))
         fprintf(h->out, "downtime: %lld ms\n", (long long)v);
+    json_object *pct;
+    if (json_object_object_get_ex(r, "progress-percent", &pct))
+        fprintf(h->out, "progress: %.1f %% (bytes of pages sent of those sent "
+                "and still to send)\n", json_object_get_double(pct));
+    json_object *conv, *held, *ready;
+    if (json_object_object_get_ex(r, "convergence", &conv) &&
+        json_object_object_get_ex(conv, "held", &held) &&
+        json_object_get_boolean(held))
+        fprintf(h->out, "switchover-hold: holding, %s\n",
+                json_object_object_get_ex(conv, "would-switchover", &ready) &&
+                json_object_get_boolean(ready)
+                    ? "ready to switch over (clear switchover-hold to "
+                      "finish)"
+                    : "not ready yet (the rest does not fit downtime-limit)");
     json_object *ram;
     if (json_object_object_get_ex(r, "ram", &ram)) {
         json_object *mbps;
@@ -267,6 +357,8 @@ static void info_migrate(hmp_ctx *h)
     const char *e = get_str(r, "error-desc");
     if (e)
         fprintf(h->out, "error: %s\n", e);
+    if (json_object_object_get_ex(r, "mc", &o))   /* last: livemig-ctl */
+        info_mc(h, o);                              /* status shows it */
     json_object_put(r);
 }
 

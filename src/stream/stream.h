@@ -149,6 +149,7 @@ typedef struct lm_reader {
     uint8_t *mf_cbuf, *mf_raw;  /* compressed input / decompressed pages */
     int timeout_ms;            /* > 0: fail a read with no data this long */
     bool timed_out;            /* the last failure was that timeout */
+    bool eof;                  /* the last failure was the peer closing */
 } lm_reader;
 
 /* A decoded record.  RAM data has already been stored into the block. */
