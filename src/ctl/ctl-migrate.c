@@ -109,7 +109,23 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-int ctl_migrate(livemig_qmp *q, const char *uri)
+static void sample(ctl_plot *p, json_object *r)
+{
+    json_object *ram = NULL;
+    json_object_object_get_ex(r, "ram", &ram);
+    const char *st = str(r, "status");
+    ctl_sample s = {
+        .t = num(r, "total-time") / 1000.0,
+        .remaining = num(ram, "remaining"),
+        .mbps = num(ram, "mbps"),
+        .pass = (long long)num(ram, "dirty-sync-count"),
+    };
+    s.dirty = s.pass <= 1 && st && !strcmp(st, "active")
+                  ? -1 : num(ram, "dirty-pages-rate") * PAGE;
+    ctl_plot_add(p, &s);
+}
+
+int ctl_migrate(livemig_qmp *q, const char *uri, const char *plot_path)
 {
     json_object *a = json_object_new_object();
     json_object_object_add(a, "uri", json_object_new_string(uri));
@@ -120,6 +136,9 @@ int ctl_migrate(livemig_qmp *q, const char *uri)
     bool tty = isatty(STDOUT_FILENO);
     int tick = 0;
     json_object *last = NULL;
+    ctl_plot *plot = plot_path ? ctl_plot_new() : NULL;
+    /* a plot wants more points than the display: poll every 20 ms */
+    int poll_ms = plot ? 20 : POLL_MS;
     for (;;) {
         r = ctl_exec(q, "query-migrate", NULL);
         if (!r) {
@@ -129,18 +148,41 @@ int ctl_migrate(livemig_qmp *q, const char *uri)
         json_object_put(last);
         last = r;
         const char *st = str(r, "status");
+        if (plot && st && strcmp(st, "setup"))
+            sample(plot, r);
         if (!st || terminal(st))
             break;
-        if (tty || tick % (1000 / POLL_MS) == 0)
+        if ((tty && tick % (POLL_MS / poll_ms) == 0) ||
+            tick % (1000 / poll_ms) == 0)
             progress(r, tty);
         tick++;
-        sleep_ms(POLL_MS);
+        sleep_ms(poll_ms);
     }
     if (tty)
         printf("\r\033[K");
     summary(last);
     const char *st = str(last, "status");
     int rc = st && !strcmp(st, "completed") ? CTL_OK : CTL_CMD_ERROR;
+    if (plot) {
+        char title[512];
+        double sw = -1;
+        if (st && !strcmp(st, "completed")) {
+            /* the guest stopped `downtime` before the end */
+            sw = (num(last, "total-time") - num(last, "downtime")) / 1000.0;
+            snprintf(title, sizeof(title), "migration to %s: completed in "
+                     "%.0f ms, downtime %.0f ms", uri,
+                     num(last, "total-time"), num(last, "downtime"));
+        } else {
+            snprintf(title, sizeof(title), "migration to %s: %s", uri,
+                     st ? st : "?");
+        }
+        int prc = ctl_plot_write(plot, plot_path, title, sw);
+        if (prc == CTL_OK)
+            printf("plot: %s\n", plot_path);
+        else if (rc == CTL_OK)
+            rc = prc;
+        ctl_plot_free(plot);
+    }
     json_object_put(last);
     return rc;
 }

@@ -37,9 +37,13 @@ static void usage(FILE *f)
 "  events [-n N] [-t S]   print events as they come (stop after N events\n"
 "                         or S seconds; else until interrupted)\n"
 "  status                 print the guest and migration status\n"
-"  migrate [-d] URI       migrate, show progress, print a summary\n"
+"  migrate [-d] [--plot FILE.svg] URI\n"
+"                         migrate, show progress, print a summary\n"
 "                         (exit 0 only if the migration completed);\n"
-"                         -d: start it and return at once\n"
+"                         -d: start it and return at once;\n"
+"                         --plot: also draw it (remaining bytes,\n"
+"                         throughput, dirty rate, passes, switchover)\n"
+"                         with gnuplot\n"
 "  wait-ready [-t S]      wait until the daemon's monitor answers (at\n"
 "                         most S seconds, default 30)\n"
 "  migrate-incoming URI   wait for an incoming migration on URI\n"
@@ -430,7 +434,7 @@ typedef struct subcmd {
 static const subcmd subcmds[] = {
     { "qmp", 1, 1 }, { "hmp", 1, -1 }, { "set", 1, -1 }, { "get", 0, -1 },
     { "caps", 0, 0 }, { "params", 0, 0 }, { "events", 0, 4 },
-    { "status", 0, 0 }, { "migrate", 1, 2 }, { "migrate-incoming", 1, 1 },
+    { "status", 0, 0 }, { "migrate", 1, 4 }, { "migrate-incoming", 1, 1 },
     { "cancel", 0, 0 }, { "wait-ready", 0, 2 },
 };
 
@@ -519,13 +523,29 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "wait-ready"))
         return cmd_wait_ready(sock, timeout, nargs, args);
     bool detach = false;
-    const char *migrate_uri = NULL;
+    const char *migrate_uri = NULL, *plot = NULL;
     if (!strcmp(cmd, "migrate")) {
-        if (nargs == 2 && strcmp(args[0], "-d"))
-            return usage_error("migrate: unknown option '%s'; usage: "
-                               "migrate [-d] URI", args[0]);
-        detach = nargs == 2;
-        migrate_uri = args[nargs - 1];
+        for (int i = 0; i < nargs; i++) {
+            if (!strcmp(args[i], "-d")) {
+                detach = true;
+            } else if (!strcmp(args[i], "--plot") && i + 1 < nargs) {
+                plot = args[++i];
+            } else if (args[i][0] == '-') {
+                return usage_error("migrate: unknown option '%s'; usage: "
+                                   "migrate [-d] [--plot FILE.svg] URI",
+                                   args[i]);
+            } else if (migrate_uri) {
+                return usage_error("migrate: one URI, not also '%s'",
+                                   args[i]);
+            } else {
+                migrate_uri = args[i];
+            }
+        }
+        if (!migrate_uri)
+            return usage_error("%s", "migrate: give the destination's URI");
+        if (detach && plot)
+            return usage_error("%s", "migrate: -d returns at once, so "
+                               "there is nothing to plot; drop one");
     }
 
     livemig_error err = {0};
@@ -555,7 +575,7 @@ int main(int argc, char **argv)
         rc = cmd_status(q);
     } else if (!strcmp(cmd, "migrate")) {
         rc = detach ? cmd_uri(q, "migrate", migrate_uri)
-                    : ctl_migrate(q, migrate_uri);
+                    : ctl_migrate(q, migrate_uri, plot);
     } else if (!strcmp(cmd, "migrate-incoming")) {
         rc = cmd_uri(q, "migrate-incoming", args[0]);
     } else {
