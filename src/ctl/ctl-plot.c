@@ -106,8 +106,11 @@ int ctl_plot_write(ctl_plot *p, const char *path, const char *title,
     fprintf(d, "# time-s remaining-MiB throughput-MBps dirty-MBps pass\n");
     for (size_t i = 0; i < p->n; i++) {
         const ctl_sample *s = &p->s[i];
-        fprintf(d, "%.3f %.3f %.3f ", s->t, s->remaining / 1048576.0,
-                s->mbps / 8.0);
+        fprintf(d, "%.3f %.3f ", s->t, s->remaining / 1048576.0);
+        if (s->mbps <= 0 && s->pass <= 1)
+            fprintf(d, "NaN ");   /* not measured yet */
+        else
+            fprintf(d, "%.3f ", s->mbps / 8.0);
         if (s->dirty < 0)
             fprintf(d, "NaN");   /* not measured yet (pass 1) */
         else
@@ -127,8 +130,8 @@ int ctl_plot_write(ctl_plot *p, const char *path, const char *title,
     long long last = 0;
     for (size_t i = 0; i < p->n; i++) {
         if (p->s[i].pass > last && p->s[i].pass > 1) {
-            fprintf(g, "set arrow from %.3f, graph 0 to %.3f, graph 1 "
-                    "nohead dt 3 lc rgb '#888888'\n"
+            fprintf(g, "set arrow from first %.3f, graph 0 to first %.3f, "
+                    "graph 1 nohead lw 1 lc rgb '#aaaaaa'\n"
                     "set label 'pass %lld' at %.3f, graph 0.97 left "
                     "offset 0.3,0 font ',9' tc rgb '#555555'\n",
                     p->s[i].t, p->s[i].t, p->s[i].pass, p->s[i].t);
@@ -137,10 +140,10 @@ int ctl_plot_write(ctl_plot *p, const char *path, const char *title,
             last = p->s[i].pass;
     }
     if (switchover_s >= 0)
-        fprintf(g, "set arrow from %.3f, graph 0 to %.3f, graph 1 nohead "
-                "lw 2 lc rgb '#cc0000'\n"
-                "set label 'switchover' at %.3f, graph 0.90 right "
-                "offset -0.3,0 tc rgb '#cc0000'\n",
+        fprintf(g, "set arrow from first %.3f, graph 0 to first %.3f, "
+                "graph 1 nohead lw 2 lc rgb '#cc0000'\n"
+                "set label 'switchover' at first %.3f, graph 0.5 right "
+                "offset -0.5,0 tc rgb '#cc0000'\n",
                 switchover_s, switchover_s, switchover_s);
     fprintf(g, "plot '%s' using 1:2 with lines lw 2 lc rgb '#1f77b4' "
             "title 'remaining (MiB)', \\\n"

@@ -134,7 +134,7 @@ bool lm_out_tick(out_state *s)
      * has no other), and the expected downtime is what switching over
      * now would leave to send. */
     uint64_t el = now - s->pass_t0_us;
-    if (s->in_pass && el >= 250000) {
+    if (s->in_pass && el >= 100000) {
         st->bandwidth = (wire - s->pass_b0) * 1000000u / el;
         if (done >= 64)
             st->page_rate = done * 1000000u / el;
