@@ -7,6 +7,7 @@
 #include "itest.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define SRC_RATE (4LL * IT_MiB)      /* 1024 pages/s */
@@ -94,6 +95,19 @@ static void test_failover_carries_workload(void **state)
     it_kill9(pri);
     it_wait_status(bak, "completed", 30000);
     check_source_workload(bak, "backup");
+    /* the backup's log says what happened, in plain words */
+    FILE *f = fopen(bak->log, "r");
+    char *log = calloc(1, 1 << 20);
+    size_t n = f ? fread(log, 1, (1 << 20) - 1, f) : 0;
+    if (f)
+        fclose(f);
+    log[n] = '\0';
+    if (!strstr(log, "micro-checkpointing: the guest is protected") ||
+        !strstr(log, "this backup took over from checkpoint") ||
+        !strstr(log, "the primary's connection closed"))
+        it_fail("the backup's log lacks the protection or the takeover: %s",
+                log);
+    free(log);
 }
 
 static void test_size_mismatch_refused(void **state)
