@@ -135,9 +135,17 @@ bool lm_out_tick(out_state *s)
      * now would leave to send. */
     uint64_t el = now - s->pass_t0_us;
     if (s->in_pass && el >= 100000) {
-        st->bandwidth = (wire - s->pass_b0) * 1000000u / el;
+        uint64_t bw = (wire - s->pass_b0) * 1000000u / el;
+        uint64_t pr = done * 1000000u / el;
+        if (s->p.max_bandwidth && bw > s->p.max_bandwidth) {
+            /* the token bucket's first burst is not the sustained rate */
+            pr = (uint64_t)((double)pr * (double)s->p.max_bandwidth /
+                            (double)bw);
+            bw = s->p.max_bandwidth;
+        }
+        st->bandwidth = bw;
         if (done >= 64)
-            st->page_rate = done * 1000000u / el;
+            st->page_rate = pr;
         if (s->p.avail_switchover_bandwidth)
             st->expected_downtime_ms = st->remaining * 1000u /
                                        s->p.avail_switchover_bandwidth;
