@@ -325,8 +325,9 @@ static void test_ctl_and_hmp(void **state)
     char *out;
     const char *help[] = { lmh_ctl_path(), "--help", NULL };
     char *o = NULL;
-    expect(lmh_run(help, NULL, &o, NULL, 10000) == 0 &&
-           strstr(o, "wait-ready") && strstr(o, "migrate [-d] URI"),
+    int hrc = lmh_run(help, NULL, &o, NULL, 10000);
+    expect(hrc == 0 && strstr(o, "wait-ready") &&
+           strstr(o, "migrate [-d] [--plot FILE.svg] URI"),
            "livemig-ctl --help", o);
     free(o);
 
