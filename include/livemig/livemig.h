@@ -229,6 +229,17 @@ typedef void (*livemig_event_fn)(void *opaque, const char *event,
 /* Set the event callback; called from engine threads. */
 void livemig_set_event_cb(livemig *lm, livemig_event_fn fn, void *opaque);
 
+/* Lifecycle lines for the host's log, whatever the events capability
+ * says: a migration started (and to where), completed (time, downtime,
+ * bytes), failed (with the reason) or was cancelled; an incoming one
+ * waits, connected, completed; micro-checkpointing protects the guest;
+ * a backup took over or was lost (with the reason).  @line has no
+ * newline.  Called from engine threads, sometimes under the engine's
+ * lock: the callback must not call into the engine.  The library itself
+ * never prints. */
+typedef void (*livemig_log_fn)(void *opaque, const char *line);
+void livemig_set_log_cb(livemig *lm, livemig_log_fn fn, void *opaque);
+
 /* ---- migration --------------------------------------------------------- */
 
 /* Start an outgoing migration to @uri (tcp:HOST:PORT, unix:PATH,

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ctl.h"
 
@@ -36,15 +37,22 @@ static void usage(FILE *f)
 "  events [-n N] [-t S]   print events as they come (stop after N events\n"
 "                         or S seconds; else until interrupted)\n"
 "  status                 print the guest and migration status\n"
-"  migrate URI            migrate, show progress, print a summary\n"
-"                         (exit 0 only if the migration completed)\n"
+"  migrate [-d] [--plot FILE.svg] URI\n"
+"                         migrate, show progress, print a summary\n"
+"                         (exit 0 only if the migration completed);\n"
+"                         -d: start it and return at once;\n"
+"                         --plot: also draw it (remaining bytes,\n"
+"                         throughput, dirty rate, passes, switchover)\n"
+"                         with gnuplot\n"
+"  wait-ready [-t S]      wait until the daemon's monitor answers (at\n"
+"                         most S seconds, default 30)\n"
 "  migrate-incoming URI   wait for an incoming migration on URI\n"
 "  cancel                 cancel the running migration\n"
 "\n"
 "options:\n"
 "  -s SOCKET              the monitor's address\n"
 "  -T MS                  timeout for each reply in ms (default 10000)\n"
-"  -h                     this help\n"
+"  -h, --help             this help\n"
 "\n"
 "exit status: 0 ok, 1 the daemon reported an error, 2 usage error,\n"
 "             3 cannot connect to the monitor\n");
@@ -360,15 +368,33 @@ static int cmd_status(livemig_qmp *q)
         json_object_put(s);
         return CTL_CMD_ERROR;
     }
-    json_object *v;
+    json_object *v, *c, *h, *w;
     printf("VM status: %s\n", json_object_object_get_ex(s, "status", &v)
                                   ? json_object_get_string(v) : "?");
     printf("migration: %s\n", json_object_object_get_ex(m, "status", &v)
                                   ? json_object_get_string(v) : "none");
+    if (json_object_object_get_ex(m, "convergence", &c) &&
+        json_object_object_get_ex(c, "held", &h) && json_object_get_boolean(h))
+        printf("switchover-hold: held, %s\n",
+               json_object_object_get_ex(c, "would-switchover", &w) &&
+               json_object_get_boolean(w) ? "ready to switch over"
+                                          : "not ready");
     if (json_object_object_get_ex(m, "error-desc", &v))
         printf("error: %s\n", json_object_get_string(v));
     json_object_put(s);
     json_object_put(m);
+    /* Micro-checkpointing, as HMP's info migrate says it. */
+    json_object *a = json_object_new_object();
+    json_object_object_add(a, "command-line",
+                           json_object_new_string("info migrate"));
+    json_object *t = ctl_exec(q, "human-monitor-command", a);
+    if (!t)
+        return CTL_CMD_ERROR;
+    const char *text = json_object_get_string(t);
+    const char *mc = strstr(text, "micro-checkpointing: ");
+    if (mc)
+        fputs(mc, stdout);
+    json_object_put(t);
     return CTL_OK;
 }
 
@@ -408,17 +434,57 @@ typedef struct subcmd {
 static const subcmd subcmds[] = {
     { "qmp", 1, 1 }, { "hmp", 1, -1 }, { "set", 1, -1 }, { "get", 0, -1 },
     { "caps", 0, 0 }, { "params", 0, 0 }, { "events", 0, 4 },
-    { "status", 0, 0 }, { "migrate", 1, 1 }, { "migrate-incoming", 1, 1 },
-    { "cancel", 0, 0 },
+    { "status", 0, 0 }, { "migrate", 1, 4 }, { "migrate-incoming", 1, 1 },
+    { "cancel", 0, 0 }, { "wait-ready", 0, 2 },
 };
+
+/* Connect until the monitor answers (its socket appears once the daemon
+ * has set its guest up), for at most @secs seconds. */
+static int cmd_wait_ready(const char *sock, int timeout, int argc,
+                          char **argv)
+{
+    double secs = 30;
+    if (argc == 2 && !strcmp(argv[0], "-t")) {
+        char *end;
+        secs = strtod(argv[1], &end);
+        if (*end || secs <= 0 || secs > 86400)
+            return usage_error("wait-ready: -t needs seconds > 0, not '%s'",
+                               argv[1]);
+    } else if (argc) {
+        return usage_error("wait-ready: unexpected '%s'; usage: wait-ready "
+                           "[-t SECONDS]", argv[0]);
+    }
+    long long deadline = now_ms() + (long long)(secs * 1000);
+    livemig_error err = {0};
+    for (;;) {
+        livemig_error_clear(&err);
+        livemig_qmp *q = livemig_qmp_connect(sock, timeout, &err);
+        if (q) {
+            livemig_qmp_close(q);
+            return CTL_OK;
+        }
+        if (now_ms() >= deadline)
+            break;
+        struct timespec ts = { 0, 50 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "livemig-ctl: wait-ready: no answer within %g s: %s\n",
+            secs, err.desc);
+    return CTL_NO_CONNECT;
+}
 
 int main(int argc, char **argv)
 {
     const char *sock = getenv("LIVEMIG_SOCKET");
     int timeout = 10000;
     int opt;
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "socket", required_argument, NULL, 's' },
+        { NULL, 0, NULL, 0 },
+    };
     signal(SIGPIPE, SIG_IGN);
-    while ((opt = getopt(argc, argv, "+s:T:h")) != -1) {
+    while ((opt = getopt_long(argc, argv, "+s:T:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 's':
             sock = optarg;
@@ -454,6 +520,33 @@ int main(int argc, char **argv)
         return usage_error("unknown command '%s'", cmd);
     if (nargs < sc->min || (sc->max >= 0 && nargs > sc->max))
         return usage_error("wrong number of arguments for '%s'", cmd);
+    if (!strcmp(cmd, "wait-ready"))
+        return cmd_wait_ready(sock, timeout, nargs, args);
+    bool detach = false;
+    const char *migrate_uri = NULL, *plot = NULL;
+    if (!strcmp(cmd, "migrate")) {
+        for (int i = 0; i < nargs; i++) {
+            if (!strcmp(args[i], "-d")) {
+                detach = true;
+            } else if (!strcmp(args[i], "--plot") && i + 1 < nargs) {
+                plot = args[++i];
+            } else if (args[i][0] == '-') {
+                return usage_error("migrate: unknown option '%s'; usage: "
+                                   "migrate [-d] [--plot FILE.svg] URI",
+                                   args[i]);
+            } else if (migrate_uri) {
+                return usage_error("migrate: one URI, not also '%s'",
+                                   args[i]);
+            } else {
+                migrate_uri = args[i];
+            }
+        }
+        if (!migrate_uri)
+            return usage_error("%s", "migrate: give the destination's URI");
+        if (detach && plot)
+            return usage_error("%s", "migrate: -d returns at once, so "
+                               "there is nothing to plot; drop one");
+    }
 
     livemig_error err = {0};
     livemig_qmp *q = livemig_qmp_connect(sock, timeout, &err);
@@ -481,7 +574,8 @@ int main(int argc, char **argv)
     } else if (!strcmp(cmd, "status")) {
         rc = cmd_status(q);
     } else if (!strcmp(cmd, "migrate")) {
-        rc = ctl_migrate(q, args[0]);
+        rc = detach ? cmd_uri(q, "migrate", migrate_uri)
+                    : ctl_migrate(q, migrate_uri, plot);
     } else if (!strcmp(cmd, "migrate-incoming")) {
         rc = cmd_uri(q, "migrate-incoming", args[0]);
     } else {

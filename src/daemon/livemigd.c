@@ -2,11 +2,17 @@
  * livemigd - hosts a workload (a built-in guest) and serves the monitor.
  *
  *   livemigd --guest pattern,size=1G,... --qmp unix:PATH [--qmp tcp:H:P]
- *            [--incoming URI|defer] [--dirty-tracker KIND]
+ *            [--incoming URI|defer] [--dirty-tracker KIND] [--quiet]
  *
  * It uses only the public engine API plus the monitor and guest modules.
+ * What it says: one "ready" line on stdout once every monitor socket
+ * accepts connections, and the engine's lifecycle lines (migration
+ * started, completed, failed and why, takeover...) on stderr, each
+ * stamped with the wall-clock time; --quiet keeps only errors.
  */
 #include <getopt.h>
+#include <sys/time.h>
+#include <time.h>
 #include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +27,18 @@
 #define MAX_QMP 8
 
 static lm_monitor *g_mon;   /* for the signal handler only */
+
+/* A lifecycle line on stderr: "livemigd: 12:34:56.789 LINE". */
+static void log_line(void *opaque, const char *line)
+{
+    (void)opaque;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    localtime_r(&tv.tv_sec, &tm);
+    fprintf(stderr, "livemigd: %02d:%02d:%02d.%03d %s\n", tm.tm_hour,
+            tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000), line);
+}
 
 static void on_signal(int sig)
 {
@@ -45,7 +63,15 @@ static void usage(FILE *f)
         "                       'defer' waits for the migrate-incoming "
         "command\n"
         "  --dirty-tracker KIND manual (default for built-in guests), "
-        "uffd-wp-async, mprotect or auto\n");
+        "uffd-wp-async, mprotect or auto\n"
+        "  --quiet              print only errors (no ready line, no "
+        "lifecycle log)\n"
+        "\n"
+        "Once every monitor socket accepts connections it prints one line "
+        "on stdout,\n"
+        "  livemigd: ready: QMP on unix:PATH\n"
+        "and logs migrations (start, end, failure and why, takeover) on "
+        "stderr.\n");
 }
 
 static json_object *cmd_query_guest(void *opaque, json_object *args,
@@ -79,11 +105,13 @@ int main(int argc, char **argv)
         { "qmp", required_argument, NULL, 'q' },
         { "incoming", required_argument, NULL, 'i' },
         { "dirty-tracker", required_argument, NULL, 't' },
+        { "quiet", no_argument, NULL, 'Q' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *guest = NULL, *incoming = NULL, *qmp[MAX_QMP];
     int nqmp = 0, c;
+    bool quiet = false;
     livemig_tracker_kind tracker = LIVEMIG_TRACKER_MANUAL;
     livemig_error err = { 0 };
 
@@ -105,6 +133,7 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'Q': quiet = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -147,6 +176,8 @@ int main(int argc, char **argv)
                                 &err))
         goto out;
     livemig_set_event_cb(lm, lm_monitor_event, mon);
+    if (!quiet)
+        livemig_set_log_cb(lm, log_line, NULL);
     if (incoming && strcmp(incoming, "defer") != 0 &&
         !livemig_incoming(lm, incoming, &err))
         goto out;
@@ -155,7 +186,17 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    if (!quiet) {
+        /* The sockets listen already: a client may connect from now on. */
+        printf("livemigd: ready: QMP on");
+        for (int i = 0; i < nqmp; i++)
+            printf("%s %s", i ? "," : "", qmp[i]);
+        printf("\n");
+        fflush(stdout);
+    }
     rc = lm_monitor_run(mon);
+    if (!quiet)
+        log_line(NULL, "exiting");
     g_mon = NULL;
 out:
     if (livemig_error_is_set(&err))

@@ -73,6 +73,8 @@ typedef struct lm_stats {
     uint64_t pages_per_second;
     uint64_t expected_downtime_ms;
     uint64_t downtime_ms;
+    uint64_t sent_pages;         /* pages sent in any form (progress) */
+    bool held;                   /* switchover-hold keeps it from ending */
     bool converged;              /* the remainder fits downtime-limit now */
     uint64_t cpu_throttle;       /* percent auto-converge applies now */
     bool xbzrle_on;
@@ -114,6 +116,8 @@ struct livemig {
     livemig_guest_ops gops;
     void *gopaque;
     livemig_event_fn event_fn;
+    livemig_log_fn log_fn;       /* lifecycle lines (lm_log) */
+    void *log_opaque;
     void *event_opaque;
     lm_tunables *tun;
     bool ram_pristine;           /* destination RAM untouched since alloc */
@@ -172,6 +176,9 @@ void lm_set_status(livemig *lm, livemig_status to);
 /* Keep the first error of a migration for query-migrate. */
 void lm_set_error(livemig *lm, const char *desc);
 void lm_emit(livemig *lm, const char *event, struct json_object *data);
+/* A lifecycle line for the host's log (livemig_set_log_cb). */
+void lm_log(livemig *lm, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Engine-driven guest stop/cont for switchover (emit STOP / RESUME). */
 void lm_guest_stop(livemig *lm, livemig_runstate to);
 void lm_guest_cont(livemig *lm);

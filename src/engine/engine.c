@@ -3,6 +3,7 @@
  * events, and the one status-transition function.
  */
 #include <json-c/json.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -325,11 +326,94 @@ void livemig_set_event_cb(livemig *lm, livemig_event_fn fn, void *opaque)
     lm->event_opaque = opaque;
 }
 
+void livemig_set_log_cb(livemig *lm, livemig_log_fn fn, void *opaque)
+{
+    lm->log_fn = fn;
+    lm->log_opaque = opaque;
+}
+
+void lm_log(livemig *lm, const char *fmt, ...)
+{
+    if (!lm->log_fn)
+        return;
+    char line[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    lm->log_fn(lm->log_opaque, line);
+}
+
+/* The events a log should show whatever the events capability says. */
+static void log_event(livemig *lm, const char *event, json_object *data)
+{
+    json_object *e = NULL, *r = NULL;
+    if (data) {
+        json_object_object_get_ex(data, "epoch", &e);
+        json_object_object_get_ex(data, "reason", &r);
+    }
+    if (!strcmp(event, "MC_FAILOVER"))
+        lm_log(lm, "micro-checkpointing: this backup took over from "
+               "checkpoint %llu: %s",
+               (unsigned long long)json_object_get_uint64(e),
+               r ? json_object_get_string(r) : "?");
+    else if (!strcmp(event, "MC_BACKUP_LOST"))
+        lm_log(lm, "micro-checkpointing: the backup was lost at epoch %llu: "
+               "%s; the guest runs unprotected",
+               (unsigned long long)json_object_get_uint64(e),
+               r ? json_object_get_string(r) : "?");
+    else if (!strcmp(event, "MC_CHECKPOINTING"))
+        lm_log(lm, "micro-checkpointing: the guest is protected (this side "
+               "is the %s)", lm->incoming ? "backup" : "primary");
+}
+
 void lm_emit(livemig *lm, const char *event, struct json_object *data)
 {
+    log_event(lm, event, data);
     if (lm->event_fn)
         lm->event_fn(lm->event_opaque, event, data);
     json_object_put(data);
+}
+
+/* The status changes a log should show (caller holds lm->lock). */
+static void log_status(livemig *lm, livemig_status to)
+{
+    const lm_stats *st = &lm->stats;
+    switch (to) {
+    case LIVEMIG_STATUS_SETUP:
+        if (!lm->incoming)
+            lm_log(lm, "migration to '%s' started", lm->uri);
+        break;
+    case LIVEMIG_STATUS_ACTIVE:
+        if (lm->incoming)
+            lm_log(lm, "incoming migration: the source connected");
+        break;
+    case LIVEMIG_STATUS_COMPLETED:
+        if (lm->incoming && lm->mc.failover_epoch)
+            break;   /* the takeover line says it */
+        if (lm->incoming)
+            lm_log(lm, "incoming migration completed: the guest runs here "
+                   "(%llu bytes received)",
+                   (unsigned long long)st->transferred);
+        else
+            lm_log(lm, "migration to '%s' completed in %llu ms, downtime "
+                   "%llu ms, %llu bytes sent", lm->uri,
+                   (unsigned long long)(st->end_ms - st->start_ms),
+                   (unsigned long long)st->downtime_ms,
+                   (unsigned long long)st->transferred);
+        break;
+    case LIVEMIG_STATUS_FAILED:
+        lm_log(lm, "%s failed: %s", lm->incoming ? "incoming migration"
+                                                 : "migration",
+               lm->error_desc[0] ? lm->error_desc : "(no reason recorded)");
+        break;
+    case LIVEMIG_STATUS_CANCELLED:
+        lm_log(lm, "%s cancelled", lm->incoming ? "incoming migration"
+                                                : "migration");
+        break;
+    default:
+        break;
+    }
 }
 
 /* Guest ops run under lm->lock so a user's stop/cont and the engine's
@@ -440,6 +524,7 @@ bool lm_set_status_locked(livemig *lm, livemig_status from, livemig_status to)
     if (to == LIVEMIG_STATUS_COMPLETED || to == LIVEMIG_STATUS_FAILED ||
         to == LIVEMIG_STATUS_CANCELLED)
         lm->stats.end_ms = lm_now_ms();
+    log_status(lm, to);
     pthread_cond_broadcast(&lm->cond);
     struct lm_params p;
     lm_tunables_snapshot(lm->tun, &p);
@@ -638,6 +723,8 @@ bool livemig_incoming(livemig *lm, const char *uri, livemig_error *err)
              start_thread(lm, true, err);
         if (!ok)
             lm_listener_close(&lm->listener);
+        else
+            lm_log(lm, "waiting for an incoming migration on '%s'", uri);
     }
     pthread_mutex_unlock(&lm->lock);
     return ok;

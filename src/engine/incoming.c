@@ -206,6 +206,9 @@ static bool accept_all(livemig *lm, conns *cs, livemig_error *err)
         }
         cs->main = r;
         pthread_mutex_lock(&lm->lock);
+        /* The destination's times count from the source's first bytes,
+         * not from when it began to listen. */
+        lm->stats.start_ms = lm_now_ms();
         lm->conn = c;
         lm_set_status_locked(lm, LIVEMIG_STATUS_SETUP, LIVEMIG_STATUS_ACTIVE);
         pthread_mutex_unlock(&lm->lock);

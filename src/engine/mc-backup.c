@@ -298,7 +298,17 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
                           "from", why.desc[0] ? why.desc : "stream ended");
         return false;
     }
-    const char *reason = asked ? "mc-failover" : why.desc;
+    /* Said as an operator reads it: why the primary is taken for dead. */
+    char plain[sizeof(why.desc)];
+    if (r->timed_out)
+        snprintf(plain, sizeof(plain), "the primary was silent for %u ms "
+                 "(mc-heartbeat-timeout)", heartbeat_ms);
+    else if (r->eof)
+        snprintf(plain, sizeof(plain), "the primary's connection closed "
+                 "(it stopped, or the network between the two broke)");
+    else
+        snprintf(plain, sizeof(plain), "%s", why.desc);
+    const char *reason = asked ? "mc-failover" : plain;
     lm_guest_cont(lm);
     json_object *d = json_object_new_object();
     json_object_object_add(d, "epoch", json_object_new_uint64(applied_epoch));

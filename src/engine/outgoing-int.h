@@ -19,8 +19,16 @@ typedef struct out_state {
     uint64_t pass_pages, pass_p0;  /* pages to send this pass; pages_done
                                       when it began (progress) */
     uint64_t last_tick_us;
-    uint64_t pass_t0_us, pass_b0;  /* when the pass began, wire bytes then
-                                      (live bandwidth) */
+    /* Numbers (publish): the pass being sent and when it began; when the
+     * dirty set was last synced; small passes gathered until they are
+     * enough to measure the link; hold-watching state. */
+    uint64_t pass_no;
+    uint64_t pass_t0_us, pass_b0;
+    bool in_pass;                  /* a precopy pass is sending */
+    uint64_t last_sync_us;
+    uint64_t win_bytes, win_pages, win_us;
+    bool ready_said;               /* MIGRATION_READY {ready: true} sent */
+    uint64_t last_pass_event_us;
     bool unthrottled;              /* switchover: max-bandwidth is off */
     uint64_t dirty_pages;          /* to send in the next pass */
     bool stopped_guest;            /* we stopped it: restore on failure */

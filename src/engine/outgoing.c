@@ -123,24 +123,43 @@ bool lm_out_tick(out_state *s)
         lm_writer_set_rate(s->w, p.max_bandwidth);
     }
     uint64_t done = s->pages_done - s->pass_p0;
-    json_object *mf = s->mf ? lm_mf_send_stats(s->mf) : NULL;
+    uint64_t left = s->pass_pages > done ? s->pass_pages - done : 0;
     uint64_t wire = wire_bytes(s);
+    json_object *mf = s->mf ? lm_mf_send_stats(s->mf) : NULL;
     pthread_mutex_lock(&lm->lock);
+    lm_stats *st = &lm->stats;
     if (mf) {   /* live, not only at the end of a pass */
-        json_object_put(lm->stats.multifd);
-        lm->stats.multifd = mf;
+        json_object_put(st->multifd);
+        st->multifd = mf;
     }
-    /* The bandwidth of the pass so far, once it is long enough to mean
-     * something: a long first pass shows its rate while it runs. */
-    if (s->pass_t0_us && now - s->pass_t0_us >= 200000)
-        lm->stats.bandwidth = (wire - s->pass_b0) * 1000000u /
-                              (now - s->pass_t0_us);
-    lm->stats.transferred = wire;
-    lm->stats.precopy_bytes = lm->stats.transferred;
-    lm->stats.normal = s->normal;
-    lm->stats.duplicate = s->duplicate;
-    lm->stats.remaining = (s->pass_pages > done ? s->pass_pages - done : 0) *
-                          LM_PAGE_SIZE;
+    st->transferred = wire;
+    st->precopy_bytes = wire;
+    st->normal = s->normal;
+    st->duplicate = s->duplicate;
+    st->sent_pages = s->pages_done;
+    st->remaining = left * LM_PAGE_SIZE;
+    /* Mid-pass, the rates are those of this pass so far (the first pass
+     * has no other), and the expected downtime is what switching over
+     * now would leave to send. */
+    uint64_t el = now - s->pass_t0_us;
+    if (s->in_pass && el >= 100000) {
+        uint64_t bw = (wire - s->pass_b0) * 1000000u / el;
+        uint64_t pr = done * 1000000u / el;
+        if (s->p.max_bandwidth && bw > s->p.max_bandwidth) {
+            /* the token bucket's first burst is not the sustained rate */
+            pr = (uint64_t)((double)pr * (double)s->p.max_bandwidth /
+                            (double)bw);
+            bw = s->p.max_bandwidth;
+        }
+        st->bandwidth = bw;
+        if (done >= 64)
+            st->page_rate = pr;
+        if (s->p.avail_switchover_bandwidth)
+            st->expected_downtime_ms = st->remaining * 1000u /
+                                       s->p.avail_switchover_bandwidth;
+        else if (st->page_rate)
+            st->expected_downtime_ms = left * 1000u / st->page_rate;
+    }
     pthread_mutex_unlock(&lm->lock);
     return true;
 }
@@ -425,8 +444,14 @@ void lm_out_explain_write_error(out_state *s)
 
 /* ---- passes ------------------------------------------------------------ */
 
+/* A link is measured over at least this much sending: a small pass fits
+ * in the socket buffers (4 MiB) or the token bucket's burst and would
+ * read as a far faster link (a held migration sends small passes). */
+#define MEASURE_BYTES (16u << 20)
+#define MEASURE_US 200000u
+
 static void publish(out_state *s, uint64_t pass_bytes, uint64_t pass_pages,
-                    uint64_t pass_us, uint64_t dirtied)
+                    uint64_t pass_us, uint64_t dirtied, uint64_t since_sync_us)
 {
     livemig *lm = s->lm;
     pthread_mutex_lock(&lm->lock);
@@ -436,19 +461,35 @@ static void publish(out_state *s, uint64_t pass_bytes, uint64_t pass_pages,
     st->precopy_bytes = wire;
     st->normal = s->normal;
     st->duplicate = s->duplicate;
+    st->sent_pages = s->pages_done;
     st->remaining = s->dirty_pages * LM_PAGE_SIZE;
-    if (pass_us > 0 && (pass_bytes >= (1u << 20) || pass_us >= 20000)) {
-        st->bandwidth = pass_bytes * 1000000u / pass_us;
-        st->pages_per_second = (s->normal + s->duplicate) * 1000000u /
-                               (lm_now_us() - st->start_ms * 1000u + 1);
+    st->pages_per_second = s->pages_done * 1000000u /
+                           (lm_now_us() - st->start_ms * 1000u + 1);
+    s->win_bytes += pass_bytes;
+    s->win_pages += pass_pages;
+    s->win_us += pass_us;
+    if (s->win_us > 0 && (s->win_bytes >= MEASURE_BYTES ||
+                          s->win_us >= MEASURE_US || !st->page_rate)) {
+        /* The estimate counts pages, not bytes: zero pages, xbzrle deltas
+         * and compression make a page cost less than its size, and the
+         * rate at which pages went out already shows it. */
+        uint64_t bw = s->win_bytes * 1000000u / s->win_us;
+        uint64_t pr = s->win_pages * 1000000u / s->win_us;
+        if (s->p.max_bandwidth && bw > s->p.max_bandwidth) {
+            /* a burst inside the token bucket is not the sustained rate */
+            pr = (uint64_t)((double)pr * (double)s->p.max_bandwidth /
+                            (double)bw);
+            bw = s->p.max_bandwidth;
+        }
+        if (s->win_bytes)
+            st->bandwidth = bw;
+        if (s->win_pages)
+            st->page_rate = pr;
+        s->win_bytes = s->win_pages = s->win_us = 0;
     }
-    if (pass_us > 0)
-        st->dirty_pages_rate = dirtied * 1000000u / pass_us;
-    /* The estimate counts pages, not bytes: zero pages, xbzrle deltas
-     * and compression make a page cost less than its size, and the rate
-     * at which pages went out already shows it. */
-    if (pass_us > 0 && (pass_pages >= 256 || pass_us >= 20000))
-        st->page_rate = pass_pages * 1000000u / pass_us;
+    /* Dirtied over the wall time between two syncs, waits included. */
+    if (since_sync_us > 0)
+        st->dirty_pages_rate = dirtied * 1000000u / since_sync_us;
     st->bandwidth_source = 0;
     if (s->p.avail_switchover_bandwidth) {
         st->bandwidth_source = 1;
@@ -541,37 +582,50 @@ static bool do_pass(out_state *s, uint64_t pass)
     if (s->mf)
         lm_mf_send_set_rate(s->mf, s->p.max_bandwidth);
     uint64_t t0 = lm_now_us(), b0 = wire_bytes(s), p0 = s->pages_done;
+    if (!s->last_sync_us)
+        s->last_sync_us = t0;   /* tracking started just before pass 1 */
     s->pass_p0 = p0;
+    s->pass_no = pass;
     s->pass_t0_us = t0;
     s->pass_b0 = b0;
-    s->pass_pages = 0;
-    for (size_t i = 0; i < lm->nram; i++)
-        for (size_t w = 0; w < lm->ram[i]->bitmap_words; w++)
-            s->pass_pages += (uint64_t)__builtin_popcountll(lm->ram[i]->dirty[w]);
-    if (!send_dirty(s)) {
-        if (s->w->error)
-            lm_out_explain_write_error(s);
-        return false;
-    }
-    if (!end_pass(s, pass))
-        return false;
-    s->pass_t0_us = 0;   /* publish() takes over the bandwidth */
-    if (!lm_out_sync_dirty(s))
-        return false;
-    uint64_t dt = lm_now_us() - t0;
     pthread_mutex_lock(&lm->lock);
-    lm->stats.dirty_sync_count = pass;
+    lm->stats.dirty_sync_count = pass;   /* the pass being sent, as QEMU */
     pthread_mutex_unlock(&lm->lock);
-    publish(s, wire_bytes(s) - b0, s->pages_done - p0, dt, s->dirty_pages);
-    if (s->xc)
-        xbzrle_publish(s);
-    if (pass > 1)
-        auto_converge(s, wire_bytes(s) - b0, s->dirty_pages * LM_PAGE_SIZE);
-    if (s->p.cap_events) {
+    /* As QEMU: MIGRATION_PASS when a pass begins.  A held, ready
+     * migration keeps the destination in sync with a pass every few
+     * ms: one event a second is enough to watch it. */
+    if (s->p.cap_events &&
+        (!s->ready_said || t0 - s->last_pass_event_us >= 1000000)) {
+        s->last_pass_event_us = t0;
         json_object *d = json_object_new_object();
         json_object_object_add(d, "pass", json_object_new_uint64(pass));
         lm_emit(lm, "MIGRATION_PASS", d);
     }
+    s->pass_pages = 0;
+    for (size_t i = 0; i < lm->nram; i++)
+        for (size_t w = 0; w < lm->ram[i]->bitmap_words; w++)
+            s->pass_pages += (uint64_t)__builtin_popcountll(lm->ram[i]->dirty[w]);
+    s->in_pass = true;
+    if (!send_dirty(s)) {
+        s->in_pass = false;
+        if (s->w->error)
+            lm_out_explain_write_error(s);
+        return false;
+    }
+    s->in_pass = false;
+    if (!end_pass(s, pass))
+        return false;
+    if (!lm_out_sync_dirty(s))
+        return false;
+    uint64_t now = lm_now_us(), dt = now - t0;
+    uint64_t since_sync = now - s->last_sync_us;
+    s->last_sync_us = now;
+    publish(s, wire_bytes(s) - b0, s->pages_done - p0, dt, s->dirty_pages,
+            since_sync);
+    if (s->xc)
+        xbzrle_publish(s);
+    if (pass > 1)
+        auto_converge(s, wire_bytes(s) - b0, s->dirty_pages * LM_PAGE_SIZE);
     return true;
 }
 
@@ -629,6 +683,49 @@ void lm_out_wait_kick(livemig *lm, unsigned ms)
     pthread_mutex_unlock(&lm->lock);
 }
 
+/* switchover-hold: publish that the migration is held, and say when it
+ * becomes ready to switch over and when it stops being ready
+ * (MIGRATION_READY, with the events capability). */
+static void watch_hold(out_state *s, bool converged)
+{
+    livemig *lm = s->lm;
+    bool held = s->p.switchover_hold;
+    pthread_mutex_lock(&lm->lock);
+    lm->stats.held = held;
+    uint64_t expected = lm->stats.expected_downtime_ms;
+    pthread_mutex_unlock(&lm->lock);
+    if (!held) {
+        s->ready_said = false;   /* released: the switchover follows */
+        return;
+    }
+    if (converged == s->ready_said)
+        return;
+    s->ready_said = converged;
+    if (s->p.cap_events) {
+        json_object *d = json_object_new_object();
+        json_object_object_add(d, "ready", json_object_new_boolean(converged));
+        json_object_object_add(d, "pass", json_object_new_uint64(s->pass_no));
+        json_object_object_add(d, "expected-downtime",
+                               json_object_new_uint64(expected));
+        lm_emit(lm, "MIGRATION_READY", d);
+    }
+}
+
+/* Held and ready: sync again before the dirty set could fill half of
+ * downtime-limit at the measured rates, but no more often than every
+ * 10 ms and at least every 100 ms. */
+static unsigned hold_wait_ms(out_state *s)
+{
+    pthread_mutex_lock(&s->lm->lock);
+    double pr = (double)s->lm->stats.page_rate;
+    double dr = (double)s->lm->stats.dirty_pages_rate;
+    pthread_mutex_unlock(&s->lm->lock);
+    if (dr <= 0)
+        return 100;
+    double ms = 0.5 * (double)s->p.downtime_limit * pr / dr;
+    return ms < 10 ? 10 : ms > 100 ? 100 : (unsigned)ms;
+}
+
 static bool switchover(out_state *s)
 {
     livemig *lm = s->lm;
@@ -666,6 +763,16 @@ static bool switchover(out_state *s)
         return false;   /* cancelled meanwhile */
     if (!lm_out_sync_dirty(s))
         return false;
+    /* The stop-and-copy is the last pass (QEMU counts its sync too). */
+    pthread_mutex_lock(&lm->lock);
+    uint64_t final_pass = ++lm->stats.dirty_sync_count;
+    lm->stats.remaining = s->dirty_pages * LM_PAGE_SIZE;
+    pthread_mutex_unlock(&lm->lock);
+    if (s->p.cap_events) {
+        json_object *d = json_object_new_object();
+        json_object_object_add(d, "pass", json_object_new_uint64(final_pass));
+        lm_emit(lm, "MIGRATION_PASS", d);
+    }
     uint64_t t2 = lm_now_us();
     uint64_t b0 = wire_bytes(s);
     if (!send_dirty(s) || !lm_wr_flush(s->w)) {
@@ -673,13 +780,8 @@ static bool switchover(out_state *s)
             lm_out_explain_write_error(s);
         return false;
     }
-    if (s->mf) {
-        pthread_mutex_lock(&lm->lock);
-        uint64_t last = lm->stats.dirty_sync_count;
-        pthread_mutex_unlock(&lm->lock);
-        if (!end_pass(s, last + 1))
-            return false;
-    }
+    if (s->mf && !end_pass(s, final_pass))
+        return false;
     if (!send_sections(s))
         return false;
     /* A guest the user had stopped arrives stopped (as in QEMU). */
@@ -726,7 +828,7 @@ static bool switchover(out_state *s)
     dt.load_us = load_us;
     dt.confirm_us = t4 - t3 > load_us ? t4 - t3 - load_us : 0;
     s->dirty_pages = 0;
-    publish(s, 0, 0, 0, 0);
+    publish(s, 0, 0, 0, 0, 0);
     pthread_mutex_lock(&lm->lock);
     lm->stats.dt = dt;
     lm->stats.downtime_ms = (t4 - t0 + 500) / 1000;
@@ -823,10 +925,11 @@ static bool migrate(out_state *s)
             s->xbzrle_on = false;   /* checkpoints send from the shadow */
             return lm_mc_primary(s);
         }
+        watch_hold(s, converged);
         if (converged && !s->p.switchover_hold)
             return switchover(s);
-        if (converged || s->dirty_pages == 0)
-            lm_out_wait_kick(lm, 10);   /* held: keep in sync without spinning */
+        if (converged || s->dirty_pages == 0)   /* held: keep in sync */
+            lm_out_wait_kick(lm, converged ? hold_wait_ms(s) : 10);
     }
     return false;
 }

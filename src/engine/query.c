@@ -36,8 +36,11 @@ json_object *livemig_query_migrate(livemig *lm)
                 status == LIVEMIG_STATUS_FAILED ||
                 status == LIVEMIG_STATUS_CANCELLED;
     uint64_t end = st.end_ms ? st.end_ms : lm_now_ms();
-    add_u64(o, "total-time", end - st.start_ms);
-    add_u64(o, "setup-time", st.setup_ms);
+    /* A listening destination has no migration to time yet. */
+    if (!(incoming && status == LIVEMIG_STATUS_SETUP)) {
+        add_u64(o, "total-time", end - st.start_ms);
+        add_u64(o, "setup-time", st.setup_ms);
+    }
     if (!incoming && !done)
         add_u64(o, "expected-downtime", st.expected_downtime_ms);
     if (status == LIVEMIG_STATUS_COMPLETED && !incoming)
@@ -45,6 +48,19 @@ json_object *livemig_query_migrate(livemig *lm)
 
     if (!incoming && !done)
         add_u64(o, "cpu-throttle-percentage", st.cpu_throttle);
+    if (!incoming) {
+        /* Bytes of pages sent of those sent plus those still to send: it
+         * never starts over at a pass, and only falls back when a pass
+         * finds more dirtied than was left. */
+        double sent = (double)st.sent_pages * LM_PAGE_SIZE;
+        double pct = status == LIVEMIG_STATUS_COMPLETED ? 100.0
+                     : sent + (double)st.remaining > 0
+                         ? 100.0 * sent / (sent + (double)st.remaining)
+                         : 0.0;
+        json_object_object_add(o, "progress-percent",
+                               json_object_new_double(
+                                   (double)(int64_t)(pct * 10) / 10));
+    }
 
     json_object *ram = json_object_new_object();
     add_u64(ram, "transferred", st.transferred);
@@ -106,6 +122,8 @@ json_object *livemig_query_migrate(livemig *lm)
             st.bandwidth_source ? "avail-switchover-bandwidth" : "measured"));
         json_object_object_add(c, "would-switchover",
                                json_object_new_boolean(st.converged));
+        json_object_object_add(c, "held", json_object_new_boolean(
+                                   st.held && !done));
         json_object_object_add(o, "convergence", c);
     }
     if (status == LIVEMIG_STATUS_COMPLETED) {

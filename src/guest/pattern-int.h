@@ -113,6 +113,7 @@ struct lm_pattern {
     bool engine_stopped;
     unsigned holds;
     bool quit;
+    bool retire;                       /* workers exit (a reshape) */
     unsigned parked;
     atomic_bool pause_req;
     _Atomic unsigned throttle;
@@ -128,6 +129,14 @@ struct lm_pattern {
     atomic_bool gap_pending;
     _Atomic uint64_t migration_gap_ns;
 };
+
+/* Give the guest the workload an incoming state describes (worker count,
+ * fill, dirty rate): when it differs, the workers exit and new ones start
+ * (parked while the guest is stopped), every slice at the end of the
+ * fill; the caller then sets their positions.  Called with the guest
+ * stopped (a section load). */
+bool lm_pattern_reshape(lm_pattern *p, unsigned threads, lm_pattern_fill fill,
+                        uint64_t dirty_rate, livemig_error *err);
 
 /* Pages written so far, the fill and the source's writes included. */
 uint64_t lm_pattern_pages_written(lm_pattern *p);

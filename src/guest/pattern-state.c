@@ -1,13 +1,21 @@
 /*
- * pattern-state.c - the state section "pattern" (version 1) of the pattern
+ * pattern-state.c - the state section "pattern" (version 2) of the pattern
  * guest: what a destination needs to resume the workload exactly where the
- * source stopped, and to refuse a guest of another shape.
+ * source stopped and as it ran there, and to refuse a guest it cannot be.
  *
  * All fields big-endian:
  *   u64 page size, u64 pages, u32 threads, u32 fill (0 random, 1 text,
  *   2 zero), u64 pages written, u64 last write (CLOCK_MONOTONIC ns),
  *   u64 max write gap (ns), then per worker: u64 generation, u64 cursor
- *   (relative to the worker's first page, 0..slice length).
+ *   (relative to the worker's first page, 0..slice length); version 2
+ *   adds u64 dirty rate (bytes/s, 2^64-1 = max).
+ *
+ * The workload's behaviour (threads, fill, dirty rate) is the source's:
+ * the destination takes it over whatever its own --guest said, so a
+ * backup started with other settings runs on as the primary did.  The
+ * size cannot change (the RAM block is the destination's), and the
+ * outputs file stays the destination's own: it names a file of that host.
+ * A version 1 state (no dirty rate) keeps the destination's rate.
  *
  * Save and load run with the guest stopped (the workers parked).
  */
@@ -32,6 +40,7 @@ static bool section_save(void *opaque, livemig_buf *out, livemig_error *err)
         ok = livemig_buf_put_u64(out, atomic_load(&p->workers[i].generation)) &&
              livemig_buf_put_u64(out, atomic_load(&p->workers[i].cursor));
     }
+    ok = ok && livemig_buf_put_u64(out, p->spec.dirty_rate);
     if (!ok)
         livemig_error_set(err, "pattern guest: out of memory saving its state");
     return ok;
@@ -104,13 +113,13 @@ static bool state_matches(const lm_pattern *p, const uint64_t *gen,
 }
 
 #define TRUNC_MSG "pattern guest: its state in the stream is truncated " \
-                  "(section 'pattern' version 1)"
+                  "(section 'pattern')"
 
 static bool section_load(void *opaque, uint32_t version, livemig_cursor *in,
                          livemig_error *err)
 {
     lm_pattern *p = opaque;
-    if (version != LM_PATTERN_SECTION_VERSION) {
+    if (version < 1 || version > LM_PATTERN_SECTION_VERSION) {
         livemig_error_set(err, "pattern guest: state version %u is not "
                           "supported (this guest reads version %u); use the "
                           "same livemig version on both sides", version,
@@ -146,18 +155,16 @@ static bool section_load(void *opaque, uint32_t version, livemig_cursor *in,
                           "size", npages, a, p->npages, b);
         return false;
     }
-    if (threads != p->spec.threads) {
+    if (threads < 1 || threads > LM_PATTERN_MAX_THREADS || threads > npages) {
         livemig_error_set(err, "pattern guest: the source runs threads=%u, "
-                          "this guest threads=%u; start both sides with the "
-                          "same --guest threads", threads, p->spec.threads);
+                          "which this guest cannot (1 to %u, at most one per "
+                          "page)", threads, LM_PATTERN_MAX_THREADS);
         return false;
     }
-    if (fill != (uint32_t)p->spec.fill) {
-        livemig_error_set(err, "pattern guest: the source uses fill=%s, this "
-                          "guest fill=%s; start both sides with the same "
-                          "--guest fill",
-                          lm_pattern_fill_name((lm_pattern_fill)fill),
-                          lm_pattern_fill_name(p->spec.fill));
+    if (fill > LM_PATTERN_FILL_ZERO) {
+        livemig_error_set(err, "pattern guest: the source uses fill %u, "
+                          "unknown here; use the same livemig version on "
+                          "both sides", fill);
         return false;
     }
     uint64_t gen[LM_PATTERN_MAX_THREADS], cur[LM_PATTERN_MAX_THREADS];
@@ -167,27 +174,34 @@ static bool section_load(void *opaque, uint32_t version, livemig_cursor *in,
             livemig_error_set(err, TRUNC_MSG);
             return false;
         }
-        const pattern_worker *w = &p->workers[i];
-        if (cur[i] > w->npages || gen[i] == 0 ||
-            (gen[i] == 1 && cur[i] < w->npages)) {
+        uint64_t len = npages * (i + 1) / threads - npages * i / threads;
+        if (cur[i] > len || gen[i] == 0 || (gen[i] == 1 && cur[i] < len)) {
             livemig_error_set(err, "pattern guest: invalid state of worker %u "
                               "in the stream: generation %" PRIu64 ", cursor %"
                               PRIu64 " of %" PRIu64 " pages", i, gen[i],
-                              cur[i], w->npages);
+                              cur[i], len);
             return false;
         }
     }
+    uint64_t rate = p->spec.dirty_rate;
+    if (version >= 2 && !livemig_cursor_get_u64(in, &rate)) {
+        livemig_error_set(err, TRUNC_MSG);
+        return false;
+    }
     if (in->len) {
         livemig_error_set(err, "pattern guest: %zu unexpected bytes after its "
-                          "state in the stream (section 'pattern' version 1)",
-                          in->len);
+                          "state in the stream (section 'pattern' version "
+                          "%u)", in->len, version);
         return false;
     }
     if (!state_matches(p, gen, cur, written, err))
         return false;
 
-    /* Everything checked: apply.  The workers are parked (the guest is
-     * stopped while sections load). */
+    /* Everything checked: take the source's workload over (the workers
+     * are parked: the guest is stopped while sections load), then its
+     * positions. */
+    if (!lm_pattern_reshape(p, threads, (lm_pattern_fill)fill, rate, err))
+        return false;
     uint64_t own = 0;
     for (unsigned i = 0; i < threads; i++) {
         pattern_worker *w = &p->workers[i];

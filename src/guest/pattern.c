@@ -63,7 +63,7 @@ static struct timespec ns_to_ts(uint64_t ns)
 
 static bool paused_locked(const lm_pattern *p)
 {
-    return p->engine_stopped || p->holds || p->quit;
+    return p->engine_stopped || p->holds || p->quit || p->retire;
 }
 
 static void update_pause_locked(lm_pattern *p)
@@ -87,10 +87,10 @@ static bool worker_park(lm_pattern *p)
     pthread_mutex_lock(&p->lock);
     p->parked++;
     pthread_cond_broadcast(&p->parked_cv);
-    while (paused_locked(p) && !p->quit)
+    while (paused_locked(p) && !p->quit && !p->retire)
         pthread_cond_wait(&p->wake, &p->lock);
     p->parked--;
-    bool quit = p->quit;
+    bool quit = p->quit || p->retire;
     pthread_mutex_unlock(&p->lock);
     return !quit;
 }
@@ -286,6 +286,7 @@ typedef struct range_job {
     lm_pattern *p;
     uint64_t begin, end;
     const worker_snap *snap;           /* verify */
+    lm_pattern_fill fill;
     uint64_t first_bad;                /* verify: UINT64_MAX if none */
     uint64_t bad;
     char why[320];
@@ -302,7 +303,8 @@ static unsigned helper_count(uint64_t npages)
 /* Run @fn over [0, npages) split across helper threads; the calling thread
  * takes the first range.  @jobs has MAX_HELPERS entries. */
 static unsigned run_ranges(lm_pattern *p, void *(*fn)(void *),
-                           range_job *jobs, const worker_snap *snap)
+                           range_job *jobs, const worker_snap *snap,
+                           lm_pattern_fill fill)
 {
     unsigned k = helper_count(p->npages);
     pthread_t tids[MAX_HELPERS];
@@ -310,7 +312,8 @@ static unsigned run_ranges(lm_pattern *p, void *(*fn)(void *),
     for (unsigned i = 0; i < k; i++) {
         jobs[i] = (range_job){ .p = p, .begin = p->npages * i / k,
                                .end = p->npages * (i + 1) / k,
-                               .snap = snap, .first_bad = UINT64_MAX };
+                               .snap = snap, .fill = fill,
+                               .first_bad = UINT64_MAX };
     }
     for (unsigned i = 1; i < k; i++)
         started[i] = pthread_create(&tids[i], NULL, fn, &jobs[i]) == 0;
@@ -329,7 +332,7 @@ static void *fill_range(void *arg)
     range_job *j = arg;
     lm_pattern *p = j->p;
     for (uint64_t i = j->begin; i < j->end; i++) {
-        lm_pattern_page_write(p->spec.fill, p->host + i * PAGE, i, 1,
+        lm_pattern_page_write(j->fill, p->host + i * PAGE, i, 1,
                               now_ns());
         if (p->bitmap)
             livemig_dirty_mark(p->bitmap, i);
@@ -349,7 +352,7 @@ static void *verify_range(void *arg)
         const worker_snap *s = &j->snap[w];
         uint64_t off = i - s->first;
         uint64_t gen = off < s->cursor ? s->generation : s->generation - 1;
-        int r = lm_pattern_page_check(p->spec.fill, p->host + i * PAGE, i,
+        int r = lm_pattern_page_check(j->fill, p->host + i * PAGE, i,
                                       gen, why, sizeof(why));
         if (r == LM_PATTERN_GOOD)
             continue;
@@ -368,9 +371,17 @@ static void *verify_range(void *arg)
 
 /* ---- query and verify ----------------------------------------------------- */
 
-static void take_snap(lm_pattern *p, worker_snap *snap)
+/* The workers' positions and the guest's shape, consistent with a
+ * reshape by an incoming state (which changes them under p->lock).
+ * Returns the number of workers. */
+static unsigned take_snap(lm_pattern *p, worker_snap *snap,
+                          lm_pattern_fill *fill)
 {
-    for (unsigned i = 0; i < p->spec.threads; i++) {
+    pthread_mutex_lock(&p->lock);
+    unsigned n = p->spec.threads;
+    if (fill)
+        *fill = p->spec.fill;
+    for (unsigned i = 0; i < n; i++) {
         pattern_worker *w = &p->workers[i];
         snap[i] = (worker_snap){
             .first = w->first, .npages = w->npages,
@@ -378,6 +389,8 @@ static void take_snap(lm_pattern *p, worker_snap *snap)
             .cursor = atomic_load(&w->cursor),
         };
     }
+    pthread_mutex_unlock(&p->lock);
+    return n;
 }
 
 static uint64_t min_generation(const worker_snap *snap, unsigned n)
@@ -392,7 +405,8 @@ static uint64_t min_generation(const worker_snap *snap, unsigned n)
 uint64_t lm_pattern_pages_written(lm_pattern *p)
 {
     uint64_t n = atomic_load(&p->base_written);
-    for (unsigned i = 0; i < p->spec.threads; i++)
+    /* Every slot: a reshape zeroes the counters it moves into base. */
+    for (unsigned i = 0; i < LM_PATTERN_MAX_THREADS; i++)
         n += atomic_load_explicit(&p->workers[i].written,
                                   memory_order_relaxed);
     return n;
@@ -406,31 +420,32 @@ static struct json_object *jint(uint64_t v)
 struct json_object *lm_pattern_query(lm_pattern *p)
 {
     worker_snap snap[LM_PATTERN_MAX_THREADS];
-    take_snap(p, snap);
+    lm_pattern_fill fill;
+    unsigned nw = take_snap(p, snap, &fill);
     pthread_mutex_lock(&p->lock);
     bool running = !p->engine_stopped;
+    uint64_t rate = p->spec.dirty_rate;
     pthread_mutex_unlock(&p->lock);
 
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "size", jint(p->spec.size));
     json_object_object_add(o, "page-size", jint(PAGE));
     json_object_object_add(o, "pages", jint(p->npages));
-    json_object_object_add(o, "threads", jint(p->spec.threads));
+    json_object_object_add(o, "threads", jint(nw));
     json_object_object_add(o, "fill", json_object_new_string(
-                               lm_pattern_fill_name(p->spec.fill)));
+                               lm_pattern_fill_name(fill)));
     json_object_object_add(o, "dirty-rate",
-                           p->spec.dirty_rate == LM_PATTERN_RATE_MAX
+                           rate == LM_PATTERN_RATE_MAX
                                ? json_object_new_string("max")
-                               : jint(p->spec.dirty_rate));
+                               : jint(rate));
     json_object_object_add(o, "running", json_object_new_boolean(running));
     json_object_object_add(o, "throttle-percentage",
                            jint(atomic_load(&p->throttle)));
     json_object_object_add(o, "pages-written", jint(lm_pattern_pages_written(p)));
-    json_object_object_add(o, "generation",
-                           jint(min_generation(snap, p->spec.threads)));
+    json_object_object_add(o, "generation", jint(min_generation(snap, nw)));
     struct json_object *cur = json_object_new_array();
     struct json_object *gens = json_object_new_array();
-    for (unsigned i = 0; i < p->spec.threads; i++) {
+    for (unsigned i = 0; i < nw; i++) {
         json_object_array_add(cur, jint(snap[i].first + snap[i].cursor));
         json_object_array_add(gens, jint(snap[i].generation));
     }
@@ -467,9 +482,10 @@ struct json_object *lm_pattern_verify(lm_pattern *p, livemig_error *err)
     uint64_t held = now_ns();
 
     worker_snap snap[LM_PATTERN_MAX_THREADS];
-    take_snap(p, snap);
+    lm_pattern_fill fill;
+    unsigned nw = take_snap(p, snap, &fill);
     range_job jobs[MAX_HELPERS];
-    unsigned k = run_ranges(p, verify_range, jobs, snap);
+    unsigned k = run_ranges(p, verify_range, jobs, snap, fill);
 
     hold_end(p, was_running, now_ns() - held);
     uint64_t t1 = now_ns();
@@ -489,8 +505,7 @@ struct json_object *lm_pattern_verify(lm_pattern *p, livemig_error *err)
         json_object_object_add(o, "reason", json_object_new_string(first->why));
     }
     json_object_object_add(o, "pages", jint(p->npages));
-    json_object_object_add(o, "generation",
-                           jint(min_generation(snap, p->spec.threads)));
+    json_object_object_add(o, "generation", jint(min_generation(snap, nw)));
     json_object_object_add(o, "time-us", jint((t1 - t0) / 1000));
     return o;
 }
@@ -523,6 +538,80 @@ static bool init_sync(lm_pattern *p, livemig_error *err)
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->parked_cv, NULL);
     return true;
+}
+
+/* Split the pages among @n workers, each at the end of the fill: the
+ * whole slice "before the cursor" at generation 1. */
+static void slice(lm_pattern *p, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        pattern_worker *w = &p->workers[i];
+        w->p = p;
+        w->idx = i;
+        w->first = p->npages * i / n;
+        w->npages = p->npages * (i + 1) / n - w->first;
+        atomic_store(&w->generation, 1);
+        atomic_store(&w->cursor, w->npages);
+    }
+}
+
+/* Start the workers of spec (none when idle); they park at once while
+ * the guest is stopped. */
+static bool start_workers(lm_pattern *p, livemig_error *err)
+{
+    if (!p->spec.dirty_rate)
+        return true;
+    for (unsigned i = 0; i < p->spec.threads; i++) {
+        pthread_mutex_lock(&p->lock);
+        bool quit = p->quit;
+        pthread_mutex_unlock(&p->lock);
+        if (quit)
+            return true;
+        int e = pthread_create(&p->workers[i].tid, NULL, worker_main,
+                               &p->workers[i]);
+        if (e) {
+            livemig_error_set(err, "pattern guest: cannot start worker "
+                              "thread %u: %s", i, strerror(e));
+            return false;
+        }
+        pthread_mutex_lock(&p->lock);
+        p->nworkers_started++;
+        pthread_mutex_unlock(&p->lock);
+    }
+    return true;
+}
+
+bool lm_pattern_reshape(lm_pattern *p, unsigned threads, lm_pattern_fill fill,
+                        uint64_t dirty_rate, livemig_error *err)
+{
+    pthread_mutex_lock(&p->lock);
+    bool same = threads == p->spec.threads && fill == p->spec.fill &&
+                dirty_rate == p->spec.dirty_rate;
+    unsigned n = same ? 0 : p->nworkers_started;
+    if (!same) {
+        p->nworkers_started = 0;
+        p->retire = true;
+        update_pause_locked(p);
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (same)
+        return true;
+    for (unsigned i = 0; i < n; i++)
+        pthread_join(p->workers[i].tid, NULL);
+
+    pthread_mutex_lock(&p->lock);
+    p->retire = false;
+    update_pause_locked(p);
+    uint64_t moved = 0;
+    for (unsigned i = 0; i < LM_PATTERN_MAX_THREADS; i++)
+        moved += atomic_exchange(&p->workers[i].written, 0);
+    atomic_fetch_add(&p->base_written, moved);
+    p->spec.threads = threads;
+    p->spec.fill = fill;
+    p->spec.dirty_rate = dirty_rate;
+    slice(p, threads);
+    pthread_mutex_unlock(&p->lock);
+    return start_workers(p, err);
 }
 
 void lm_pattern_halt(lm_pattern *p)
@@ -575,23 +664,13 @@ lm_pattern *lm_pattern_new(const char *spec, livemig *lm, bool incoming,
     p->engine_stopped = incoming;
     atomic_store(&p->pause_req, incoming);
 
-    unsigned n = p->spec.threads;
-    p->workers = calloc(n, sizeof(*p->workers));
+    /* Every slot: an incoming state may bring another thread count. */
+    p->workers = calloc(LM_PATTERN_MAX_THREADS, sizeof(*p->workers));
     if (!p->workers) {
         livemig_error_set(err, "pattern guest: out of memory");
         goto fail;
     }
-    for (unsigned i = 0; i < n; i++) {
-        pattern_worker *w = &p->workers[i];
-        w->p = p;
-        w->idx = i;
-        w->first = p->npages * i / n;
-        w->npages = p->npages * (i + 1) / n - w->first;
-        /* The fill leaves every page at generation 1: the whole slice is
-         * "before the cursor". */
-        atomic_store(&w->generation, 1);
-        atomic_store(&w->cursor, w->npages);
-    }
+    slice(p, p->spec.threads);
 
     p->host = livemig_ram_alloc(p->spec.size, err);
     if (!p->host)
@@ -610,22 +689,12 @@ lm_pattern *lm_pattern_new(const char *spec, livemig *lm, bool incoming,
 
     if (!incoming) {
         range_job jobs[MAX_HELPERS];
-        run_ranges(p, fill_range, jobs, NULL);
+        run_ranges(p, fill_range, jobs, NULL, p->spec.fill);
         atomic_store(&p->base_written, p->npages);
         atomic_store(&p->last_write_ns, now_ns());
     }
-    if (p->spec.dirty_rate) {
-        for (unsigned i = 0; i < n; i++) {
-            int e = pthread_create(&p->workers[i].tid, NULL, worker_main,
-                                   &p->workers[i]);
-            if (e) {
-                livemig_error_set(err, "pattern guest: cannot start worker "
-                                  "thread %u: %s", i, strerror(e));
-                goto fail;
-            }
-            p->nworkers_started++;
-        }
-    }
+    if (!start_workers(p, err))
+        goto fail;
     if (lm)
         livemig_set_guest_ops(lm, &pattern_guest_ops, p,
                               incoming ? LIVEMIG_RUN_INMIGRATE

@@ -22,8 +22,10 @@
  * stale, torn or misplaced page is found and named.
  *
  * The workers' (g, c), the shape of the guest and its write statistics are
- * the state section "pattern" (version 1), so a migrated guest resumes
- * exactly where the source stopped.
+ * the state section "pattern" (version 2), so a migrated guest resumes
+ * exactly where the source stopped, with the source's threads, fill and
+ * dirty rate (its own --guest settings other than size and outputs give
+ * way).
  *
  * Downtime as the workload feels it: every page write is timestamped; the
  * guest keeps the largest gap between two consecutive writes of any of its
@@ -50,7 +52,7 @@ struct json_object;
 typedef struct lm_pattern lm_pattern;
 
 #define LM_PATTERN_PAGE_SIZE 4096u
-#define LM_PATTERN_SECTION_VERSION 1u
+#define LM_PATTERN_SECTION_VERSION 2u
 #define LM_PATTERN_MAX_THREADS 64u
 
 /*
@@ -62,7 +64,7 @@ typedef struct lm_pattern lm_pattern;
  * outputs=PATH (micro-checkpointing outputs file: parsed and kept).
  *
  * Allocates RAM with livemig_ram_alloc, registers block "pattern"
- * (livemig_ram_add with @tracker) and state section "pattern" (version 1),
+ * (livemig_ram_add with @tracker) and state section "pattern" (version 2),
  * and sets the guest ops.  @lm may be NULL (tests, benchmarks): nothing is
  * registered and the guest runs on its own.
  *

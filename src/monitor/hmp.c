@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/suggest.h"
 #include "monitor/monitor-int.h"
 
 #define MAX_WORDS 16
@@ -23,15 +24,52 @@ typedef struct hmp_ctx {
 
 typedef struct hmp_cmd {
     const char *name;
+    const char *alias;      /* QMP's spelling, also accepted, or NULL */
     const char *args;       /* usage, for help */
     const char *help;
     int min_args, max_args; /* words after the command name */
     void (*fn)(hmp_ctx *h);
 } hmp_cmd;
 
+/* Errors come from QMP commands and the engine, whose hints name QMP
+ * commands; at the human monitor the hint names what to type here. */
+static const struct { const char *qmp, *hmp; } hmp_names[] = {
+    { "query-migrate-parameter-info", "help migrate_set_parameter" },
+    { "query-migrate-parameters", "info migrate_parameters" },
+    { "query-migrate-capabilities", "info migrate_capabilities" },
+    { "query-migrate", "info migrate" },
+    { "migrate-set-parameters", "migrate_set_parameter" },
+    { "migrate-set-capabilities", "migrate_set_capability" },
+    { "migrate-continue", "migrate_continue" },
+    { "migrate-incoming", "migrate_incoming" },
+    { "migrate-cancel", "migrate_cancel" },
+    { "mc-failover", "mc_failover" },
+    { "guest-verify", "guest_verify" },
+    { "query-guest", "info guest" },
+    { "query-status", "info status" },
+};
+
 static void hmp_error(hmp_ctx *h, const char *desc)
 {
-    fprintf(h->out, "Error: %s\n", desc);
+    fputs("Error: ", h->out);
+    for (const char *p = desc; *p;) {
+        size_t i, n = sizeof(hmp_names) / sizeof(hmp_names[0]);
+        for (i = 0; i < n; i++) {
+            size_t len = strlen(hmp_names[i].qmp);
+            /* whole words only: "migrate-incoming" but not a file name */
+            if (!strncmp(p, hmp_names[i].qmp, len) &&
+                (p == desc || (p[-1] != '-' && p[-1] != '_' &&
+                               p[-1] != '/')) &&
+                (p[len] == '\0' || (p[len] != '-' && p[len] != '_'))) {
+                fputs(hmp_names[i].hmp, h->out);
+                p += len;
+                break;
+            }
+        }
+        if (i == n)
+            fputc(*p++, h->out);
+    }
+    fputc('\n', h->out);
 }
 
 /* Run QMP @cmd; on error print it and return NULL. */
@@ -70,23 +108,68 @@ static bool get_i64(json_object *o, const char *k, int64_t *out)
 
 static const hmp_cmd *hmp_table(size_t *n);
 
+/* The legacy one-tunable commands, from the table of tunables. */
+static bool help_legacy(hmp_ctx *h, const char *only)
+{
+    json_object *info = lm_tunables_legacy_info();
+    bool found = false;
+    for (size_t i = 0; info && i < json_object_array_length(info); i++) {
+        json_object *e = json_object_array_get_idx(info, i);
+        const char *cmd = get_str(e, "command");
+        const char *param = get_str(e, "parameter");
+        const char *unit = get_str(e, "unit");
+        if (!cmd || (only && strcmp(only, cmd)))
+            continue;
+        /* QMP spells some with '-', HMP with '_' (migrate-set-cache-size) */
+        char name[64];
+        snprintf(name, sizeof(name), "%s", cmd);
+        for (char *c = name; *c; c++)
+            if (*c == '-')
+                *c = '_';
+        fprintf(h->out, "%s VALUE -- (deprecated) set %s%s%s%s; use "
+                "migrate_set_parameter %s\n", name, param ? param : "?",
+                unit && unit[0] ? " (in " : "", unit && unit[0] ? unit : "",
+                unit && unit[0] ? ")" : "", param ? param : "");
+        found = true;
+    }
+    json_object_put(info);
+    return found;
+}
+
 static void h_help(hmp_ctx *h)
 {
     size_t n;
     const hmp_cmd *t = hmp_table(&n);
-    if (h->argc == 1 && (strcmp(h->argv[0], "migrate_set_parameter") == 0)) {
+    const char *only = h->argc == 1 ? h->argv[0] : NULL;
+    if (only && (strcmp(only, "migrate_set_parameter") == 0)) {
         char *txt = lm_tunables_format_help();
         fprintf(h->out, "migrate_set_parameter NAME VALUE -- set a "
                 "migration parameter; NAME is one of:\n%s", txt ? txt : "");
         free(txt);
         return;
     }
+    bool found = false;
     for (size_t i = 0; i < n; i++) {
-        if (h->argc == 1 && strcmp(h->argv[0], t[i].name))
+        if (only && strcmp(only, t[i].name) &&
+            !(t[i].alias && !strcmp(only, t[i].alias)))
             continue;
         fprintf(h->out, "%s%s%s -- %s\n", t[i].name, t[i].args[0] ? " " : "",
                 t[i].args, t[i].help);
+        found = true;
     }
+    if (only) {
+        char legacy[64];
+        snprintf(legacy, sizeof(legacy), "%s", only);
+        found = help_legacy(h, legacy) || found;
+        for (char *c = legacy; *c; c++)
+            if (*c == '_')
+                *c = '-';
+        found = found || help_legacy(h, legacy);
+    } else {
+        help_legacy(h, NULL);
+    }
+    if (!found)
+        fprintf(h->out, "Error: no command '%s'; 'help' lists them\n", only);
 }
 
 static void info_status(hmp_ctx *h)
@@ -123,6 +206,82 @@ static void print_object(hmp_ctx *h, const char *label, json_object *o)
     fprintf(h->out, "\n");
 }
 
+/* p50/p99 of an MC latency: from the histogram object @hist ({"p50",
+ * "p99", "max", "count", ...}) when query-migrate has it, else from the
+ * older last/avg/max fields. */
+static void mc_latency(hmp_ctx *h, json_object *mc, const char *label,
+                       const char *hist, const char *last, const char *avg,
+                       const char *max)
+{
+    json_object *o;
+    int64_t a, b, c;
+    if (json_object_object_get_ex(mc, hist, &o) &&
+        get_i64(o, "p50", &a) && get_i64(o, "p99", &b)) {
+        fprintf(h->out, "  %s: p50 %lld us, p99 %lld us", label,
+                (long long)a, (long long)b);
+        if (get_i64(o, "max", &c))
+            fprintf(h->out, ", max %lld us", (long long)c);
+        if (get_i64(o, "count", &c))
+            fprintf(h->out, " (%lld checkpoints)", (long long)c);
+        fprintf(h->out, "\n");
+        return;
+    }
+    bool any = false;
+    if (!(last && get_i64(mc, last, &a)) && !(avg && get_i64(mc, avg, &a)))
+        return;
+    fprintf(h->out, "  %s:", label);
+    if (last && get_i64(mc, last, &a)) {
+        fprintf(h->out, " last %lld us", (long long)a);
+        any = true;
+    }
+    if (avg && get_i64(mc, avg, &a)) {
+        fprintf(h->out, "%s avg %lld us", any ? "," : "", (long long)a);
+        any = true;
+    }
+    if (max && get_i64(mc, max, &a))
+        fprintf(h->out, "%s max %lld us", any ? "," : "", (long long)a);
+    fprintf(h->out, "\n");
+}
+
+/* Micro-checkpointing, as an operator reads it. */
+static void info_mc(hmp_ctx *h, json_object *mc)
+{
+    const char *role = get_str(mc, "role");
+    bool backup = role && !strcmp(role, "backup");
+    int64_t v, w;
+    fprintf(h->out, "micro-checkpointing: %s", role ? role : "?");
+    if (get_i64(mc, "epoch", &v))
+        fprintf(h->out, ", epoch %lld", (long long)v);
+    if (get_i64(mc, "checkpoints", &v))
+        fprintf(h->out, ", %lld checkpoints %s", (long long)v,
+                backup ? "applied" : "acknowledged");
+    fprintf(h->out, "\n");
+    if (!backup)
+        mc_latency(h, mc, "guest pause", "pause-us", "pause-last-us",
+                   "pause-avg-us", "pause-max-us");
+    mc_latency(h, mc, backup ? "apply" : "acknowledgement",
+               backup ? "apply-us" : "ack-us",
+               backup ? "apply-last-us" : "ack-latency-last-us",
+               backup ? "apply-avg-us" : "ack-latency-avg-us", NULL);
+    if (!backup)   /* output commit: submitted to released */
+        mc_latency(h, mc, "output commit", "commit-us", NULL, NULL, NULL);
+    json_object *o;
+    if (json_object_object_get_ex(mc, "checkpoint-bytes", &o) &&
+        get_i64(o, "p50", &v) && get_i64(o, "p99", &w))
+        fprintf(h->out, "  checkpoint size: p50 %lld bytes, p99 %lld bytes\n",
+                (long long)v, (long long)w);
+    else if (get_i64(mc, "checkpoint-bytes-avg", &v))
+        fprintf(h->out, "  checkpoint size: avg %lld bytes\n", (long long)v);
+    if (!backup && get_i64(mc, "outputs-held", &v) &&
+        get_i64(mc, "outputs-released", &w))
+        fprintf(h->out, "  outputs: %lld held, %lld released\n",
+                (long long)v, (long long)w);
+    if (get_i64(mc, "failover-epoch", &v))
+        fprintf(h->out, "  took over from checkpoint %lld: %s\n",
+                (long long)v, get_str(mc, "failover-reason")
+                                  ? get_str(mc, "failover-reason") : "?");
+}
+
 static void info_migrate(hmp_ctx *h)
 {
     json_object *r = qmp(h, "query-migrate", NULL);
@@ -139,6 +298,20 @@ static void info_migrate(hmp_ctx *h)
         fprintf(h->out, "expected downtime: %lld ms\n", (long long)v);
     if (get_i64(r, "downtime", &v))
         fprintf(h->out, "downtime: %lld ms\n", (long long)v);
+    json_object *pct;
+    if (json_object_object_get_ex(r, "progress-percent", &pct))
+        fprintf(h->out, "progress: %.1f %% (bytes of pages sent of those sent "
+                "and still to send)\n", json_object_get_double(pct));
+    json_object *conv, *held, *ready;
+    if (json_object_object_get_ex(r, "convergence", &conv) &&
+        json_object_object_get_ex(conv, "held", &held) &&
+        json_object_get_boolean(held))
+        fprintf(h->out, "switchover-hold: holding, %s\n",
+                json_object_object_get_ex(conv, "would-switchover", &ready) &&
+                json_object_get_boolean(ready)
+                    ? "ready to switch over (clear switchover-hold to "
+                      "finish)"
+                    : "not ready yet (the rest does not fit downtime-limit)");
     json_object *ram;
     if (json_object_object_get_ex(r, "ram", &ram)) {
         json_object *mbps;
@@ -184,6 +357,20 @@ static void info_migrate(hmp_ctx *h)
     const char *e = get_str(r, "error-desc");
     if (e)
         fprintf(h->out, "error: %s\n", e);
+    if (json_object_object_get_ex(r, "mc", &o))   /* last: livemig-ctl */
+        info_mc(h, o);                              /* status shows it */
+    json_object_put(r);
+}
+
+static void info_guest(hmp_ctx *h)
+{
+    json_object *r = qmp(h, "query-guest", NULL);
+    if (!r)
+        return;
+    json_object_object_foreach(r, k, v)
+        fprintf(h->out, "%s: %s\n", k, json_object_is_type(v,
+                json_type_string) ? json_object_get_string(v)
+                : json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
     json_object_put(r);
 }
 
@@ -198,14 +385,16 @@ static void h_info(hmp_ctx *h)
         char *t = lm_tunables_format_parameters(lm_monitor_tunables(h->m));
         fputs(t ? t : "", h->out);
         free(t);
+    } else if (strcmp(what, "guest") == 0) {
+        info_guest(h);
     } else if (strcmp(what, "migrate_capabilities") == 0) {
         char *t = lm_tunables_format_capabilities(lm_monitor_tunables(h->m));
         fputs(t ? t : "", h->out);
         free(t);
     } else {
         fprintf(h->out, "Error: 'info %s' is not known; try 'info status', "
-                "'info migrate', 'info migrate_parameters' or "
-                "'info migrate_capabilities'\n", what);
+                "'info migrate', 'info migrate_parameters', "
+                "'info migrate_capabilities' or 'info guest'\n", what);
     }
 }
 
@@ -226,6 +415,29 @@ static void h_set_capability(hmp_ctx *h)
 }
 
 static void h_stop(hmp_ctx *h) { qmp_void(h, "stop", NULL); }
+static void h_quit(hmp_ctx *h) { qmp_void(h, "quit", NULL); }
+static void h_mc_failover(hmp_ctx *h) { qmp_void(h, "mc-failover", NULL); }
+
+/* The built-in guest's commands (registered by livemigd). */
+static void h_guest_verify(hmp_ctx *h)
+{
+    json_object *r = qmp(h, "guest-verify", NULL);
+    if (!r)
+        return;
+    json_object *ok;
+    int64_t pages = 0, gen = 0, us = 0;
+    get_i64(r, "pages", &pages);
+    get_i64(r, "generation", &gen);
+    get_i64(r, "time-us", &us);
+    if (json_object_object_get_ex(r, "ok", &ok) && json_object_get_boolean(ok))
+        fprintf(h->out, "guest verified: %lld pages ok (generation %lld, "
+                "%lld us)\n", (long long)pages, (long long)gen, (long long)us);
+    else
+        fprintf(h->out, "Error: the guest's memory is wrong: %s\n",
+                get_str(r, "reason") ? get_str(r, "reason") : "?");
+    json_object_put(r);
+}
+
 static void h_cont(hmp_ctx *h) { qmp_void(h, "cont", NULL); }
 
 static json_object *uri_args(const char *key, const char *val)
@@ -270,30 +482,38 @@ static void h_migrate_continue(hmp_ctx *h)
 }
 
 static const hmp_cmd table[] = {
-    { "help", "[COMMAND]", "show this help, or one command's", 0, 1,
+    { "help", NULL, "[COMMAND]", "show this help, or one command's", 0, 1,
       h_help },
-    { "info", "status|migrate|migrate_parameters|migrate_capabilities",
-      "show the guest status, the migration, its parameters or "
-      "capabilities", 1, 1, h_info },
-    { "migrate_set_parameter", "NAME VALUE",
+    { "info", NULL, "status|migrate|migrate_parameters|migrate_capabilities"
+      "|guest", "show the guest status, the migration, its parameters or "
+      "capabilities, or the built-in guest", 1, 1, h_info },
+    { "migrate_set_parameter", NULL, "NAME VALUE",
       "set a migration parameter (sizes take K/M/G/T, times ms/s; "
       "'help migrate_set_parameter' lists them)", 2, 2, h_set_parameter },
-    { "migrate_set_capability", "NAME on|off",
+    { "migrate_set_capability", NULL, "NAME on|off",
       "turn a migration capability on or off", 2, 2, h_set_capability },
-    { "stop", "", "stop the guest", 0, 0, h_stop },
-    { "cont", "", "resume the guest", 0, 0, h_cont },
-    { "c", "", "resume the guest (short for cont)", 0, 0, h_cont },
-    { "migrate", "[-d] URI",
+    { "stop", NULL, "", "stop the guest", 0, 0, h_stop },
+    { "cont", NULL, "", "resume the guest", 0, 0, h_cont },
+    { "c", NULL, "", "resume the guest (short for cont)", 0, 0, h_cont },
+    { "quit", "q", "", "stop the daemon (its guest and any migration end)",
+      0, 0, h_quit },
+    { "migrate", NULL, "[-d] URI",
       "start migrating to URI (tcp:HOST:PORT, unix:PATH, file:PATH, "
       "exec:CMD); returns at once, 'info migrate' shows progress", 1, 2,
       h_migrate },
-    { "migrate_incoming", "URI", "wait for an incoming migration on URI",
-      1, 1, h_migrate_incoming },
-    { "migrate_cancel", "", "cancel the running migration", 0, 0,
-      h_migrate_cancel },
-    { "migrate_continue", "STATE",
+    { "migrate_incoming", "migrate-incoming", "URI",
+      "wait for an incoming migration on URI", 1, 1, h_migrate_incoming },
+    { "migrate_cancel", "migrate-cancel", "", "cancel the running migration",
+      0, 0, h_migrate_cancel },
+    { "migrate_continue", "migrate-continue", "STATE",
       "let a migration paused in STATE (e.g. pre-switchover) continue",
       1, 1, h_migrate_continue },
+    { "mc_failover", "mc-failover", "",
+      "micro-checkpointing: on the backup, take over now; on the primary, "
+      "drop the backup", 0, 0, h_mc_failover },
+    { "guest_verify", "guest-verify", "",
+      "check every page of the built-in guest against its pattern", 0, 0,
+      h_guest_verify },
 };
 
 static const hmp_cmd *hmp_table(size_t *n)
@@ -306,14 +526,21 @@ static const hmp_cmd *hmp_table(size_t *n)
 static bool try_legacy(hmp_ctx *h, const char *name)
 {
     for (size_t i = 0; i < lm_tunables_legacy_count(); i++) {
-        if (strcmp(lm_tunables_legacy_name(i), name))
+        /* either spelling: migrate_set_cache_size, migrate-set-cache-size */
+        const char *l = lm_tunables_legacy_name(i);
+        size_t k = 0;
+        while (l[k] && (l[k] == name[k] ||
+                        ((l[k] == '-' || l[k] == '_') &&
+                         (name[k] == '-' || name[k] == '_'))))
+            k++;
+        if (l[k] || name[k])
             continue;
         if (h->argc != 1) {
             fprintf(h->out, "Error: '%s' takes one value\n", name);
             return true;
         }
         livemig_error err = {0};
-        if (!lm_tunables_legacy_call_string(lm_monitor_tunables(h->m), name,
+        if (!lm_tunables_legacy_call_string(lm_monitor_tunables(h->m), l,
                                             h->argv[0], &err))
             hmp_error(h, err.desc);
         return true;
@@ -348,15 +575,29 @@ char *lm_hmp_run(lm_monitor *m, const char *line)
     } else {
         const hmp_cmd *c = NULL;
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
-            if (strcmp(table[i].name, words[0]) == 0)
+            if (strcmp(table[i].name, words[0]) == 0 ||
+                (table[i].alias && strcmp(table[i].alias, words[0]) == 0))
                 c = &table[i];
         if (c && (h.argc < c->min_args || h.argc > c->max_args))
             fprintf(out, "Error: wrong number of arguments; usage: %s%s%s\n",
                     c->name, c->args[0] ? " " : "", c->args);
         else if (c)
             c->fn(&h);
-        else if (!try_legacy(&h, words[0]))
-            fprintf(out, "unknown command: '%s'; try 'help'\n", words[0]);
+        else if (!try_legacy(&h, words[0])) {
+            lm_suggest s;
+            lm_suggest_init(&s, words[0]);
+            for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+                lm_suggest_add(&s, table[i].name);
+            for (size_t i = 0; i < lm_tunables_legacy_count(); i++)
+                lm_suggest_add(&s, lm_tunables_legacy_name(i));
+            const char *best = lm_suggest_best(&s);
+            if (best)
+                fprintf(out, "unknown command: '%s'; did you mean '%s'? "
+                        "try 'help'\n", words[0], best);
+            else
+                fprintf(out, "unknown command: '%s'; try 'help'\n",
+                        words[0]);
+        }
     }
     free(copy);
     fclose(out);

@@ -270,7 +270,8 @@ static void add_fixed_types(schema *s)
         "?status:MigrationStatus", "?total-time:int", "?setup-time:int",
         "?expected-downtime:int", "?downtime:int", "?ram:any",
         "?downtime-breakdown:any", "?convergence:any", "?error-desc:str",
-        NULL };
+        "?progress-percent:number", "?cpu-throttle-percentage:int",
+        "?xbzrle-cache:any", "?multifd:any", "?mc:any", NULL };
     add_object(s, "MigrationInfo", info);
 
     static const char *const ev_migration[] = { "status:MigrationStatus",
@@ -286,6 +287,21 @@ static void add_fixed_types(schema *s)
     add_event(s, "STOP", "q_empty");
     add_event(s, "RESUME", "q_empty");
     add_event(s, "SHUTDOWN", "q_obj_SHUTDOWN-arg");
+    /* livemig's own: switchover-hold readiness, micro-checkpointing */
+    static const char *const ev_ready[] = { "ready:bool", "pass:int",
+                                            "expected-downtime:int", NULL };
+    add_object(s, "q_obj_MIGRATION_READY-arg", ev_ready);
+    add_event(s, "MIGRATION_READY", "q_obj_MIGRATION_READY-arg");
+    static const char *const ev_mc_ckpt[] = { "role:str", "epoch:int",
+                                              NULL };
+    add_object(s, "q_obj_MC_CHECKPOINTING-arg", ev_mc_ckpt);
+    add_event(s, "MC_CHECKPOINTING", "q_obj_MC_CHECKPOINTING-arg");
+    static const char *const ev_mc_why[] = { "epoch:int", "reason:str",
+                                             NULL };
+    add_object(s, "q_obj_MC_BACKUP_LOST-arg", ev_mc_why);
+    add_event(s, "MC_BACKUP_LOST", "q_obj_MC_BACKUP_LOST-arg");
+    add_object(s, "q_obj_MC_FAILOVER-arg", ev_mc_why);
+    add_event(s, "MC_FAILOVER", "q_obj_MC_FAILOVER-arg");
 }
 
 /* Array types ("[T]") for every list referred to; any other type name

@@ -70,18 +70,20 @@ static bool io_fail(lm_reader *r, int rc, const char *what,
     if (r->timed_out)
         livemig_error_set(err, "no data from the source for %d ms while "
                           "waiting for %s", r->timeout_ms, what);
-    else if (rc > 0 && r->from_file)
+    else if (rc > 0 && r->from_file) {
+        r->eof = true;
         livemig_error_set(err, "the migration stream file is truncated: it "
                           "ends while this side waited for %s (after byte "
                           "%llu); it was not saved completely (an "
                           "interrupted save or a partial copy): save it "
                           "again", what, (unsigned long long)r->total);
-    else if (rc > 0)
+    } else if (rc > 0) {
+        r->eof = true;
         livemig_error_set(err, "the source closed the migration stream "
                           "while this side waited for %s (after %llu "
                           "bytes): it stopped or the connection broke",
                           what, (unsigned long long)r->total);
-    else
+    } else
         livemig_error_set(err, "reading the migration stream failed in %s: "
                           "%s", what, strerror(errno));
     return false;

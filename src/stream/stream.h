@@ -165,6 +165,7 @@ typedef struct lm_reader {
      * once (raw, zero, xbzrle or in a multifd batch).  Reader-owned,
      * allocated by lm_rd_bind. */
     uint64_t *received[LM_STREAM_MAX_BLOCKS];
+    bool eof;                  /* the last failure was the peer closing */
 } lm_reader;
 
 /* A decoded record.  RAM data has already been stored into the block. */

@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -46,6 +47,16 @@ static bool split_host_port(const char *rest, char *host, size_t hostlen,
     memcpy(host, rest, n);
     host[n] = '\0';
     *port = colon + 1;
+    /* A number out of range would reach the kernel as another port (or
+     * fail as "connection refused"): say what is wrong instead. */
+    const char *d = *port;
+    while (*d >= '0' && *d <= '9')
+        d++;
+    if (!*d && (d - *port > 5 || atol(*port) > 65535)) {
+        livemig_error_set(err, "port %s in 'tcp:%s' is out of range; TCP "
+                          "ports are 1 to 65535", *port, rest);
+        return false;
+    }
     return true;
 }
 
@@ -130,9 +141,20 @@ static bool tcp_connect(const char *rest, atomic_bool *cancel, lm_conn *out,
     if (fd < 0 && lm_transport_cancelled(cancel, err))
         return false;
     if (fd < 0) {
-        livemig_error_set(err, "cannot connect to 'tcp:%s': %s; is the "
-                          "destination started with --incoming on that "
-                          "address?", rest, strerror(saved ? saved : errno));
+        int e = saved ? saved : errno;
+        if (e == ECONNREFUSED)
+            livemig_error_set(err, "cannot connect to 'tcp:%s': nothing "
+                              "listens there; start the destination with "
+                              "--incoming tcp:%s, or, if it is up but "
+                              "stopped listening (a destination listens for "
+                              "one attempt: after a failed or cancelled "
+                              "migration it no longer does), run "
+                              "migrate-incoming tcp:%s on it again", rest,
+                              rest, rest);
+        else
+            livemig_error_set(err, "cannot connect to 'tcp:%s': %s; check "
+                              "the address and that the destination runs "
+                              "with --incoming on it", rest, strerror(e));
         return false;
     }
     set_socket_conn(out, fd);
@@ -196,9 +218,17 @@ static bool unix_connect(const char *path, atomic_bool *cancel, lm_conn *out,
             close(fd);
         if (lm_transport_cancelled(cancel, err))
             return false;
-        livemig_error_set(err, "cannot connect to 'unix:%s': %s; is the "
-                          "destination listening there?", path,
-                          strerror(rc));
+        if (rc == ECONNREFUSED || rc == ENOENT)
+            livemig_error_set(err, "cannot connect to 'unix:%s': %s; start "
+                              "the destination with --incoming unix:%s, or, "
+                              "if it is up but stopped listening (after a "
+                              "failed or cancelled migration), run "
+                              "migrate-incoming unix:%s on it again", path,
+                              strerror(rc), path, path);
+        else
+            livemig_error_set(err, "cannot connect to 'unix:%s': %s; is the "
+                              "destination listening there?", path,
+                              strerror(rc));
         return false;
     }
     tune_socket(fd, false);

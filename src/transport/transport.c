@@ -23,6 +23,14 @@ static const lm_transport_ops *find(const char *uri, const char **rest,
         size_t n = strlen(transports[i]->prefix);
         if (strncmp(uri, transports[i]->prefix, n) == 0) {
             *rest = uri + n;
+            /* "tcp://h:p" is URL habit; QEMU and livemig write tcp:h:p. */
+            if (transports[i] == &lm_transport_tcp &&
+                strncmp(*rest, "//", 2) == 0) {
+                livemig_error_set(err, "'%s' is written like a URL; "
+                                  "migration URIs have no '//': use 'tcp:%s'",
+                                  uri, *rest + 2);
+                return NULL;
+            }
             return transports[i];
         }
     }

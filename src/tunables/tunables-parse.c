@@ -14,7 +14,7 @@
  *   ms       300, 300ms, 2s, 0.5s
  *   percent  50, 50%
  *   uint     digits
- *   bool     on/off, true/false, yes/no, 1/0
+ *   bool     on/off (any case)
  *   enum     one of the row's values, exactly
  *   string   as is
  */
@@ -240,8 +240,6 @@ static bool number_from_string(const lm_row *r, lm_params *p, const char *s,
 bool lm_row_from_string(const lm_row *r, lm_params *p, const char *s,
                         livemig_error *err)
 {
-    static const char *const yes[] = { "on", "true", "yes", "1" };
-    static const char *const no[] = { "off", "false", "no", "0" };
     char list[256];
     unsigned idx;
     size_t len;
@@ -250,17 +248,12 @@ bool lm_row_from_string(const lm_row *r, lm_params *p, const char *s,
         s = "";
     switch (r->type) {
     case LM_T_BOOL:
-        for (size_t i = 0; i < 4; i++) {
-            if (strcasecmp(s, yes[i]) == 0) {
-                *lm_row_bool(r, p) = true;
-                return true;
-            }
-            if (strcasecmp(s, no[i]) == 0) {
-                *lm_row_bool(r, p) = false;
-                return true;
-            }
+        /* on/off only, as QEMU's HMP: "yes" or "1" would be guesses. */
+        if (strcasecmp(s, "on") == 0 || strcasecmp(s, "off") == 0) {
+            *lm_row_bool(r, p) = strcasecmp(s, "on") == 0;
+            return true;
         }
-        livemig_error_set(err, "%s '%s' value '%s' is not a boolean; use on "
+        livemig_error_set(err, "%s '%s' value '%s' is not on or off; use on "
                           "or off", lm_row_kind(r), r->name, s);
         return false;
     case LM_T_ENUM:

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/suggest.h"
 #include "tunables-int.h"
 
 struct lm_tunables {
@@ -159,14 +160,43 @@ static bool txn_check_live(lm_tunables *t, const lm_row *r,
     return false;
 }
 
+/* " did you mean 'X'?" for a mistyped name (of a capability first when
+ * @cap, else of a parameter; then of the other kind; aliases included),
+ * or "". */
+static const char *did_you_mean(const char *name, bool cap, char *buf,
+                                size_t len)
+{
+    const char *best = NULL;
+    for (int pass = 0; pass < 2 && !best; pass++) {
+        bool kind = pass ? !cap : cap;
+        lm_suggest s;
+        lm_suggest_init(&s, name);
+        for (size_t i = 0; i < lm_nrows; i++)
+            if (lm_rows[i].cap == kind)
+                lm_suggest_add(&s, lm_rows[i].name);
+        for (size_t i = 0; i < lm_naliases; i++) {
+            const lm_row *r = lm_row_find(lm_aliases[i].target);
+            if (r && r->cap == kind)
+                lm_suggest_add(&s, lm_aliases[i].alias);
+        }
+        best = lm_suggest_best(&s);
+    }
+    if (best)
+        snprintf(buf, len, " did you mean '%s'?", best);
+    else
+        buf[0] = '\0';
+    return buf;
+}
+
 /* The row a parameter member names, or an error saying what to do. */
 static const lm_row *param_lookup(const char *name, livemig_error *err)
 {
     const lm_row *r = lm_row_lookup(name);
     if (!r) {
-        livemig_error_set(err, "parameter '%s' does not exist; "
+        char dym[96];
+        livemig_error_set(err, "parameter '%s' does not exist;%s "
                           "query-migrate-parameter-info lists the parameters",
-                          name);
+                          name, did_you_mean(name, false, dym, sizeof(dym)));
         return NULL;
     }
     if (r->cap) {
@@ -253,9 +283,11 @@ static bool cap_entry(lm_tunables *t, lm_params *next, json_object *e,
 
     r = lm_row_lookup(name);
     if (!r) {
-        livemig_error_set(err, "capability '%s' does not exist; "
+        char dym[96];
+        livemig_error_set(err, "capability '%s' does not exist;%s "
                           "query-migrate-capabilities lists the capabilities "
-                          "(with extended: true also the parameters)", name);
+                          "(with extended: true also the parameters)", name,
+                          did_you_mean(name, true, dym, sizeof(dym)));
         return false;
     }
     if (r->cap) {
@@ -372,9 +404,12 @@ bool lm_tunables_set_capability_string(lm_tunables *t, const char *name,
     lm_params next;
 
     if (!r || !r->cap) {
-        livemig_error_set(err, "capability '%s' does not exist; "
+        char dym[96];
+        livemig_error_set(err, "capability '%s' does not exist;%s "
                           "info migrate_capabilities lists the capabilities%s",
-                          name, r ? " (for a parameter use "
+                          name, r ? "" : did_you_mean(name, true, dym,
+                                                      sizeof(dym)),
+                          r ? " (for a parameter use "
                           "migrate_set_parameter)" : "");
         return false;
     }

@@ -628,28 +628,27 @@ static void test_section_mismatch(void **state)
     save_state(src->p, &b);
 
     guest *d = guest_new("pattern,size=32M,threads=2", true);
-    expect_load_error(d->p, 1, &b, b.len, "the source has 4096 pages "
+    expect_load_error(d->p, 2, &b, b.len, "the source has 4096 pages "
                       "(size=16M), this guest 8192 pages (size=32M)");
-    guest_free(d);
-    d = guest_new("pattern,size=16M,threads=3", true);
-    expect_load_error(d->p, 1, &b, b.len, "the source runs threads=2, this "
-                      "guest threads=3");
-    guest_free(d);
-    d = guest_new("pattern,size=16M,threads=2,fill=zero", true);
-    expect_load_error(d->p, 1, &b, b.len, "the source uses fill=random, this "
-                      "guest fill=zero");
     guest_free(d);
 
     d = guest_new("pattern,size=16M,threads=2", true);
-    expect_load_error(d->p, 2, &b, b.len, "state version 2 is not supported");
+    expect_load_error(d->p, 3, &b, b.len, "state version 3 is not supported");
     for (size_t len = 0; len < b.len; len += 7)
-        expect_load_error(d->p, 1, &b, len, "truncated");
+        expect_load_error(d->p, 2, &b, len, "truncated");
     livemig_buf_put_u32(&b, 0);
-    expect_load_error(d->p, 1, &b, b.len, "4 unexpected bytes");
-    /* a cursor beyond the slice */
+    expect_load_error(d->p, 2, &b, b.len, "4 unexpected bytes");
+    /* a cursor beyond the slice (the last worker's, before the rate) */
     b.len -= 4;
-    lm_put_be64(b.p + b.len - 8, 5000);
-    expect_load_error(d->p, 1, &b, b.len, "invalid state of worker 1");
+    uint8_t saved[8];
+    memcpy(saved, b.p + b.len - 16, 8);
+    lm_put_be64(b.p + b.len - 16, 5000);
+    expect_load_error(d->p, 2, &b, b.len, "invalid state of worker 1");
+    memcpy(b.p + b.len - 16, saved, 8);
+    /* a worker count this guest cannot run */
+    lm_put_be32(b.p + 16, 65);
+    expect_load_error(d->p, 2, &b, b.len, "the source runs threads=65");
+    lm_put_be32(b.p + 16, 2);
     assert_false(qhas(d->p, "resumed-from"));
     guest_free(d);
     lm_buf_release(&b);
@@ -711,6 +710,58 @@ static void test_section_checked_against_ram(void **state)
     lm_buf_release(&b);
     guest_free(d);
     guest_free(src);
+}
+
+static const char *qstr(lm_pattern *p, const char *key, char *buf, size_t len)
+{
+    struct json_object *q = lm_pattern_query(p), *v;
+    if (!json_object_object_get_ex(q, key, &v))
+        fail_msg("query-guest has no '%s'", key);
+    snprintf(buf, len, "%s", json_object_get_string(v));
+    json_object_put(q);
+    return buf;
+}
+
+/* The workload is the source's: a destination started with other threads,
+ * fill and dirty rate runs on as the source did, and verifies. */
+static void test_section_takes_over_workload(void **state)
+{
+    (void)state;
+    guest *src = guest_new("pattern,size=16M,threads=2,dirty-rate=32M,"
+                           "fill=text", false);
+    guest *dst = guest_new("pattern,size=16M,threads=3,dirty-rate=0,"
+                           "fill=zero", true);
+    wait_generation(src->p, 2);
+    lm_pattern_guest_ops()->stop(src->p);
+    livemig_buf b = LM_BUF_INIT;
+    save_state(src->p, &b);
+    copy_ram(dst->p, src->p);
+    int64_t written = qint(src->p, "pages-written");
+    livemig_error err = { 0 };
+    if (!load_state(dst->p, LM_PATTERN_SECTION_VERSION, &b, b.len, &err))
+        fail_msg("load: %s", err.desc);
+    char buf[64];
+    assert_int_equal(qint(dst->p, "threads"), 2);
+    assert_string_equal(qstr(dst->p, "fill", buf, sizeof(buf)), "text");
+    assert_int_equal(qint(dst->p, "dirty-rate"), 32 << 20);
+    assert_int_equal(qint(dst->p, "pages-written"), written);
+    assert_verify_ok(dst->p);
+    lm_pattern_guest_ops()->cont(dst->p);
+    wait_written(dst->p, 500);
+    assert_verify_ok(dst->p);
+
+    /* a version 1 state (no rate) keeps the destination's own rate */
+    guest *old = guest_new("pattern,size=16M,threads=2,dirty-rate=0,"
+                           "fill=text", true);
+    copy_ram(old->p, src->p);
+    if (!load_state(old->p, 1, &b, b.len - 8, &err))
+        fail_msg("load of a version 1 state: %s", err.desc);
+    assert_int_equal(qint(old->p, "dirty-rate"), 0);
+    assert_verify_ok(old->p);
+    guest_free(old);
+    lm_buf_release(&b);
+    guest_free(src);
+    guest_free(dst);
 }
 
 /* ---- engine integration -------------------------------------------------- */
@@ -801,6 +852,7 @@ int main(void)
         cmocka_unit_test(test_section_migrate),
         cmocka_unit_test(test_section_mismatch),
         cmocka_unit_test(test_section_checked_against_ram),
+        cmocka_unit_test(test_section_takes_over_workload),
         cmocka_unit_test(test_manual_tracker_marks),
         cmocka_unit_test(test_engine_migrate),
     };

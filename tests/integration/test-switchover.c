@@ -125,7 +125,9 @@ static void test_hold_idle(void **state)
             it_fail("MIGRATION '%s' while switchover-hold was set", s);
     }
     json_object_put(evs);
-    if (npass <= 20)
+    /* Held and ready, passes go on (syncs above) but their events are
+     * limited to about one a second (docs/qmp.md). */
+    if (npass < 2)
         it_fail("only %zu MIGRATION_PASS events while held", npass);
     if (!it_running(src, st, sizeof(st)))
         it_fail("the source guest does not run while held ('%s')", st);
