@@ -16,6 +16,7 @@
 
 #include "common/buf.h"
 #include "engine/engine-int.h"
+#include "engine/mc-int.h"
 #include "stream/stream.h"
 
 typedef struct stage_ent {
@@ -159,11 +160,35 @@ static void reset(stage *st)
     st->used = st->nents = st->nsecs = 0;
 }
 
-static bool ack(livemig *lm, uint64_t epoch)
+/* The backup's side of the rule in mc-int.h. */
+typedef struct lease {
+    uint64_t hb_ms;
+    uint64_t renewed_us;     /* last message sent while the lease held */
+    uint64_t ack_epoch;      /* last ACK sent, and when */
+    uint64_t ack_us;
+    uint64_t sent_us;        /* last message sent at all */
+} lease;
+
+static bool lease_holds(const lease *l, uint64_t now)
+{
+    return now - l->renewed_us < lm_mc_lease_ms(l->hb_ms) * 1000u;
+}
+
+static bool reply(livemig *lm, lease *l, uint8_t type, uint64_t v)
 {
     uint8_t b[9];
-    b[0] = LM_RP_ACK;
-    lm_put_be64(b + 1, epoch);
+    b[0] = type;
+    lm_put_be64(b + 1, v);
+    uint64_t now = lm_now_us();
+    /* Only a message sent while the lease holds renews it: after a gap
+     * the primary may already have given this backup up. */
+    if (lease_holds(l, now))
+        l->renewed_us = now;
+    l->sent_us = now;
+    if (type == LM_RP_ACK) {
+        l->ack_epoch = v;
+        l->ack_us = now;
+    }
     return lm->conn.wfd >= 0 && lm_write_all(lm->conn.wfd, b, sizeof(b));
 }
 
@@ -177,8 +202,36 @@ static void applied(livemig *lm, uint64_t epoch, uint64_t bytes,
     lm->mc.bytes_total += bytes;
     lm->mc.ack_last_us = us;
     lm->mc.ack_total_us += us;
+    lm_hist_add(&lm->mc.bytes, bytes);
+    lm_hist_add(&lm->mc.ack_us, us);
     pthread_mutex_unlock(&lm->lock);
     lm_mc_note_checkpoint(lm, "backup", epoch);
+}
+
+static void emit_epoch_reason(livemig *lm, const char *event,
+                              const char *role, uint64_t epoch,
+                              const char *reason)
+{
+    json_object *d = json_object_new_object();
+    if (role)
+        json_object_object_add(d, "role", json_object_new_string(role));
+    json_object_object_add(d, "epoch", json_object_new_uint64(epoch));
+    json_object_object_add(d, "reason", json_object_new_string(reason));
+    lm_emit(lm, event, d);
+}
+
+/* Take over from the last applied checkpoint @epoch. */
+void lm_mc_take_over(livemig *lm, uint64_t epoch, const char *reason)
+{
+    lm_guest_cont(lm);
+    emit_epoch_reason(lm, "MC_FAILOVER", NULL, epoch, reason);
+    pthread_mutex_lock(&lm->lock);
+    lm->mc.active = false;
+    lm->mc.standby = false;
+    lm->mc.failover_epoch = epoch;
+    snprintf(lm->mc.failover_reason, sizeof(lm->mc.failover_reason), "%.255s",
+             reason);
+    pthread_mutex_unlock(&lm->lock);
 }
 
 bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
@@ -192,6 +245,10 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
     pthread_mutex_unlock(&lm->lock);
     r->timeout_ms = (int)heartbeat_ms;
     r->skip_zero = false;
+    lease l = { .hb_ms = heartbeat_ms, .renewed_us = lm_now_us() };
+    /* While a long checkpoint arrives, PONGs keep the primary informed. */
+    uint64_t pong_every_us = lm_mc_heartbeat_every_ms(heartbeat_ms) * 500u;
+    (void)reply(lm, &l, LM_RP_PONG, 0);
 
     uint64_t applied_epoch = 0, cur = 0, t0 = 0, b0 = 0;
     bool in_ckpt = false, broken = false, ended = false;
@@ -203,17 +260,22 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
         bool ok = true;
         switch (rec.type) {
         case LM_REC_HEARTBEAT:
+            (void)reply(lm, &l, LM_RP_PONG, applied_epoch);
             break;
         case LM_REC_MC_END:
             ended = true;
-            livemig_error_set(&why, "the primary stopped checkpointing "
-                              "(migrate_cancel or mc-failover there) and "
-                              "runs on; this backup stands down");
+            livemig_error_set(&why, "this backup stood down: the primary "
+                              "stopped checkpointing (migrate_cancel or "
+                              "mc-failover there) and runs on");
             break;
         case LM_REC_CKPT_BEGIN:
             ok = !in_ckpt;
             in_ckpt = true;
             cur = rec.pass;
+            /* The primary began this one after reading our ACK of the
+             * previous: it had not given us up when that ACK left. */
+            if (l.ack_epoch + 1 == cur && l.ack_us > l.renewed_us)
+                l.renewed_us = l.ack_us;
             reset(&st);
             r->stage = stage_raw;
             r->stage_opaque = &st;
@@ -243,7 +305,7 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
                 break;
             }
             applied_epoch = cur;
-            if (!ack(lm, cur))
+            if (!reply(lm, &l, LM_RP_ACK, cur))
                 livemig_error_set(&why, "cannot acknowledge checkpoint "
                                   "%llu: the primary is gone",
                                   (unsigned long long)cur);
@@ -253,18 +315,26 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
             ok = false;
         }
         if (!ok) {
-            livemig_error_set(&why, "unexpected record %d in the "
-                              "checkpoint stream (epoch %llu)", rec.type,
-                              (unsigned long long)cur);
+            if (!livemig_error_is_set(&why))
+                livemig_error_set(&why, "unexpected record %d in the "
+                                  "checkpoint stream (epoch %llu)", rec.type,
+                                  (unsigned long long)cur);
             break;
         }
         if (livemig_error_is_set(&why))
             break;
+        if (in_ckpt && lm_now_us() - l.sent_us >= pong_every_us)
+            (void)reply(lm, &l, LM_RP_PONG, applied_epoch);
     }
     free(st.data);
     free(st.ents);
     free(st.secs);
 
+    /* Decide now, before any wait: how long since the last exchange that
+     * the primary is bound to honour. */
+    uint64_t now = lm_now_us();
+    bool holds = lease_holds(&l, now);
+    uint64_t away_ms = (now - l.renewed_us) / 1000u;
     pthread_mutex_lock(&lm->lock);
     /* mc-heartbeat-timeout 0: a manager that fences decides; losing the
      * primary's connection alone is no reason to take over. */
@@ -273,26 +343,50 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
         pthread_cond_wait(&lm->cond, &lm->lock);
     bool asked = lm->mc_failover;
     pthread_mutex_unlock(&lm->lock);
-    if (ended) {
-        livemig_error_set(err, "%s", why.desc);
-        return false;
-    }
+
     if (applied_epoch == 0 || broken) {
-        livemig_error_set(err, "%s; no complete checkpoint to take over "
-                          "from", why.desc[0] ? why.desc : "stream ended");
+        livemig_error_set(err, "this backup cannot take over: %s; it has no "
+                          "complete checkpoint to resume from",
+                          why.desc[0] ? why.desc : "the stream ended");
+        emit_epoch_reason(lm, "MC_FAILOVER_REFUSED", NULL, applied_epoch,
+                          err->desc);
         return false;
     }
-    const char *reason = asked ? "mc-failover" : why.desc;
-    lm_guest_cont(lm);
-    json_object *d = json_object_new_object();
-    json_object_object_add(d, "epoch", json_object_new_uint64(applied_epoch));
-    json_object_object_add(d, "reason", json_object_new_string(reason));
-    lm_emit(lm, "MC_FAILOVER", d);
-    pthread_mutex_lock(&lm->lock);
-    lm->mc.active = false;
-    lm->mc.failover_epoch = applied_epoch;
-    snprintf(lm->mc.failover_reason, sizeof(lm->mc.failover_reason), "%.255s",
-             reason);
-    pthread_mutex_unlock(&lm->lock);
+    if (!asked && heartbeat_ms && !ended && !holds) {
+        /* Stopped or starved longer than the lease: the primary may have
+         * given us up and run on.  Standing down keeps one guest. */
+        (void)reply(lm, &l, LM_RP_STOOD_DOWN, applied_epoch);
+        livemig_error cause = why;
+        livemig_error_clear(&why);
+        livemig_error_set(&why, "this backup stood down instead of taking "
+                          "over (%s): it had no exchange with the primary "
+                          "for %llu ms, and after %llu ms the primary may "
+                          "give it up and run on", cause.desc,
+                          (unsigned long long)away_ms,
+                          (unsigned long long)lm_mc_lease_ms(heartbeat_ms));
+        ended = true;
+    }
+    if (ended && !asked) {
+        /* Decided under the lock: an mc-failover from now on finds the
+         * standby and forces it; one that came before it wins. */
+        pthread_mutex_lock(&lm->lock);
+        asked = lm->mc_failover;
+        if (!asked) {
+            lm->mc.standby = true;
+            lm->mc.active = false;
+        }
+        pthread_mutex_unlock(&lm->lock);
+    }
+    if (ended && !asked) {
+        livemig_error_set(err, "%s; the guest stays stopped at checkpoint "
+                          "%llu: run mc-failover here to take over only if "
+                          "the primary does not run the guest", why.desc,
+                          (unsigned long long)applied_epoch);
+        emit_epoch_reason(lm, "MC_STOOD_DOWN", "backup", applied_epoch,
+                          err->desc);
+        return false;
+    }
+    (void)reply(lm, &l, LM_RP_TOOK_OVER, applied_epoch);
+    lm_mc_take_over(lm, applied_epoch, asked ? "mc-failover" : why.desc);
     return true;
 }
