@@ -103,6 +103,11 @@ typedef struct lm_mc_stats {
     uint64_t ack_last_us, ack_total_us;
     uint64_t pages_total;        /* captured, while running or paused */
     uint64_t shadow_bytes;       /* primary: checkpoint pool and maps now */
+    uint64_t pause_parts_us[5];  /* last pause: stop, sync, copy, sections,
+                                    cont */
+    bool falling_behind;         /* checkpoints take longer than mc-delay */
+    uint64_t epoch_ms;           /* length of the last epoch */
+    uint64_t link_bytes;         /* what the link sends in mc-delay */
     uint64_t shadow_peak_bytes;
     uint64_t paused_pages_total; /* captured with the guest paused */
     bool standby;                /* backup stood down; its RAM holds

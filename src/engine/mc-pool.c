@@ -56,6 +56,11 @@ static void populate(lm_mc_pool *p, size_t want)
         p->peak = want;
 }
 
+void lm_mc_pool_reserve(lm_mc_pool *p, size_t slots)
+{
+    populate(p, slots);
+}
+
 uint32_t lm_mc_pool_take(lm_mc_pool *p)
 {
     if (p->used == p->cap)

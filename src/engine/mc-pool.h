@@ -35,6 +35,8 @@ typedef struct lm_mc_pool {
 
 bool lm_mc_pool_init(lm_mc_pool *p, size_t cap_slots, livemig_error *err);
 void lm_mc_pool_destroy(lm_mc_pool *p);
+/* Back at least @slots slots with memory now. */
+void lm_mc_pool_reserve(lm_mc_pool *p, size_t slots);
 /* A fresh slot (its index), or LM_MC_NO_SLOT at the cap. */
 uint32_t lm_mc_pool_take(lm_mc_pool *p);
 static inline uint8_t *lm_mc_pool_at(const lm_mc_pool *p, uint32_t slot)

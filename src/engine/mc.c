@@ -53,10 +53,17 @@ typedef struct mc_block {
  * send bitmap.  A page captured again in the same epoch reuses its slot.
  * Returns pages copied, or UINT64_MAX if the pool is full (impossible:
  * its cap is every guest page). */
-static uint64_t capture(livemig_ram *r, mc_block *b)
+typedef struct mc_link mc_link;
+/* While the guest runs, a long capture keeps heartbeats going. */
+static bool capture_tick(out_state *s, mc_link *L);
+
+static uint64_t capture(out_state *s, mc_link *L, livemig_ram *r,
+                        mc_block *b)
 {
     uint64_t n = 0;
     for (size_t wi = 0; wi < r->bitmap_words; wi++) {
+        if (L && (wi & 255) == 255 && !capture_tick(s, L))
+            return UINT64_MAX - 1;
         uint64_t word = r->dirty[wi];
         if (!word)
             continue;
@@ -139,13 +146,15 @@ static bool send_block(out_state *s, uint32_t bi, mc_block *b)
     return true;
 }
 
-static uint64_t capture_all(out_state *s, mc_block *mb)
+/* Capture every block; UINT64_MAX: the pool is full, UINT64_MAX - 1:
+ * the link ended during a heartbeat. */
+static uint64_t capture_all(out_state *s, mc_link *L, mc_block *mb)
 {
     uint64_t n = 0;
     for (size_t i = 0; i < s->lm->nram; i++) {
-        uint64_t c = capture(s->lm->ram[i], &mb[i]);
-        if (c == UINT64_MAX)
-            return UINT64_MAX;
+        uint64_t c = capture(s, L, s->lm->ram[i], &mb[i]);
+        if (c >= UINT64_MAX - 1)
+            return c;
         n += c;
     }
     return n;
@@ -160,7 +169,7 @@ typedef enum mc_end {
     MC_LINK_STOOD_DOWN,  /* the backup says it will not take over */
 } mc_end;
 
-typedef struct mc_link {
+struct mc_link {
     uint64_t hb_ms;          /* mc-heartbeat-timeout of this session */
     uint64_t heard_us;       /* last message read from the backup */
     uint64_t sent_us;        /* end of our last write to it */
@@ -171,8 +180,14 @@ typedef struct mc_link {
     uint64_t silent_ms;      /* the longest such silence */
     mc_end end;
     uint64_t peer_epoch;     /* TOOK_OVER / STOOD_DOWN */
+    /* Keeping up with the guest (see keep_up()). */
+    uint64_t prev_pause_us;  /* when the previous checkpoint's pause began */
+    double link_Bps;         /* checkpoint bytes per second, smoothed */
+    unsigned slow_n, fast_n; /* epochs in a row over / within mc-delay */
+    bool behind;
+    bool throttling;         /* mc-throttle set the guest's throttle */
     char why[400];           /* LOST: how */
-} mc_link;
+};
 
 static void link_end(mc_link *L, mc_end end, const char *why)
 {
@@ -306,6 +321,14 @@ static bool keep_alive(out_state *s, mc_link *L, int wait_ms)
     return true;
 }
 
+static bool capture_tick(out_state *s, mc_link *L)
+{
+    if ((lm_now_us() - L->sent_us) / 1000u <
+        lm_mc_heartbeat_every_ms(L->hb_ms))
+        return true;
+    return rp_read(s, L, 0) && heartbeat(s, L);
+}
+
 static bool stop_requested(livemig *lm)
 {
     pthread_mutex_lock(&lm->lock);
@@ -381,6 +404,104 @@ static bool wait_ack(out_state *s, mc_link *L, uint64_t epoch)
     return true;
 }
 
+static void set_throttle(out_state *s, unsigned pct)
+{
+    if (pct == s->throttle)
+        return;
+    s->throttle = pct;
+    if (s->lm->gops.throttle)
+        s->lm->gops.throttle(s->lm->gopaque, pct);
+    pthread_mutex_lock(&s->lm->lock);
+    s->lm->stats.cpu_throttle = pct;
+    pthread_mutex_unlock(&s->lm->lock);
+}
+
+/*
+ * A guest faster than the link.  A checkpoint that takes longer than
+ * mc-delay to send and acknowledge makes the next epoch longer, which
+ * dirties more, which makes the next checkpoint longer still, up to all of
+ * RAM; output commit latency grows with it.  Three such epochs in a row
+ * set mc.falling-behind and emit MC_FALLING_BEHIND with the figures.
+ *
+ * With mc-throttle, the guest's speed is scaled each epoch so that the
+ * next checkpoint would take 60 % of mc-delay: the dirty bytes of an
+ * epoch scale with the guest's speed and the epoch's length, and the
+ * checkpoint's time with its bytes.  The throttle eases by at most a
+ * quarter per epoch when there is room, so it does not oscillate.
+ */
+static void keep_up(out_state *s, mc_link *L, uint64_t epoch,
+                    uint64_t pause_us, uint64_t bytes, uint64_t ckpt_us)
+{
+    livemig *lm = s->lm;
+    uint64_t delay_us = s->p.mc_delay * 1000u;
+    uint64_t epoch_us = L->prev_pause_us ? pause_us - L->prev_pause_us
+                                         : delay_us;
+    L->prev_pause_us = pause_us;
+    if (ckpt_us) {
+        double r = (double)bytes * 1e6 / (double)ckpt_us;
+        L->link_Bps = L->link_Bps ? (L->link_Bps + r) / 2 : r;
+    }
+    if (ckpt_us > delay_us) {
+        L->fast_n = 0;
+        L->slow_n++;
+    } else {
+        L->slow_n = 0;
+        L->fast_n++;
+    }
+    bool was = L->behind;
+    if (L->slow_n >= 3)
+        L->behind = true;
+    else if (L->fast_n >= 3)
+        L->behind = false;
+    uint64_t link_bytes = (uint64_t)(L->link_Bps * (double)delay_us / 1e6);
+    pthread_mutex_lock(&lm->lock);
+    lm->mc.falling_behind = L->behind;
+    lm->mc.epoch_ms = epoch_us / 1000u;
+    lm->mc.link_bytes = link_bytes;
+    pthread_mutex_unlock(&lm->lock);
+    if (L->behind && !was) {
+        json_object *d = json_object_new_object();
+        json_object_object_add(d, "epoch", json_object_new_uint64(epoch));
+        json_object_object_add(d, "dirty-bytes", json_object_new_uint64(bytes));
+        json_object_object_add(d, "link-bytes",
+                               json_object_new_uint64(link_bytes));
+        json_object_object_add(d, "epoch-ms",
+                               json_object_new_uint64(epoch_us / 1000u));
+        json_object_object_add(d, "mc-delay",
+                               json_object_new_uint64(s->p.mc_delay));
+        lm_emit(lm, "MC_FALLING_BEHIND", d);
+    }
+
+    if (!s->p.mc_throttle) {
+        if (L->throttling)   /* turned off: lift what we applied */
+            set_throttle(s, 0);
+        L->throttling = false;
+        return;
+    }
+    L->throttling = true;
+    if (!ckpt_us || !epoch_us)
+        return;
+    /* Guest speed that makes the next checkpoint take 60 % of mc-delay
+     * in an epoch of mc-delay. */
+    double speed = (100.0 - s->throttle) / 100.0;
+    double f = 0.6 * (double)epoch_us / (double)ckpt_us;
+    if (f > 1.25)
+        f = 1.25;
+    double want = speed * f;
+    if (want > 1)
+        want = 1;
+    unsigned pct = (unsigned)(100.0 - want * 100.0 + 0.5);
+    if (pct > s->p.max_cpu_throttle)
+        pct = (unsigned)s->p.max_cpu_throttle;
+    set_throttle(s, pct);
+}
+
+static void quiesce(livemig *lm, bool on)
+{
+    for (size_t i = 0; i < lm->nram; i++)
+        lm_tracker_set_quiesced(lm->ram[i]->tracker, on);
+}
+
 /* One epoch: capture with the guest paused as briefly as we can. */
 static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
                        uint64_t epoch, livemig_buf *secs, size_t *sec_len)
@@ -393,26 +514,38 @@ static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
             return false;
         if (s->dirty_pages < 256)
             break;
-        uint64_t c = capture_all(s, mb);
+        uint64_t c = capture_all(s, L, mb);
+        if (c == UINT64_MAX - 1)
+            return false;
         if (c == UINT64_MAX)
             break;   /* the pause captures the rest */
         pages += c;
     }
 
     bool ok = true;
-    uint64_t t0 = lm_now_us();
+    /* The pause, with a clock read between its parts (query-migrate
+     * mc.pause-parts-us, for the last checkpoint). */
+    uint64_t tp[6];
     pthread_mutex_lock(&lm->lock);
+    tp[0] = lm_now_us();
     bool running = lm->runstate == LIVEMIG_RUN_RUNNING;
     if (running && lm->gops.stop)
         lm->gops.stop(lm->gopaque);
+    tp[1] = lm_now_us();
     /* Outputs from now on come after this checkpoint's state. */
     lm_output_set_epoch(lm, epoch + 1);
+    /* stop() returned: nothing writes guest RAM, and its return ordered
+     * the guest's stores before us, so the sync needs no IPIs. */
+    quiesce(lm, !running || lm->gops.stop);
     ok = lm_out_sync_dirty(s);
-    uint64_t paused_pages = ok ? capture_all(s, mb) : 0;
+    quiesce(lm, false);
+    tp[2] = lm_now_us();
+    uint64_t paused_pages = ok ? capture_all(s, NULL, mb) : 0;
     if (paused_pages == UINT64_MAX) {
         livemig_error_set(&s->err, "the checkpoint pool is full");
         ok = false;
     }
+    tp[3] = lm_now_us();
     lm_buf_reset(secs);
     livemig_buf one = LM_BUF_INIT;
     for (size_t i = 0; ok && i < lm->nsections; i++) {
@@ -420,15 +553,20 @@ static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
              livemig_buf_put(secs, one.p, one.len);
         sec_len[i] = one.len;
     }
+    tp[4] = lm_now_us();
     if (running && lm->gops.cont)
         lm->gops.cont(lm->gopaque);
+    tp[5] = lm_now_us();
+    for (int i = 0; i < 5; i++)
+        lm->mc.pause_parts_us[i] = tp[i + 1] - tp[i];
     pthread_mutex_unlock(&lm->lock);
-    uint64_t pause = lm_now_us() - t0;
+    uint64_t pause = tp[5] - tp[0];
     lm_buf_release(&one);
     if (!ok)
         return false;
 
     uint64_t b0 = s->w->total, t1 = lm_now_us();
+    uint64_t pause_start = tp[0];
     L->next_epoch = epoch;
     if (!send_checkpoint(s, L, mb, epoch, secs, sec_len, lm->nsections) ||
         !wait_ack(s, L, epoch))
@@ -463,7 +601,10 @@ static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
     m->pages_total += pages + paused_pages;
     m->paused_pages_total += paused_pages;
     lm->stats.transferred = s->w->total;
+    uint64_t bytes = m->bytes_last;
     pthread_mutex_unlock(&lm->lock);
+    lm_tunables_snapshot(lm->tun, &s->p);
+    keep_up(s, L, epoch, pause_start, bytes, ack);
     lm_mc_note_checkpoint(lm, "primary", epoch);
     return true;
 }
@@ -609,6 +750,10 @@ bool lm_mc_primary(out_state *s)
     lm->mc.active = true;
     pthread_mutex_unlock(&lm->lock);
     lm_output_hold(lm, 1);
+    /* The first epoch captures what the last pass left dirty: back the
+     * pool for it now, before the backup starts timing our silence. */
+    if (ok)
+        lm_mc_pool_reserve(&pool, s->dirty_pages + s->dirty_pages / 4);
     L.heard_us = lm_now_us();
     if (ok && (!lm_wr_mc_start(s->w, (uint32_t)s->p.mc_heartbeat_timeout) ||
                !lm_wr_flush(s->w))) {

@@ -140,9 +140,20 @@ json_object *livemig_query_migrate(livemig *lm)
             add_u64(m, "outputs-held", held);
             add_u64(m, "outputs-released", released);
             add_u64(m, "outputs-discarded", discarded);
+            json_object_object_add(m, "falling-behind",
+                                   json_object_new_boolean(mc.falling_behind));
+            add_u64(m, "epoch-ms", mc.epoch_ms);
+            add_u64(m, "link-bytes-per-epoch", mc.link_bytes);
+            add_u64(m, "throttle-percentage", st.cpu_throttle);
             add_u64(m, "shadow-bytes", mc.shadow_bytes);
             add_u64(m, "shadow-peak-bytes", mc.shadow_peak_bytes);
             json_object_object_add(m, "pause-us", lm_hist_json(&mc.pause_us));
+            json_object *parts = json_object_new_object();
+            static const char *const part[] = { "stop", "sync", "copy",
+                                                "sections", "cont" };
+            for (int i = 0; i < 5; i++)
+                add_u64(parts, part[i], mc.pause_parts_us[i]);
+            json_object_object_add(m, "pause-parts-us", parts);
             json_object_object_add(m, "commit-us", json_object_get(commit));
         }
         json_object_object_add(m, "checkpoint-bytes", lm_hist_json(&mc.bytes));

@@ -667,6 +667,85 @@ static void heartbeat_setup_only(void **state)
     mct_pair_finish(p);
 }
 
+/* ---- a guest faster than the link -------------------------------------- */
+
+typedef struct mc_flag {
+    lmh_daemon *d;
+    const char *path;
+    long long want;      /* the member equals it (bool as 0/1) ... */
+    bool above;          /* ... or is above it */
+} mc_flag;
+
+static bool flag_is(void *opaque)
+{
+    mc_flag *w = opaque;
+    json_object *qm = mct_qm(w->d);
+    json_object *v = lmh_get(qm, w->path);
+    long long n = !v ? -1 : json_object_is_type(v, json_type_boolean)
+                                ? json_object_get_boolean(v)
+                                : json_object_get_int64(v);
+    json_object_put(qm);
+    return w->above ? n > w->want : n == w->want;
+}
+
+static void wait_flag(lmh_daemon *d, const char *path, long long want,
+                      bool above, const char *why)
+{
+    mc_flag w = { d, path, want, above };
+    if (!lmh_wait_for(flag_is, &w, 30000, 50)) {
+        json_object *qm = mct_qm(d);
+        char shown[3000];
+        snprintf(shown, sizeof(shown), "%s", json_object_to_json_string(qm));
+        json_object_put(qm);
+        mct_fail("%s: %s did not become %s%lld within 30 s: %s", why, path,
+                 above ? "more than " : "", want, shown);
+    }
+}
+
+/* A guest that dirties all its RAM every epoch over a 64 MiB/s link:
+ * checkpoints take far longer than mc-delay.  It says so (falling-behind,
+ * MC_FALLING_BEHIND with the figures); mc-throttle, set live, slows the
+ * guest until they fit again, and lifts the throttle when cleared. */
+static void falling_behind(void **state)
+{
+    (void)state;
+    const long long delay = 100;
+    mct_conf c = { 64, "max", delay, 1000 };
+    mct_pair *p = mct_pair_start(&c);
+    mct_set_params(p->pri, "{\"max-bandwidth\": 67108864}");
+    mct_protect(p, 60000);
+    json_object *ev = mct_wait_event(p->pri, "MC_FALLING_BEHIND", 30000);
+    if (!ev)
+        mct_fail("no MC_FALLING_BEHIND within 30 s for a guest that "
+                 "dirties faster than the link sends");
+    printf("falling behind: %s\n", json_object_to_json_string(ev));
+    if (lmh_get_int(ev, "data.dirty-bytes") <= lmh_get_int(ev, "data.link-bytes")
+        || lmh_get_int(ev, "data.epoch-ms") <= delay ||
+        lmh_get_int(ev, "data.mc-delay") != delay)
+        mct_fail("MC_FALLING_BEHIND should show more dirty bytes than the "
+                 "link sends in mc-delay, and epochs longer than it: %s",
+                 json_object_to_json_string(ev));
+    json_object_put(ev);
+    wait_flag(p->pri, "mc.falling-behind", 1, false, "behind");
+
+    mct_set_params(p->pri, "{\"mc-throttle\": true}");
+    wait_flag(p->pri, "mc.throttle-percentage", 0, true, "mc-throttle on");
+    wait_flag(p->pri, "mc.falling-behind", 0, false, "mc-throttle on");
+    json_object *qm = mct_qm(p->pri);
+    printf("throttled: %lld %%, epoch %lld ms, ack p50 %lld us, commit p50 "
+           "%lld us\n", lmh_get_int(qm, "mc.throttle-percentage"),
+           lmh_get_int(qm, "mc.epoch-ms"), lmh_get_int(qm, "mc.ack-us.p50"),
+           lmh_get_int(qm, "mc.commit-us.p50"));
+    json_object_put(qm);
+    mct_verify_ok(p->pri, "primary");
+
+    mct_set_params(p->pri, "{\"mc-throttle\": false}");
+    wait_flag(p->pri, "mc.throttle-percentage", 0, false, "mc-throttle off");
+    if (strcmp(mct_status(p->pri), "checkpointing") != 0)
+        mct_fail("checkpointing ended while the throttle changed");
+    mct_pair_finish(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -679,6 +758,7 @@ int main(void)
         cmocka_unit_test_teardown(failover_on_primary, mct_teardown),
         cmocka_unit_test_teardown(failover_without_mc, mct_teardown),
         cmocka_unit_test_teardown(heartbeat_setup_only, mct_teardown),
+        cmocka_unit_test_teardown(falling_behind, mct_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
