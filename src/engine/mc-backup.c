@@ -2,10 +2,11 @@
  * mc-backup.c - micro-checkpointing, backup side.
  *
  * After MC_START the destination becomes a backup.  Every checkpoint
- * (CKPT_BEGIN n ... CKPT_END n) is received whole into a staging area and
- * only then applied to guest RAM and the sections, and acknowledged; a
- * checkpoint cut short is dropped, so guest RAM always holds the last
- * applied checkpoint.  When the primary is silent for the heartbeat
+ * (CKPT_BEGIN n ... CKPT_END n) is received whole into a staging area;
+ * only then are its sections checked and loaded, the checkpoint
+ * acknowledged, and its pages copied to guest RAM (before anything else:
+ * a takeover comes after).  A checkpoint cut short is dropped, so guest
+ * RAM always holds the last complete checkpoint.  When the primary is silent for the heartbeat
  * timeout, its connection breaks, or mc-failover is asked, the backup
  * resumes the guest from that checkpoint.
  */
@@ -119,8 +120,11 @@ static bool stage_section(stage *st, const lm_rec *rec, livemig_error *err)
     return true;
 }
 
-/* Check everything first, then store: a checkpoint is applied whole. */
-static bool apply(stage *st, livemig_error *err)
+/* Check every section, then load them.  The pages follow in
+ * apply_pages(), after the ACK: nothing can fail there, and the thread
+ * that would take over runs it first, so a checkpoint is still applied
+ * whole (or, when a load fails, the backup is marked broken). */
+static bool load_sections(stage *st, livemig_error *err)
 {
     livemig *lm = st->lm;
     for (size_t i = 0; i < st->nsecs; i++) {
@@ -132,6 +136,23 @@ static bool apply(stage *st, livemig_error *err)
             return false;
         }
     }
+    for (size_t i = 0; i < st->nsecs; i++) {
+        lm_section *s = lm_find_section(lm, st->secs[i].name);
+        livemig_cursor c = { st->data + st->secs[i].off, st->secs[i].len };
+        if (!s->ops.load(s->opaque, st->secs[i].version, &c, err)) {
+            /* Part of the state is loaded: this backup can no longer take
+             * over consistently, so the caller must not fail over. */
+            livemig_error_set(err, "loading state section '%s' of a "
+                              "checkpoint failed", s->name);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void apply_pages(stage *st)
+{
+    livemig *lm = st->lm;
     for (size_t i = 0; i < st->nents; i++) {
         stage_ent *e = &st->ents[i];
         uint8_t *dst = lm->ram[e->block]->host + e->first * LM_PAGE_SIZE;
@@ -141,18 +162,6 @@ static bool apply(stage *st, livemig_error *err)
         else
             memcpy(dst, st->data + e->off, len);
     }
-    for (size_t i = 0; i < st->nsecs; i++) {
-        lm_section *s = lm_find_section(lm, st->secs[i].name);
-        livemig_cursor c = { st->data + st->secs[i].off, st->secs[i].len };
-        if (!s->ops.load(s->opaque, st->secs[i].version, &c, err)) {
-            /* RAM is already updated: this backup can no longer take over
-             * consistently, so the caller must not fail over. */
-            livemig_error_set(err, "loading state section '%s' of a "
-                              "checkpoint failed", s->name);
-            return false;
-        }
-    }
-    return true;
 }
 
 static void reset(stage *st)
@@ -299,17 +308,21 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
                 break;
             in_ckpt = false;
             r->stage = NULL;
-            if (!apply(&st, &why)) {
+            if (!load_sections(&st, &why)) {
                 broken = true;
                 ok = false;
                 break;
             }
-            applied_epoch = cur;
+            /* Received whole and checked: acknowledge, then copy the
+             * pages while the primary's next epoch runs. */
             if (!reply(lm, &l, LM_RP_ACK, cur))
                 livemig_error_set(&why, "cannot acknowledge checkpoint "
                                   "%llu: the primary is gone",
                                   (unsigned long long)cur);
-            applied(lm, cur, r->total - b0, lm_now_us() - t0);
+            uint64_t ack_us = lm_now_us() - t0;
+            apply_pages(&st);
+            applied_epoch = cur;
+            applied(lm, cur, r->total - b0, ack_us);
             break;
         default:
             ok = false;
