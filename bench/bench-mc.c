@@ -148,15 +148,12 @@ static json_object *mc_run(livemig_tracker_kind kind, const char *rate,
              "outputs=/dev/null", rate);
     bu_pair p;
     bu_pair_start(&p, spec, kind);
-    bu_caps(p.src, throttle
-        ? "{\"capabilities\": [{\"capability\": \"micro-checkpointing\", "
-          "\"state\": true}, {\"capability\": \"mc-throttle\", "
-          "\"state\": true}]}"
-        : "{\"capabilities\": [{\"capability\": \"micro-checkpointing\", "
-          "\"state\": true}]}");
+    bu_caps(p.src, "{\"capabilities\": [{\"capability\": "
+                   "\"micro-checkpointing\", \"state\": true}]}");
     char params[128];
     snprintf(params, sizeof(params), "{\"mc-delay\": %u, "
-             "\"mc-heartbeat-timeout\": 5000}", DELAY_MS);
+             "\"mc-heartbeat-timeout\": 5000, \"mc-throttle\": %s}",
+             DELAY_MS, throttle ? "true" : "false");
     bu_params(p.src, params);
     bu_migrate(&p);
     json_object *o = json_object_new_object();

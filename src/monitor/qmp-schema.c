@@ -270,6 +270,7 @@ static void add_fixed_types(schema *s)
         "?status:MigrationStatus", "?total-time:int", "?setup-time:int",
         "?expected-downtime:int", "?downtime:int", "?ram:any",
         "?downtime-breakdown:any", "?convergence:any", "?error-desc:str",
+        "?mc:any",
         NULL };
     add_object(s, "MigrationInfo", info);
 
