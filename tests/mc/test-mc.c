@@ -702,6 +702,27 @@ static void wait_flag(lmh_daemon *d, const char *path, long long want,
     }
 }
 
+static bool pool_shrunk(void *opaque)
+{
+    json_object *qm = mct_qm(opaque);
+    long long now = lmh_get_int(qm, "mc.shadow-bytes");
+    long long peak = lmh_get_int(qm, "mc.shadow-peak-bytes");
+    json_object_put(qm);
+    return now > 0 && now * 2 < peak;
+}
+
+static void wait_pool_shrunk(lmh_daemon *d)
+{
+    if (!lmh_wait_for(pool_shrunk, d, 30000, 50)) {
+        json_object *qm = mct_qm(d);
+        char shown[3000];
+        snprintf(shown, sizeof(shown), "%s", json_object_to_json_string(qm));
+        json_object_put(qm);
+        mct_fail("the checkpoint pool did not shrink below half its peak "
+                 "within 30 s of smaller epochs: %s", shown);
+    }
+}
+
 /* A guest that dirties all its RAM every epoch over a 64 MiB/s link:
  * checkpoints take far longer than mc-delay.  It says so (falling-behind,
  * MC_FALLING_BEHIND with the figures); mc-throttle, set live, slows the
@@ -738,6 +759,8 @@ static void falling_behind(void **state)
            lmh_get_int(qm, "mc.commit-us.p50"));
     json_object_put(qm);
     mct_verify_ok(p->pri, "primary");
+    /* The checkpoint pool shrinks back to what the slower epochs need. */
+    wait_pool_shrunk(p->pri);
 
     mct_set_params(p->pri, "{\"mc-throttle\": false}");
     wait_flag(p->pri, "mc.throttle-percentage", 0, false, "mc-throttle off");
