@@ -1,19 +1,25 @@
 /*
- * bench-mc - micro-checkpointing on this machine, per dirty tracker
- * (manual, uffd-wp-async):
- *   - the guest pause per checkpoint at about 1k, 10k and 100k dirty pages
- *     per epoch, next to the floor measured in the same run (one sync of
- *     the tracker plus one copy of that many scattered pages);
- *   - guest throughput (pages written per second, dirty-rate=max) under
- *     MC at mc-delay 10, 100 and 1000 ms as a ratio to the same guest
- *     with no migration;
- *   - checkpoint bytes per second and acknowledgement latency.
- * Prints JSON.
+ * bench-mc - micro-checkpointing on this machine, 1 GiB guests, mc-delay
+ * 100 ms, against the targets of docs/micro-checkpointing.md:
+ *   - per tracker (manual, uffd-wp-async) and about 1k, 10k and 100k dirty
+ *     pages per epoch: pause, ack and output-commit latency as
+ *     p50 / p99 / max (query-migrate's sliding windows), the pause's parts,
+ *     checkpoint size, ack latency as a ratio to the time loopback TCP
+ *     needs for the checkpoint's bytes (measured in this run), and the
+ *     primary's memory overhead (mc.shadow-peak-bytes vs guest size);
+ *   - dirty-rate=max with and without mc-throttle: output-commit p99 vs
+ *     3x mc-delay, and guest throughput relative to the same guest
+ *     unprotected.
+ * Prints JSON.  `bench-mc pause` runs the first part only.
  */
+#include <arpa/inet.h>
 #include <json-c/json.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "bench-util.h"
@@ -21,51 +27,69 @@
 
 #define GUEST "1G"
 #define GUEST_BYTES (1ull << 30)
-#define PAGE 4096u
+#define DELAY_MS 100u
 
-/* One sync + copy of @n scattered dirty pages of a 1 GiB region. */
-static double floor_us(livemig_tracker_kind kind, unsigned n)
+/* ---- the link's limit ---------------------------------------------------- */
+
+typedef struct { int fd; size_t total; } sink_arg;
+
+static void *sink(void *p)
 {
-    livemig_error err = { 0 };
-    uint8_t *mem = livemig_ram_alloc(GUEST_BYTES, &err);
-    uint8_t *stage = livemig_ram_alloc(GUEST_BYTES, &err);
-    size_t pages = GUEST_BYTES / PAGE, words = pages / 64;
-    uint64_t *dirty = calloc(words, 8);
-    lm_tracker *t = lm_tracker_new(kind, mem, GUEST_BYTES, PAGE, &err);
-    if (!mem || !stage || !dirty || !t || !lm_tracker_start(t, &err)) {
-        fprintf(stderr, "bench: tracker: %s\n", err.desc);
+    sink_arg *a = p;
+    char *buf = malloc(1 << 20);
+    size_t got = 0;
+    while (buf && got < a->total) {
+        ssize_t n = read(a->fd, buf, 1 << 20);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    free(buf);
+    return NULL;
+}
+
+/* One loopback TCP stream, 1 MiB writes: bytes per second. */
+static double tcp_Bps(void)
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof(sa);
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(l, (struct sockaddr *)&sa, sizeof(sa)) || listen(l, 1) ||
+        getsockname(l, (struct sockaddr *)&sa, &sl)) {
+        perror("bench-mc: loopback");
         exit(1);
     }
-    uint64_t *bm = lm_tracker_manual_bitmap(t);
-    double best = 1e30;
-    for (int rep = 0; rep < 5; rep++) {
-        size_t stride = pages / n;
-        for (size_t i = 0; i < n; i++) {
-            size_t pg = i * stride + (size_t)rep;
-            mem[pg * PAGE] = (uint8_t)rep;
-            if (bm)
-                livemig_dirty_mark(bm, pg);
-        }
-        memset(dirty, 0, words * 8);
-        double t0 = bu_now();
-        size_t cnt;
-        lm_tracker_sync(t, dirty, &cnt, &err);
-        for (size_t w = 0; w < words; w++) {
-            for (uint64_t x = dirty[w]; x; x &= x - 1) {
-                size_t pg = w * 64 + (size_t)__builtin_ctzll(x);
-                memcpy(stage + pg * PAGE, mem + pg * PAGE, PAGE);
-            }
-        }
-        double us = (bu_now() - t0) * 1e6;
-        if (us < best)
-            best = us;
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(c, (struct sockaddr *)&sa, sizeof(sa))) {
+        perror("bench-mc: connect");
+        exit(1);
     }
-    lm_tracker_free(t);
-    livemig_ram_free(mem, GUEST_BYTES);
-    livemig_ram_free(stage, GUEST_BYTES);
-    free(dirty);
-    return best;
+    int s = accept(l, NULL, NULL);
+    size_t total = 2ull << 30;
+    sink_arg a = { s, total };
+    pthread_t t;
+    pthread_create(&t, NULL, sink, &a);
+    char *buf = malloc(1 << 20);
+    memset(buf, 0x5a, 1 << 20);
+    double t0 = bu_now();
+    for (size_t sent = 0; sent < total;) {
+        ssize_t n = write(c, buf, 1 << 20);
+        if (n <= 0)
+            break;
+        sent += (size_t)n;
+    }
+    pthread_join(t, NULL);
+    double dt = bu_now() - t0;
+    free(buf);
+    close(c);
+    close(s);
+    close(l);
+    return (double)total / dt;
 }
+
+/* ---- runs ---------------------------------------------------------------- */
 
 static uint64_t written(lm_pattern *p)
 {
@@ -80,8 +104,8 @@ static double baseline_rate(livemig_tracker_kind kind, double secs)
 {
     livemig_error err = { 0 };
     livemig *lm = livemig_new(&err);
-    lm_pattern *p = lm_pattern_new("pattern,size=" GUEST ",dirty-rate=max",
-                                   lm, false, kind, &err);
+    lm_pattern *p = lm_pattern_new("pattern,size=" GUEST ",dirty-rate=max,"
+                                   "outputs=/dev/null", lm, false, kind, &err);
     if (!p) {
         fprintf(stderr, "bench: %s\n", err.desc);
         exit(1);
@@ -97,19 +121,39 @@ static double baseline_rate(livemig_tracker_kind kind, double secs)
     return rate;
 }
 
-/* Run MC with @rate ("max" or bytes/s) and @delay_ms for @secs once
- * checkpointing; report the MC stats and the guest's page rate. */
-static json_object *mc_run(livemig_tracker_kind kind, const char *rate,
-                           unsigned delay_ms, double secs)
+static void add_d(json_object *o, const char *k, double v)
 {
-    char spec[128], params[128];
-    snprintf(spec, sizeof(spec), "pattern,size=" GUEST ",dirty-rate=%s", rate);
+    json_object_object_add(o, k, json_object_new_double(v));
+}
+
+/* p50/p99/max (and count) of query-migrate's mc.@name. */
+static json_object *dist(json_object *q, const char *name)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "mc.%s", name);
+    json_object *h = bu_get(q, path), *o = json_object_new_object();
+    const char *k[] = { "p50", "p99", "max", "count" };
+    for (int i = 0; i < 4; i++)
+        json_object_object_add(o, k[i], json_object_new_uint64(
+            bu_u64(h, k[i])));
+    return o;
+}
+
+/* MC at @rate with mc-delay 100 for @secs once checkpointing. */
+static json_object *mc_run(livemig_tracker_kind kind, const char *rate,
+                           bool throttle, double secs, double tcp)
+{
+    char spec[160];
+    snprintf(spec, sizeof(spec), "pattern,size=" GUEST ",dirty-rate=%s,"
+             "outputs=/dev/null", rate);
     bu_pair p;
     bu_pair_start(&p, spec, kind);
     bu_caps(p.src, "{\"capabilities\": [{\"capability\": "
                    "\"micro-checkpointing\", \"state\": true}]}");
+    char params[128];
     snprintf(params, sizeof(params), "{\"mc-delay\": %u, "
-             "\"mc-heartbeat-timeout\": 5000}", delay_ms);
+             "\"mc-heartbeat-timeout\": 5000, \"mc-throttle\": %s}",
+             DELAY_MS, throttle ? "true" : "false");
     bu_params(p.src, params);
     bu_migrate(&p);
     json_object *o = json_object_new_object();
@@ -126,81 +170,120 @@ static json_object *mc_run(livemig_tracker_kind kind, const char *rate,
     usleep((useconds_t)(secs * 1e6));
     double dt = bu_now() - t0;
     uint64_t w1 = written(p.psrc);
-    json_object *q1 = livemig_query_migrate(p.src);
-    uint64_t n = bu_u64(q1, "mc.checkpoints") - bu_u64(q0, "mc.checkpoints");
-    json_object_object_add(o, "guest-pages-per-s",
-                           json_object_new_double((double)(w1 - w0) / dt));
-    json_object_object_add(o, "checkpoints-per-s",
-                           json_object_new_double((double)n / dt));
-    uint64_t bytes = bu_u64(q1, "ram.transferred") - bu_u64(q0, "ram.transferred");
-    json_object_object_add(o, "checkpoint-bytes-per-s",
-                           json_object_new_double((double)bytes / dt));
-    /* Averages over the measured window only (query-migrate's include
-     * the first, catch-up checkpoint): avg1*n1 - avg0*n0 over n. */
-    const char *avgs[] = { "pause-avg-us", "pages-avg", "paused-pages-avg",
-                           "ack-latency-avg-us", "checkpoint-bytes-avg" };
-    uint64_t n0 = bu_u64(q0, "mc.checkpoints"), n1 = bu_u64(q1, "mc.checkpoints");
-    for (size_t i = 0; i < sizeof(avgs) / sizeof(avgs[0]); i++) {
-        char path[64];
-        snprintf(path, sizeof(path), "mc.%s", avgs[i]);
-        double tot = (double)bu_u64(q1, path) * (double)n1 -
-                     (double)bu_u64(q0, path) * (double)n0;
-        json_object_object_add(o, avgs[i], json_object_new_double(
-            n ? tot / (double)n : 0));
-    }
-    json_object_object_add(o, "pause-max-us-since-start",
-                           json_object_get(bu_get(q1, "mc.pause-max-us")));
+    json_object *q = livemig_query_migrate(p.src);
+    uint64_t n = bu_u64(q, "mc.checkpoints") - bu_u64(q0, "mc.checkpoints");
+    uint64_t pages = bu_u64(q, "mc.pages-avg") * bu_u64(q, "mc.checkpoints") -
+                     bu_u64(q0, "mc.pages-avg") * bu_u64(q0, "mc.checkpoints");
+    add_d(o, "pages-per-epoch", n ? (double)pages / (double)n : 0);
+    add_d(o, "guest-pages-per-s", (double)(w1 - w0) / dt);
+    add_d(o, "checkpoints-per-s", (double)n / dt);
+    json_object_object_add(o, "pause-us", dist(q, "pause-us"));
+    json_object_object_add(o, "pause-parts-us",
+                           json_object_get(bu_get(q, "mc.pause-parts-us")));
+    json_object_object_add(o, "ack-us", dist(q, "ack-us"));
+    json_object_object_add(o, "commit-us", dist(q, "commit-us"));
+    json_object_object_add(o, "checkpoint-bytes", dist(q, "checkpoint-bytes"));
+    /* Wire speed: the median ack against what loopback TCP needs to
+     * carry the median checkpoint. */
+    double bytes = (double)bu_u64(q, "mc.checkpoint-bytes.p50");
+    double wire_us = bytes / tcp * 1e6;
+    double ack = (double)bu_u64(q, "mc.ack-us.p50");
+    add_d(o, "checkpoint-GBps", ack > 0 ? bytes / ack / 1e3 : 0);
+    add_d(o, "ack-over-wire-time", wire_us > 0 ? ack / wire_us : 0);
+    uint64_t shadow = bu_u64(q, "mc.shadow-peak-bytes");
+    json_object_object_add(o, "shadow-peak-bytes",
+                           json_object_new_uint64(shadow));
+    add_d(o, "shadow-over-guest", (double)shadow / (double)GUEST_BYTES);
+    json_object *thr = bu_get(q, "mc.throttle-percentage");
+    if (thr)
+        json_object_object_add(o, "throttle-percentage",
+                               json_object_get(thr));
     json_object_put(q0);
-    json_object_put(q1);
+    json_object_put(q);
     bu_pair_free(&p);
     return o;
 }
 
-int main(void)
+/* ---- targets ------------------------------------------------------------- */
+
+static void target(json_object *t, const char *name, double v, double limit)
 {
-    json_object *out = json_object_new_object();
+    json_object *o = json_object_new_object();
+    add_d(o, "value", v);
+    add_d(o, "limit", limit);
+    json_object_object_add(o, "met", json_object_new_boolean(v <= limit));
+    json_object_object_add(t, name, o);
+}
+
+static double get_d(json_object *o, const char *path)
+{
+    json_object *v = bu_get(o, path);
+    return v ? json_object_get_double(v) : -1;
+}
+
+int main(int argc, char **argv)
+{
+    bool pause_only = argc > 1 && strcmp(argv[1], "pause") == 0;
+    json_object *out = json_object_new_object(), *targets =
+        json_object_new_object();
+    double tcp = tcp_Bps();
+    add_d(out, "loopback-tcp-GBps", tcp / 1e9);
     livemig_tracker_kind kinds[] = { LIVEMIG_TRACKER_MANUAL,
                                      LIVEMIG_TRACKER_UFFD_WP_ASYNC };
     for (int k = 0; k < 2; k++) {
+        const char *kn = livemig_tracker_name(kinds[k]);
         livemig_error why = { 0 };
         if (!lm_tracker_available(kinds[k], &why)) {
-            json_object_object_add(out, livemig_tracker_name(kinds[k]),
-                                   json_object_new_string(why.desc));
+            json_object_object_add(out, kn, json_object_new_string(why.desc));
             continue;
         }
         json_object *t = json_object_new_object();
-        /* pause vs dirty pages per epoch at mc-delay 100 ms */
         struct { unsigned pages; const char *rate; } pts[] = {
-            { 1000, "40M" }, { 10000, "400M" }, { 100000, "max" },
+            { 1000, "40M" }, { 10000, "400M" }, { 100000, "4000M" },
         };
-        json_object *pause = json_object_new_object();
         for (int i = 0; i < 3; i++) {
-            json_object *r = mc_run(kinds[k], pts[i].rate, 100, 2.0);
-            json_object_object_add(r, "floor-us", json_object_new_double(
-                floor_us(kinds[k], pts[i].pages)));
-            char name[32];
+            json_object *r = mc_run(kinds[k], pts[i].rate, false, 3.0, tcp);
+            char name[64];
             snprintf(name, sizeof(name), "%u-pages", pts[i].pages);
-            json_object_object_add(pause, name, r);
+            json_object_object_add(t, name, r);
+            if (pts[i].pages <= 10000) {
+                snprintf(name, sizeof(name), "%s %u pages: ack / wire time",
+                         kn, pts[i].pages);
+                target(targets, name, get_d(r, "ack-over-wire-time"), 1.3);
+            }
+            if (kinds[k] == LIVEMIG_TRACKER_MANUAL && pts[i].pages <= 10000) {
+                snprintf(name, sizeof(name), "manual %u pages: pause p50 us",
+                         pts[i].pages);
+                target(targets, name, get_d(r, "pause-us.p50"), 20);
+                snprintf(name, sizeof(name), "manual %u pages: pause p99 us",
+                         pts[i].pages);
+                target(targets, name, get_d(r, "pause-us.p99"), 100);
+            }
+            if (kinds[k] != LIVEMIG_TRACKER_MANUAL && pts[i].pages == 10000)
+                target(targets, "uffd-wp-async 10000 pages: pause p99 us",
+                       get_d(r, "pause-us.p99"), 500);
         }
-        json_object_object_add(t, "pause-by-dirty-pages", pause);
-        /* throughput vs mc-delay */
-        double base = baseline_rate(kinds[k], 2.0);
-        json_object *thr = json_object_new_object();
-        json_object_object_add(thr, "unprotected-pages-per-s",
-                               json_object_new_double(base));
-        unsigned delays[] = { 10, 100, 1000 };
-        for (int i = 0; i < 3; i++) {
-            json_object *r = mc_run(kinds[k], "max", delays[i], 3.0);
-            double rate = json_object_get_double(bu_get(r, "guest-pages-per-s"));
-            json_object_object_add(r, "ratio-to-unprotected",
-                                   json_object_new_double(rate / base));
-            char name[32];
-            snprintf(name, sizeof(name), "mc-delay-%u", delays[i]);
-            json_object_object_add(thr, name, r);
+        if (!pause_only) {
+            double base = baseline_rate(kinds[k], 2.0);
+            add_d(t, "unprotected-pages-per-s", base);
+            for (int th = 0; th < 2; th++) {
+                json_object *r = mc_run(kinds[k], "max", th == 1, 5.0, tcp);
+                add_d(r, "guest-throughput-vs-unprotected",
+                      get_d(r, "guest-pages-per-s") / base);
+                json_object_object_add(t, th ? "max-rate-throttled"
+                                             : "max-rate", r);
+                if (th) {
+                    char name[64];
+                    snprintf(name, sizeof(name), "%s max rate throttled: "
+                             "commit p99 us", kn);
+                    target(targets, name, get_d(r, "commit-us.p99"),
+                           3 * DELAY_MS * 1000.0);
+                }
+            }
         }
-        json_object_object_add(t, "throughput", thr);
-        json_object_object_add(out, livemig_tracker_name(kinds[k]), t);
+        json_object_object_add(out, kn, t);
     }
+    json_object_object_add(out, "targets", targets);
     printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PRETTY));
     json_object_put(out);
     return 0;

@@ -24,6 +24,7 @@
 
 #include "livemig/livemig.h"
 #include "codec/xbzrle-cache.h"
+#include "engine/mc-hist.h"
 #include "ram/tracker.h"
 #include "transport/transport.h"
 #include "tunables/tunables.h"
@@ -87,6 +88,7 @@ typedef struct lm_stats {
 typedef struct lm_output {
     struct lm_output *next;
     uint64_t epoch;              /* released when this epoch is acked */
+    uint64_t submit_us;          /* when the guest submitted it */
     livemig_output_fn fn;
     void *opaque;
     size_t len;
@@ -102,9 +104,22 @@ typedef struct lm_mc_stats {
     uint64_t bytes_total, bytes_last;
     uint64_t ack_last_us, ack_total_us;
     uint64_t pages_total;        /* captured, while running or paused */
+    uint64_t shadow_bytes;       /* primary: checkpoint pool and maps now */
+    uint64_t pause_parts_us[5];  /* last pause: stop, sync, copy, sections,
+                                    cont */
+    bool falling_behind;         /* checkpoints take longer than mc-delay */
+    uint64_t epoch_ms;           /* length of the last epoch */
+    uint64_t link_bytes;         /* what the link sends in mc-delay */
+    uint64_t shadow_peak_bytes;
     uint64_t paused_pages_total; /* captured with the guest paused */
+    bool standby;                /* backup stood down; its RAM holds
+                                    checkpoint epoch: mc-failover forces */
     uint64_t failover_epoch;     /* backup: took over from this checkpoint */
     char failover_reason[256];
+    lm_hist pause_us;            /* primary: guest pause per checkpoint */
+    lm_hist bytes;               /* checkpoint size on the wire */
+    lm_hist ack_us;              /* primary: send start to ACK; backup:
+                                    first record to ACK sent */
 } lm_mc_stats;
 
 struct livemig {
@@ -152,6 +167,8 @@ struct livemig {
     bool out_hold;               /* hold outputs (MC running) */
     uint64_t out_epoch;          /* epoch new outputs belong to */
     uint64_t out_held, out_released;
+    uint64_t out_discarded;      /* dropped unseen: never backed */
+    lm_hist out_commit_us;       /* held outputs: submit to release */
 };
 
 /* output.c: output commit */
@@ -165,6 +182,9 @@ void lm_output_set_epoch(livemig *lm, uint64_t epoch);
 void lm_output_release_upto(livemig *lm, uint64_t epoch);
 /* Release everything and stop holding (MC ended, backup lost). */
 void lm_output_release_all(livemig *lm);
+/* Drop everything held without releasing it, and stop holding (the
+ * backup took over: these outputs are not backed by what it runs). */
+void lm_output_discard_all(livemig *lm);
 
 /* engine.c */
 uint64_t lm_now_us(void);
@@ -197,6 +217,8 @@ void lm_mc_note_checkpoint(livemig *lm, const char *role, uint64_t epoch);
 struct lm_reader;
 bool lm_mc_backup(livemig *lm, struct lm_reader *r, uint32_t heartbeat_ms,
                   livemig_error *err);
+/* Resume the guest from applied checkpoint @epoch; emits MC_FAILOVER. */
+void lm_mc_take_over(livemig *lm, uint64_t epoch, const char *reason);
 
 /* outgoing.c / incoming.c: thread bodies */
 void *lm_outgoing_thread(void *arg);

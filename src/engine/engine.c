@@ -502,7 +502,8 @@ static const unsigned edges[LIVEMIG_STATUS__MAX] = {
     [LIVEMIG_STATUS_CANCELLING] = B(CANCELLED) | B(FAILED) | B(COMPLETED),
     /* A finished migration may be followed by a new one. */
     [LIVEMIG_STATUS_COMPLETED] = B(SETUP) | B(ACTIVE),
-    [LIVEMIG_STATUS_FAILED] = B(SETUP) | B(ACTIVE),
+    /* ... or a backup that stood down be made to take over. */
+    [LIVEMIG_STATUS_FAILED] = B(SETUP) | B(ACTIVE) | B(COMPLETED),
     [LIVEMIG_STATUS_CANCELLED] = B(SETUP) | B(ACTIVE),
 };
 #undef B
@@ -777,11 +778,49 @@ bool livemig_cancel(livemig *lm, livemig_error *err)
     return cancel(lm, false, err);
 }
 
+static void failover_refused(livemig *lm, const char *why)
+{
+    json_object *d = json_object_new_object();
+    json_object_object_add(d, "epoch", json_object_new_uint64(lm->mc.epoch));
+    json_object_object_add(d, "reason", json_object_new_string(why));
+    lm_emit(lm, "MC_FAILOVER_REFUSED", d);
+}
+
 bool livemig_mc_failover(livemig *lm, livemig_error *err)
 {
     pthread_mutex_lock(&lm->lock);
-    bool ok = is_active(lm->status) && lm->mc.active;
-    if (ok) {
+    /* A backup that just stood down publishes 'failed' in a moment. */
+    while (lm->incoming && lm->mc.standby && is_active(lm->status))
+        pthread_cond_wait(&lm->cond, &lm->lock);
+    bool active = is_active(lm->status) && lm->mc.active;
+    bool standby = lm->incoming && lm->mc.standby &&
+                   lm->status == LIVEMIG_STATUS_FAILED;
+    uint64_t epoch = lm->mc.epoch;
+    if (standby) {
+        /* A backup that stood down: the operator says the primary is
+         * gone.  Its RAM still holds the last applied checkpoint. */
+        lm->mc.standby = false;
+        lm_set_status_locked(lm, LIVEMIG_STATUS_FAILED,
+                             LIVEMIG_STATUS_COMPLETED);
+        lm->error_desc[0] = '\0';
+        pthread_mutex_unlock(&lm->lock);
+        lm_mc_take_over(lm, epoch, "mc-failover");
+        return true;
+    }
+    if (active && lm->mc_failover) {
+        livemig_error_set(err, "mc-failover was already requested here; "
+                          "wait for status '%s' to end (query-migrate)",
+                          livemig_status_name(lm->status));
+        failover_refused(lm, err->desc);
+        active = false;
+    } else if (active && lm->incoming && lm->mc.checkpoints == 0) {
+        livemig_error_set(err, "mc-failover refused: this backup has not "
+                          "applied a complete checkpoint yet, so it has "
+                          "nothing consistent to run; wait for status "
+                          "'checkpointing'");
+        failover_refused(lm, err->desc);
+        active = false;
+    } else if (active) {
         lm->mc_failover = true;
         /* The backup's reader is cut so it takes over now; the primary's
          * thread notices the flag and tells the backup to stand down. */
@@ -792,11 +831,11 @@ bool livemig_mc_failover(livemig *lm, livemig_error *err)
     } else {
         livemig_error_set(err, "no micro-checkpointing runs here (status "
                           "'%s'); mc-failover acts on a primary or backup "
-                          "in status 'checkpointing'",
-                          livemig_status_name(lm->status));
+                          "in status 'checkpointing', or on a backup that "
+                          "stood down", livemig_status_name(lm->status));
     }
     pthread_mutex_unlock(&lm->lock);
-    return ok;
+    return active;
 }
 
 bool livemig_continue(livemig *lm, const char *state, livemig_error *err)

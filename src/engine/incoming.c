@@ -434,7 +434,10 @@ void *lm_incoming_thread(void *arg)
     lm_listener_close(&lm->listener);
     pthread_mutex_unlock(&lm->lock);
     lm_conn_close(&conn);   /* outside the lock: an exec: may take 0.5 s */
-    if (!ok) {
+    pthread_mutex_lock(&lm->lock);
+    bool standby = lm->mc.standby;
+    pthread_mutex_unlock(&lm->lock);
+    if (!ok && !standby) {
         /* Give the partly loaded RAM back; the next attempt starts from
          * zero pages, which is what "pristine" means. */
         for (size_t i = 0; i < lm->nram; i++)

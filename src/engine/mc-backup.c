@@ -2,10 +2,11 @@
  * mc-backup.c - micro-checkpointing, backup side.
  *
  * After MC_START the destination becomes a backup.  Every checkpoint
- * (CKPT_BEGIN n ... CKPT_END n) is received whole into a staging area and
- * only then applied to guest RAM and the sections, and acknowledged; a
- * checkpoint cut short is dropped, so guest RAM always holds the last
- * applied checkpoint.  When the primary is silent for the heartbeat
+ * (CKPT_BEGIN n ... CKPT_END n) is received whole into a staging area;
+ * only then are its sections checked and loaded, the checkpoint
+ * acknowledged, and its pages copied to guest RAM (before anything else:
+ * a takeover comes after).  A checkpoint cut short is dropped, so guest
+ * RAM always holds the last complete checkpoint.  When the primary is silent for the heartbeat
  * timeout, its connection breaks, or mc-failover is asked, the backup
  * resumes the guest from that checkpoint.
  */
@@ -16,6 +17,7 @@
 
 #include "common/buf.h"
 #include "engine/engine-int.h"
+#include "engine/mc-int.h"
 #include "stream/stream.h"
 
 typedef struct stage_ent {
@@ -120,7 +122,24 @@ static bool stage_section(stage *st, const lm_rec *rec, livemig_error *err)
     return true;
 }
 
-/* Check everything first, then store: a checkpoint is applied whole. */
+static void apply_pages(stage *st)
+{
+    livemig *lm = st->lm;
+    for (size_t i = 0; i < st->nents; i++) {
+        stage_ent *e = &st->ents[i];
+        uint8_t *dst = lm->ram[e->block]->host + e->first * LM_PAGE_SIZE;
+        size_t len = (size_t)e->npages * LM_PAGE_SIZE;
+        if (e->zero)
+            memset(dst, 0, len);
+        else
+            memcpy(dst, st->data + e->off, len);
+    }
+}
+
+/* Check everything first, then store: a checkpoint is applied whole.
+ * The pages go in before the sections, whose loaders check their state
+ * against the RAM (the pattern guest's cursors), and all of it before
+ * the ACK: an acknowledged checkpoint is one this backup can run. */
 static bool apply(stage *st, livemig_error *err)
 {
     livemig *lm = st->lm;
@@ -147,15 +166,7 @@ static bool apply(stage *st, livemig_error *err)
             return false;
         }
     }
-    for (size_t i = 0; i < st->nents; i++) {
-        stage_ent *e = &st->ents[i];
-        uint8_t *dst = lm->ram[e->block]->host + e->first * LM_PAGE_SIZE;
-        size_t len = (size_t)e->npages * LM_PAGE_SIZE;
-        if (e->zero)
-            memset(dst, 0, len);
-        else
-            memcpy(dst, st->data + e->off, len);
-    }
+    apply_pages(st);
     for (size_t i = 0; i < st->nsecs; i++) {
         lm_section *s = lm_find_section(lm, st->secs[i].name);
         livemig_cursor c = { st->data + st->secs[i].off, st->secs[i].len };
@@ -175,11 +186,35 @@ static void reset(stage *st)
     st->used = st->nents = st->nsecs = 0;
 }
 
-static bool ack(livemig *lm, uint64_t epoch)
+/* The backup's side of the rule in mc-int.h. */
+typedef struct lease {
+    uint64_t hb_ms;
+    uint64_t renewed_us;     /* last message sent while the lease held */
+    uint64_t ack_epoch;      /* last ACK sent, and when */
+    uint64_t ack_us;
+    uint64_t sent_us;        /* last message sent at all */
+} lease;
+
+static bool lease_holds(const lease *l, uint64_t now)
+{
+    return now - l->renewed_us < lm_mc_lease_ms(l->hb_ms) * 1000u;
+}
+
+static bool reply(livemig *lm, lease *l, uint8_t type, uint64_t v)
 {
     uint8_t b[9];
-    b[0] = LM_RP_ACK;
-    lm_put_be64(b + 1, epoch);
+    b[0] = type;
+    lm_put_be64(b + 1, v);
+    uint64_t now = lm_now_us();
+    /* Only a message sent while the lease holds renews it: after a gap
+     * the primary may already have given this backup up. */
+    if (lease_holds(l, now))
+        l->renewed_us = now;
+    l->sent_us = now;
+    if (type == LM_RP_ACK) {
+        l->ack_epoch = v;
+        l->ack_us = now;
+    }
     return lm->conn.wfd >= 0 && lm_write_all(lm->conn.wfd, b, sizeof(b));
 }
 
@@ -193,8 +228,36 @@ static void applied(livemig *lm, uint64_t epoch, uint64_t bytes,
     lm->mc.bytes_total += bytes;
     lm->mc.ack_last_us = us;
     lm->mc.ack_total_us += us;
+    lm_hist_add(&lm->mc.bytes, bytes);
+    lm_hist_add(&lm->mc.ack_us, us);
     pthread_mutex_unlock(&lm->lock);
     lm_mc_note_checkpoint(lm, "backup", epoch);
+}
+
+static void emit_epoch_reason(livemig *lm, const char *event,
+                              const char *role, uint64_t epoch,
+                              const char *reason)
+{
+    json_object *d = json_object_new_object();
+    if (role)
+        json_object_object_add(d, "role", json_object_new_string(role));
+    json_object_object_add(d, "epoch", json_object_new_uint64(epoch));
+    json_object_object_add(d, "reason", json_object_new_string(reason));
+    lm_emit(lm, event, d);
+}
+
+/* Take over from the last applied checkpoint @epoch. */
+void lm_mc_take_over(livemig *lm, uint64_t epoch, const char *reason)
+{
+    lm_guest_cont(lm);
+    emit_epoch_reason(lm, "MC_FAILOVER", NULL, epoch, reason);
+    pthread_mutex_lock(&lm->lock);
+    lm->mc.active = false;
+    lm->mc.standby = false;
+    lm->mc.failover_epoch = epoch;
+    snprintf(lm->mc.failover_reason, sizeof(lm->mc.failover_reason), "%.255s",
+             reason);
+    pthread_mutex_unlock(&lm->lock);
 }
 
 bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
@@ -208,6 +271,10 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
     pthread_mutex_unlock(&lm->lock);
     r->timeout_ms = (int)heartbeat_ms;
     r->skip_zero = false;
+    lease l = { .hb_ms = heartbeat_ms, .renewed_us = lm_now_us() };
+    /* While a long checkpoint arrives, PONGs keep the primary informed. */
+    uint64_t pong_every_us = lm_mc_heartbeat_every_ms(heartbeat_ms) * 500u;
+    (void)reply(lm, &l, LM_RP_PONG, 0);
 
     uint64_t applied_epoch = 0, cur = 0, t0 = 0, b0 = 0;
     bool in_ckpt = false, broken = false, ended = false;
@@ -219,17 +286,22 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
         bool ok = true;
         switch (rec.type) {
         case LM_REC_HEARTBEAT:
+            (void)reply(lm, &l, LM_RP_PONG, applied_epoch);
             break;
         case LM_REC_MC_END:
             ended = true;
-            livemig_error_set(&why, "the primary stopped checkpointing "
-                              "(migrate_cancel or mc-failover there) and "
-                              "runs on; this backup stands down");
+            livemig_error_set(&why, "this backup stood down: the primary "
+                              "stopped checkpointing (migrate_cancel or "
+                              "mc-failover there) and runs on");
             break;
         case LM_REC_CKPT_BEGIN:
             ok = !in_ckpt;
             in_ckpt = true;
             cur = rec.pass;
+            /* The primary began this one after reading our ACK of the
+             * previous: it had not given us up when that ACK left. */
+            if (l.ack_epoch + 1 == cur && l.ack_us > l.renewed_us)
+                l.renewed_us = l.ack_us;
             reset(&st);
             r->stage = stage_raw;
             r->stage_opaque = &st;
@@ -258,29 +330,38 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
                 ok = false;
                 break;
             }
-            applied_epoch = cur;
-            if (!ack(lm, cur))
+            if (!reply(lm, &l, LM_RP_ACK, cur))
                 livemig_error_set(&why, "cannot acknowledge checkpoint "
                                   "%llu: the primary is gone",
                                   (unsigned long long)cur);
-            applied(lm, cur, r->total - b0, lm_now_us() - t0);
+            uint64_t ack_us = lm_now_us() - t0;
+            applied_epoch = cur;
+            applied(lm, cur, r->total - b0, ack_us);
             break;
         default:
             ok = false;
         }
         if (!ok) {
-            livemig_error_set(&why, "unexpected record %d in the "
-                              "checkpoint stream (epoch %llu)", rec.type,
-                              (unsigned long long)cur);
+            if (!livemig_error_is_set(&why))
+                livemig_error_set(&why, "unexpected record %d in the "
+                                  "checkpoint stream (epoch %llu)", rec.type,
+                                  (unsigned long long)cur);
             break;
         }
         if (livemig_error_is_set(&why))
             break;
+        if (in_ckpt && lm_now_us() - l.sent_us >= pong_every_us)
+            (void)reply(lm, &l, LM_RP_PONG, applied_epoch);
     }
     free(st.data);
     free(st.ents);
     free(st.secs);
 
+    /* Decide now, before any wait: how long since the last exchange that
+     * the primary is bound to honour. */
+    uint64_t now = lm_now_us();
+    bool holds = lease_holds(&l, now);
+    uint64_t away_ms = (now - l.renewed_us) / 1000u;
     pthread_mutex_lock(&lm->lock);
     /* mc-heartbeat-timeout 0: a manager that fences decides; losing the
      * primary's connection alone is no reason to take over. */
@@ -289,15 +370,50 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
         pthread_cond_wait(&lm->cond, &lm->lock);
     bool asked = lm->mc_failover;
     pthread_mutex_unlock(&lm->lock);
-    if (ended) {
-        livemig_error_set(err, "%s", why.desc);
-        return false;
-    }
+
     if (applied_epoch == 0 || broken) {
-        livemig_error_set(err, "%s; no complete checkpoint to take over "
-                          "from", why.desc[0] ? why.desc : "stream ended");
+        livemig_error_set(err, "this backup cannot take over: %s; it has no "
+                          "complete checkpoint to resume from",
+                          why.desc[0] ? why.desc : "the stream ended");
+        emit_epoch_reason(lm, "MC_FAILOVER_REFUSED", NULL, applied_epoch,
+                          err->desc);
         return false;
     }
+    if (!asked && heartbeat_ms && !ended && !holds) {
+        /* Stopped or starved longer than the lease: the primary may have
+         * given us up and run on.  Standing down keeps one guest. */
+        (void)reply(lm, &l, LM_RP_STOOD_DOWN, applied_epoch);
+        livemig_error cause = why;
+        livemig_error_clear(&why);
+        livemig_error_set(&why, "this backup stood down instead of taking "
+                          "over (%s): it had no exchange with the primary "
+                          "for %llu ms, and after %llu ms the primary may "
+                          "give it up and run on", cause.desc,
+                          (unsigned long long)away_ms,
+                          (unsigned long long)lm_mc_lease_ms(heartbeat_ms));
+        ended = true;
+    }
+    if (ended && !asked) {
+        /* Decided under the lock: an mc-failover from now on finds the
+         * standby and forces it; one that came before it wins. */
+        pthread_mutex_lock(&lm->lock);
+        asked = lm->mc_failover;
+        if (!asked) {
+            lm->mc.standby = true;
+            lm->mc.active = false;
+        }
+        pthread_mutex_unlock(&lm->lock);
+    }
+    if (ended && !asked) {
+        livemig_error_set(err, "%s; the guest stays stopped at checkpoint "
+                          "%llu: run mc-failover here to take over only if "
+                          "the primary does not run the guest", why.desc,
+                          (unsigned long long)applied_epoch);
+        emit_epoch_reason(lm, "MC_STOOD_DOWN", "backup", applied_epoch,
+                          err->desc);
+        return false;
+    }
+    (void)reply(lm, &l, LM_RP_TOOK_OVER, applied_epoch);
     /* Said as an operator reads it: why the primary is taken for dead. */
     char plain[sizeof(why.desc)];
     if (r->timed_out)
@@ -308,17 +424,6 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
                  "(it stopped, or the network between the two broke)");
     else
         snprintf(plain, sizeof(plain), "%s", why.desc);
-    const char *reason = asked ? "mc-failover" : plain;
-    lm_guest_cont(lm);
-    json_object *d = json_object_new_object();
-    json_object_object_add(d, "epoch", json_object_new_uint64(applied_epoch));
-    json_object_object_add(d, "reason", json_object_new_string(reason));
-    lm_emit(lm, "MC_FAILOVER", d);
-    pthread_mutex_lock(&lm->lock);
-    lm->mc.active = false;
-    lm->mc.failover_epoch = applied_epoch;
-    snprintf(lm->mc.failover_reason, sizeof(lm->mc.failover_reason), "%.255s",
-             reason);
-    pthread_mutex_unlock(&lm->lock);
+    lm_mc_take_over(lm, applied_epoch, asked ? "mc-failover" : plain);
     return true;
 }

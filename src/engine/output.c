@@ -35,6 +35,7 @@ static void release_head_locked(livemig *lm)
     if (!lm->out_head)
         lm->out_tail = NULL;
     o->fn(o->opaque, o->data, o->len);
+    lm_hist_add(&lm->out_commit_us, lm_now_us() - o->submit_us);
     lm->out_held--;
     lm->out_released++;
     free(o);
@@ -64,6 +65,7 @@ bool livemig_output_submit(livemig *lm, const void *data, size_t len,
     }
     o->next = NULL;
     o->epoch = lm->out_epoch;
+    o->submit_us = lm_now_us();
     o->fn = release;
     o->opaque = opaque;
     o->len = len;
@@ -105,6 +107,7 @@ void lm_output_hold(livemig *lm, uint64_t epoch)
     pthread_mutex_lock(&lm->out_lock);
     lm->out_hold = true;
     lm->out_epoch = epoch;
+    lm_hist_reset(&lm->out_commit_us);
     pthread_mutex_unlock(&lm->out_lock);
 }
 
@@ -128,6 +131,21 @@ void lm_output_release_all(livemig *lm)
     pthread_mutex_lock(&lm->out_lock);
     while (lm->out_head)
         release_head_locked(lm);
+    lm->out_hold = false;
+    pthread_mutex_unlock(&lm->out_lock);
+}
+
+void lm_output_discard_all(livemig *lm)
+{
+    pthread_mutex_lock(&lm->out_lock);
+    while (lm->out_head) {
+        lm_output *o = lm->out_head;
+        lm->out_head = o->next;
+        lm->out_held--;
+        lm->out_discarded++;
+        free(o);
+    }
+    lm->out_tail = NULL;
     lm->out_hold = false;
     pthread_mutex_unlock(&lm->out_lock);
 }

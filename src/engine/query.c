@@ -24,12 +24,16 @@ json_object *livemig_query_migrate(livemig *lm)
     pthread_mutex_unlock(&lm->lock);
     pthread_mutex_lock(&lm->out_lock);
     uint64_t held = lm->out_held, released = lm->out_released;
+    uint64_t discarded = lm->out_discarded;
+    json_object *commit = mc.checkpoints || mc.active
+                              ? lm_hist_json(&lm->out_commit_us) : NULL;
     pthread_mutex_unlock(&lm->out_lock);
 
     json_object_object_add(o, "status",
                            json_object_new_string(livemig_status_name(status)));
     if (status == LIVEMIG_STATUS_NONE) {
         json_object_put(multifd);
+        json_object_put(commit);
         return o;
     }
     bool done = status == LIVEMIG_STATUS_COMPLETED ||
@@ -153,7 +157,25 @@ json_object *livemig_query_migrate(livemig *lm)
             add_u64(m, "paused-pages-avg", mc.paused_pages_total / n);
             add_u64(m, "outputs-held", held);
             add_u64(m, "outputs-released", released);
+            add_u64(m, "outputs-discarded", discarded);
+            json_object_object_add(m, "falling-behind",
+                                   json_object_new_boolean(mc.falling_behind));
+            add_u64(m, "epoch-ms", mc.epoch_ms);
+            add_u64(m, "link-bytes-per-epoch", mc.link_bytes);
+            add_u64(m, "throttle-percentage", st.cpu_throttle);
+            add_u64(m, "shadow-bytes", mc.shadow_bytes);
+            add_u64(m, "shadow-peak-bytes", mc.shadow_peak_bytes);
+            json_object_object_add(m, "pause-us", lm_hist_json(&mc.pause_us));
+            json_object *parts = json_object_new_object();
+            static const char *const part[] = { "stop", "sync", "copy",
+                                                "sections", "cont" };
+            for (int i = 0; i < 5; i++)
+                add_u64(parts, part[i], mc.pause_parts_us[i]);
+            json_object_object_add(m, "pause-parts-us", parts);
+            json_object_object_add(m, "commit-us", json_object_get(commit));
         }
+        json_object_object_add(m, "checkpoint-bytes", lm_hist_json(&mc.bytes));
+        json_object_object_add(m, "ack-us", lm_hist_json(&mc.ack_us));
         add_u64(m, "checkpoint-bytes-last", mc.bytes_last);
         add_u64(m, "checkpoint-bytes-avg", mc.bytes_total / n);
         add_u64(m, incoming ? "apply-last-us" : "ack-latency-last-us",
@@ -167,6 +189,7 @@ json_object *livemig_query_migrate(livemig *lm)
         }
         json_object_object_add(o, "mc", m);
     }
+    json_object_put(commit);
     if (err[0])
         json_object_object_add(o, "error-desc", json_object_new_string(err));
     return o;

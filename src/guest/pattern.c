@@ -81,29 +81,65 @@ static void wait_parked_locked(lm_pattern *p)
         pthread_cond_wait(&p->parked_cv, &p->lock);
 }
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Spin (unlocked) for at most @ns until every worker parked: a worker
+ * notices the request within one page write, and sleeping to be woken
+ * costs the stopper tens of us here (a checkpoint pause is a few).  The
+ * acquire pairs with the worker's release of its parked count, which
+ * orders its stores before ours. */
+static bool spin_parked(lm_pattern *p, uint64_t ns)
+{
+    uint64_t end = now_ns() + ns;
+    do {
+        for (int i = 0; i < 64; i++) {
+            if (__atomic_load_n(&p->parked, __ATOMIC_ACQUIRE) >=
+                p->nworkers_started)
+                return true;
+            cpu_relax();
+        }
+    } while (now_ns() < end);
+    return false;
+}
+
 /* Park until released.  Returns false when the worker must exit. */
 static bool worker_park(lm_pattern *p)
 {
     pthread_mutex_lock(&p->lock);
-    p->parked++;
+    __atomic_add_fetch(&p->parked, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&p->parked_cv);
     while (paused_locked(p) && !p->quit && !p->retire)
         pthread_cond_wait(&p->wake, &p->lock);
-    p->parked--;
+    __atomic_sub_fetch(&p->parked, 1, __ATOMIC_RELAXED);
     bool quit = p->quit || p->retire;
     pthread_mutex_unlock(&p->lock);
     return !quit;
 }
 
-/* Sleep until @deadline (CLOCK_MONOTONIC ns) unless a pause is requested. */
+/* Sleep until @deadline (CLOCK_MONOTONIC ns).  A sleeping worker writes
+ * nothing, so it counts as parked: a stopper need not wake it and wait
+ * for it to be scheduled (tens of us on this VM).  A pause that comes
+ * meanwhile keeps it here until released. */
 static void worker_sleep_until(lm_pattern *p, uint64_t deadline)
 {
     struct timespec ts = ns_to_ts(deadline);
     pthread_mutex_lock(&p->lock);
-    while (!paused_locked(p) && now_ns() < deadline) {
-        if (pthread_cond_timedwait(&p->wake, &p->lock, &ts) == ETIMEDOUT)
-            break;
+    __atomic_add_fetch(&p->parked, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&p->parked_cv);
+    while (!p->quit) {
+        if (paused_locked(p))
+            pthread_cond_wait(&p->wake, &p->lock);
+        else if (now_ns() >= deadline ||
+                 pthread_cond_timedwait(&p->wake, &p->lock, &ts) == ETIMEDOUT)
+            if (!paused_locked(p))
+                break;
     }
+    __atomic_sub_fetch(&p->parked, 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -113,6 +149,11 @@ static void op_stop(void *opaque)
     pthread_mutex_lock(&p->lock);
     p->engine_stopped = true;
     update_pause_locked(p);
+    pthread_mutex_unlock(&p->lock);
+    if (spin_parked(p, 200 * 1000))
+        return;
+    /* A worker that sleeps (pacing, throttle) takes longer: block. */
+    pthread_mutex_lock(&p->lock);
     wait_parked_locked(p);
     pthread_mutex_unlock(&p->lock);
 }

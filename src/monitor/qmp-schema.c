@@ -287,21 +287,36 @@ static void add_fixed_types(schema *s)
     add_event(s, "STOP", "q_empty");
     add_event(s, "RESUME", "q_empty");
     add_event(s, "SHUTDOWN", "q_obj_SHUTDOWN-arg");
-    /* livemig's own: switchover-hold readiness, micro-checkpointing */
+    /* livemig's own: switchover-hold readiness */
     static const char *const ev_ready[] = { "ready:bool", "pass:int",
                                             "expected-downtime:int", NULL };
     add_object(s, "q_obj_MIGRATION_READY-arg", ev_ready);
     add_event(s, "MIGRATION_READY", "q_obj_MIGRATION_READY-arg");
-    static const char *const ev_mc_ckpt[] = { "role:str", "epoch:int",
-                                              NULL };
+
+    /* Micro-checkpointing (docs/micro-checkpointing.md). */
+    static const char *const ev_mc_ckpt[] = { "role:str", "epoch:int", NULL };
     add_object(s, "q_obj_MC_CHECKPOINTING-arg", ev_mc_ckpt);
+    static const char *const ev_mc_reason[] = { "epoch:int", "reason:str",
+                                                NULL };
+    add_object(s, "q_obj_MC_EPOCH_REASON-arg", ev_mc_reason);
+    static const char *const ev_mc_hung[] = { "epoch:int", "reason:str",
+                                              "silent-ms:int", NULL };
+    add_object(s, "q_obj_MC_BACKUP_HUNG-arg", ev_mc_hung);
+    static const char *const ev_mc_down[] = { "role:str", "epoch:int",
+                                              "reason:str", NULL };
+    add_object(s, "q_obj_MC_STOOD_DOWN-arg", ev_mc_down);
+    static const char *const ev_mc_behind[] = {
+        "epoch:int", "dirty-bytes:int", "link-bytes:int",
+        "epoch-ms:int", "mc-delay:int", NULL };
+    add_object(s, "q_obj_MC_FALLING_BEHIND-arg", ev_mc_behind);
     add_event(s, "MC_CHECKPOINTING", "q_obj_MC_CHECKPOINTING-arg");
-    static const char *const ev_mc_why[] = { "epoch:int", "reason:str",
-                                             NULL };
-    add_object(s, "q_obj_MC_BACKUP_LOST-arg", ev_mc_why);
-    add_event(s, "MC_BACKUP_LOST", "q_obj_MC_BACKUP_LOST-arg");
-    add_object(s, "q_obj_MC_FAILOVER-arg", ev_mc_why);
-    add_event(s, "MC_FAILOVER", "q_obj_MC_FAILOVER-arg");
+    add_event(s, "MC_FAILOVER", "q_obj_MC_EPOCH_REASON-arg");
+    add_event(s, "MC_FAILOVER_REFUSED", "q_obj_MC_EPOCH_REASON-arg");
+    add_event(s, "MC_BACKUP_LOST", "q_obj_MC_EPOCH_REASON-arg");
+    add_event(s, "MC_BACKUP_HUNG", "q_obj_MC_BACKUP_HUNG-arg");
+    add_event(s, "MC_BACKUP_STOOD_DOWN", "q_obj_MC_EPOCH_REASON-arg");
+    add_event(s, "MC_STOOD_DOWN", "q_obj_MC_STOOD_DOWN-arg");
+    add_event(s, "MC_FALLING_BEHIND", "q_obj_MC_FALLING_BEHIND-arg");
 }
 
 /* Array types ("[T]") for every list referred to; any other type name

@@ -32,6 +32,7 @@ struct lm_tracker {
     size_t nwords;            /* bitmap words covering npages */
     /* Driven by the owning thread only. */
     bool started;
+    bool quiesced;            /* lm_tracker_set_quiesced() */
     void *priv;
 };
 

@@ -110,8 +110,11 @@ static bool manual_sync(lm_tracker *t, uint64_t *dirty, size_t *count,
         uint64_t bits = __atomic_exchange_n(&bm[w], 0, __ATOMIC_ACQ_REL);
         added += lm_tracker_or_word(dirty, w, bits);
     }
-    /* After clearing, before the caller reads: see the top of the file. */
-    if (!manual_membarrier_ok ||
+    /* After clearing, before the caller reads: see the top of the file.
+     * Writers that are stopped (quiesced) are ordered already. */
+    if (t->quiesced)
+        atomic_thread_fence(memory_order_seq_cst);
+    else if (!manual_membarrier_ok ||
         manual_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0)
         atomic_thread_fence(memory_order_seq_cst);
     *count = added;

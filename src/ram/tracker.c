@@ -176,6 +176,11 @@ bool lm_tracker_start(lm_tracker *t, livemig_error *err)
     return true;
 }
 
+void lm_tracker_set_quiesced(lm_tracker *t, bool quiesced)
+{
+    t->quiesced = quiesced;
+}
+
 bool lm_tracker_sync(lm_tracker *t, uint64_t *dirty, size_t *count,
                      livemig_error *err)
 {

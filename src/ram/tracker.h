@@ -96,6 +96,13 @@ bool lm_tracker_start(lm_tracker *t, livemig_error *err);
 bool lm_tracker_sync(lm_tracker *t, uint64_t *dirty, size_t *count,
                      livemig_error *err);
 
+/* The caller says every writer of the block is stopped, and that stopping
+ * ordered their stores before this thread (a lock or a condition variable
+ * they went through).  While set, a manual sync skips its cross-CPU
+ * barrier (membarrier IPIs cost tens of us on a VM), which only matters
+ * for writers still running.  Clear it before the writers resume. */
+void lm_tracker_set_quiesced(lm_tracker *t, bool quiesced);
+
 /* Stop tracking, unprotect everything; the guest runs at full speed again.
  * Writes that were not yet synced are dropped.  No-op if not started. */
 void lm_tracker_stop(lm_tracker *t);

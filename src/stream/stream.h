@@ -51,6 +51,10 @@ enum lm_reply {
     LM_RP_RESUMED = 0x81,  /* u64 load time in us: loaded and running */
     LM_RP_ERROR = 0x82,    /* u16 len, message */
     LM_RP_ACK = 0x83,      /* u64 epoch: checkpoint applied */
+    LM_RP_PONG = 0x84,     /* u64 last applied epoch: the backup is alive
+                              and still this primary's backup */
+    LM_RP_TOOK_OVER = 0x85,/* u64 epoch: the backup runs the guest now */
+    LM_RP_STOOD_DOWN = 0x86,/* u64 epoch: the backup will not take over */
 };
 
 enum lm_role { LM_ROLE_MAIN = 0, LM_ROLE_MULTIFD = 1 };

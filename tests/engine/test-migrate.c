@@ -152,17 +152,34 @@ static bool wait_status(livemig *lm, livemig_status want, int ms)
     return livemig_get_status(lm) == want;
 }
 
+/* Wait until the source finished @passes passes (a held migration keeps
+ * making them); bounded, polled. */
+static bool wait_passes(livemig *lm, uint64_t passes, int ms)
+{
+    for (int i = 0; i <= ms / 10; i++) {
+        json_object *q = livemig_query_migrate(lm);
+        json_object *ram = json_object_object_get(q, "ram");
+        uint64_t n = json_object_get_uint64(
+            json_object_object_get(ram, "dirty-sync-count"));
+        json_object_put(q);
+        if (n >= passes)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
 static void migrate_over(const char *uri)
 {
     toy src, dst;
     toy_init(&src, false, SIZE);
     toy_init(&dst, true, SIZE);
     livemig_error err = { 0 };
+    /* Listening when livemig_incoming returns: no wait needed. */
     assert_true(livemig_incoming(dst.lm, uri, &err));
-    usleep(20000);
     assert_true(livemig_migrate(src.lm, uri, &err));
-    assert_true(wait_status(src.lm, LIVEMIG_STATUS_COMPLETED, 20000));
-    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_COMPLETED, 20000));
+    assert_true(wait_status(src.lm, LIVEMIG_STATUS_COMPLETED, 30000));
+    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_COMPLETED, 30000));
     /* Source stays stopped after completion: its memory is final. */
     assert_int_equal(livemig_vm_runstate(src.lm), LIVEMIG_RUN_POSTMIGRATE);
     assert_int_equal(livemig_vm_runstate(dst.lm), LIVEMIG_RUN_RUNNING);
@@ -209,8 +226,8 @@ static void test_size_mismatch(void **state)
     livemig_error err = { 0 };
     assert_true(livemig_incoming(dst.lm, uri, &err));
     assert_true(livemig_migrate(src.lm, uri, &err));
-    assert_true(wait_status(src.lm, LIVEMIG_STATUS_FAILED, 20000));
-    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_FAILED, 20000));
+    assert_true(wait_status(src.lm, LIVEMIG_STATUS_FAILED, 30000));
+    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_FAILED, 30000));
     json_object *q = livemig_query_migrate(src.lm);
     const char *desc = json_object_get_string(json_object_object_get(q, "error-desc"));
     assert_non_null(desc);
@@ -261,18 +278,19 @@ static void test_cancel_then_retry(void **state)
     set_params(src.lm, "{\"switchover-hold\": true}");
     assert_true(livemig_incoming(dst.lm, uri, &err));
     assert_true(livemig_migrate(src.lm, uri, &err));
-    usleep(300000);
+    /* Held: it reaches active and stays there until the cancel. */
+    assert_true(wait_passes(src.lm, 2, 30000));
     assert_int_equal(livemig_get_status(src.lm), LIVEMIG_STATUS_ACTIVE);
     assert_true(livemig_cancel(src.lm, &err));
-    assert_true(wait_status(src.lm, LIVEMIG_STATUS_CANCELLED, 10000));
+    assert_true(wait_status(src.lm, LIVEMIG_STATUS_CANCELLED, 30000));
     assert_int_equal(livemig_vm_runstate(src.lm), LIVEMIG_RUN_RUNNING);
-    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_FAILED, 10000));
+    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_FAILED, 30000));
 
     set_params(src.lm, "{\"switchover-hold\": false}");
     assert_true(livemig_incoming(dst.lm, uri, &err));
     assert_true(livemig_migrate(src.lm, uri, &err));
-    assert_true(wait_status(src.lm, LIVEMIG_STATUS_COMPLETED, 20000));
-    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_COMPLETED, 20000));
+    assert_true(wait_status(src.lm, LIVEMIG_STATUS_COMPLETED, 30000));
+    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_COMPLETED, 30000));
     assert_memory_equal(dst.mem, src.mem, SIZE);
     toy_fini(&src, SIZE);
     toy_fini(&dst, SIZE);
@@ -293,13 +311,14 @@ static void test_xbzrle(void **state)
     set_params(src.lm, "{\"switchover-hold\": true, \"xbzrle-cache-size\": 33554432}");
     assert_true(livemig_incoming(dst.lm, uri, &err));
     assert_true(livemig_migrate(src.lm, uri, &err));
-    usleep(600000);
+    /* Several passes re-send changed pages as deltas. */
+    assert_true(wait_passes(src.lm, 20, 30000));
     set_params(src.lm, "{\"switchover-hold\": false}");
-    if (!wait_status(src.lm, LIVEMIG_STATUS_COMPLETED, 20000)) {
+    if (!wait_status(src.lm, LIVEMIG_STATUS_COMPLETED, 30000)) {
         json_object *q = livemig_query_migrate(src.lm);
         fail_msg("not completed: %s", json_object_to_json_string(q));
     }
-    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_COMPLETED, 20000));
+    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_COMPLETED, 30000));
     assert_int_equal(dst.counter, src.counter);
     assert_memory_equal(dst.mem, src.mem, SIZE);
     json_object *q = livemig_query_migrate(src.lm);
@@ -331,13 +350,13 @@ static void migrate_multifd(const char *compression)
     set_params(src.lm, params);
     assert_true(livemig_incoming(dst.lm, uri, &err));
     assert_true(livemig_migrate(src.lm, uri, &err));
-    usleep(300000);   /* several passes while held */
+    assert_true(wait_passes(src.lm, 3, 30000));   /* passes while held */
     set_params(src.lm, "{\"switchover-hold\": false}");
-    if (!wait_status(src.lm, LIVEMIG_STATUS_COMPLETED, 20000)) {
+    if (!wait_status(src.lm, LIVEMIG_STATUS_COMPLETED, 30000)) {
         json_object *q = livemig_query_migrate(src.lm);
         fail_msg("not completed: %s", json_object_to_json_string(q));
     }
-    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_COMPLETED, 20000));
+    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_COMPLETED, 30000));
     assert_int_equal(dst.counter, src.counter);
     assert_memory_equal(dst.mem, src.mem, SIZE);
     json_object *q = livemig_query_migrate(src.lm);
@@ -376,9 +395,9 @@ static void test_file_save_restore(void **state)
     snprintf(uri, sizeof(uri), "file:/tmp/lm-test-%d.bin", getpid());
     livemig_error err = { 0 };
     assert_true(livemig_migrate(src.lm, uri, &err));
-    assert_true(wait_status(src.lm, LIVEMIG_STATUS_COMPLETED, 20000));
+    assert_true(wait_status(src.lm, LIVEMIG_STATUS_COMPLETED, 30000));
     assert_true(livemig_incoming(dst.lm, uri, &err));
-    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_COMPLETED, 20000));
+    assert_true(wait_status(dst.lm, LIVEMIG_STATUS_COMPLETED, 30000));
     assert_int_equal(dst.counter, src.counter);
     assert_memory_equal(dst.mem, src.mem, SIZE);
     unlink(uri + 5);

@@ -813,8 +813,8 @@ static void test_engine_migrate(void **state)
     wait_written(src->p, 1000);
     if (!livemig_migrate(src->lm, uri, &err))
         fail_msg("migrate: %s", err.desc);
-    if (!wait_status(src->lm, LIVEMIG_STATUS_COMPLETED, 8000) ||
-        !wait_status(dst->lm, LIVEMIG_STATUS_COMPLETED, 8000)) {
+    if (!wait_status(src->lm, LIVEMIG_STATUS_COMPLETED, 30000) ||
+        !wait_status(dst->lm, LIVEMIG_STATUS_COMPLETED, 30000)) {
         struct json_object *q = livemig_query_migrate(src->lm);
         fail_msg("migration did not complete: %s",
                  json_object_to_json_string(q));

@@ -38,7 +38,7 @@
 
 #define LMH_REPLY_TIMEOUT_MS 15000   /* each QMP reply */
 #define LMH_START_TIMEOUT_MS 20000   /* daemon up and serving */
-#define LMH_STOP_TIMEOUT_MS 5000     /* each step of lmh_stop */
+#define LMH_STOP_TIMEOUT_MS 15000    /* each step of lmh_stop */
 
 typedef struct lmh_daemon {
     pid_t pid;              /* 0 once reaped */

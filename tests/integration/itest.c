@@ -374,7 +374,7 @@ void it_check_completed(lmh_daemon *src, lmh_daemon *dst,
 {
     char state[64];
     it_wait_status(src, "completed", 30000);
-    it_wait_status(dst, "completed", 10000);
+    it_wait_status(dst, "completed", 30000);
 
     if (it_running(src, state, sizeof(state)))
         it_fail("the source guest still runs after a completed migration "
@@ -389,7 +389,7 @@ void it_check_completed(lmh_daemon *src, lmh_daemon *dst,
 
     it_verify_ok(dst, "destination");
     if (dirtying)
-        it_wait_guest_writes(dst, "destination", 5000);
+        it_wait_guest_writes(dst, "destination", 30000);
 
     json_object *p = lmh_ok(src->qmp, "query-migrate-parameters", NULL);
     long long limit = lmh_get_int(p, "downtime-limit");

@@ -21,7 +21,7 @@ static void cancel_and_check(lmh_daemon *src, lmh_daemon *dst,
 {
     long long t0 = it_now_ms();
     json_object_put(lmh_ok(src->qmp, "migrate_cancel", NULL));
-    const char *end = it_wait_end(src, 5000);
+    const char *end = it_wait_end(src, 30000);
     long long took = it_now_ms() - t0;
     if (strcmp(end, "cancelled") != 0)
         it_fail("migrate_cancel %s: the source ended '%s'", when, end);
@@ -32,11 +32,11 @@ static void cancel_and_check(lmh_daemon *src, lmh_daemon *dst,
         it_fail("after migrate_cancel %s the source guest does not run "
                 "(query-status '%s')", when, st);
     it_verify_ok(src, "source");
-    it_wait_guest_writes(src, "source", 5000);
+    it_wait_guest_writes(src, "source", 30000);
     if (it_guest_int(src, "throttle-percentage") != 0)
         it_fail("the source guest is still throttled after the cancel");
 
-    end = it_wait_dst_end(dst, 10000);
+    end = it_wait_dst_end(dst, 30000);
     if (strcmp(end, "failed") != 0 && strcmp(end, "cancelled") != 0)
         it_fail("after migrate_cancel %s on the source, the destination "
                 "ended '%s'", when, end);
@@ -75,7 +75,7 @@ static void test_cancel_slow(void **state)
     it_set_params(src, "{\"max-bandwidth\": 20971520}");
     it_migrate(src, uri);
     /* One second into a ~6 s first pass. */
-    it_wait_qm_above(src, "total-time", 1000, 5000);
+    it_wait_qm_above(src, "total-time", 1000, 30000);
     assert_string_equal(it_status(src), "active");
     cancel_and_check(src, dst, "during a slow pass");
 }
@@ -89,7 +89,7 @@ static void test_cancel_held(void **state)
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
     it_set_params(src, "{\"switchover-hold\": true}");
     it_migrate(src, uri);
-    it_wait_qm_above(src, "ram.dirty-sync-count", 3, 15000);
+    it_wait_qm_above(src, "ram.dirty-sync-count", 3, 30000);
     assert_string_equal(it_status(src), "active");
     cancel_and_check(src, dst, "during switchover-hold");
 }
@@ -103,7 +103,7 @@ static void test_cancel_pre_switchover(void **state)
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
     it_set_cap(src, "pause-before-switchover", true);
     it_migrate(src, uri);
-    it_wait_status(src, "pre-switchover", 20000);
+    it_wait_status(src, "pre-switchover", 30000);
     char st[64];
     if (it_running(src, st, sizeof(st)))
         it_fail("in pre-switchover the source guest runs");

@@ -75,12 +75,12 @@ static void test_without_auto_converge(void **state)
         it_fail("guest throttled without auto-converge");
 
     json_object_put(lmh_ok(src->qmp, "migrate_cancel", NULL));
-    it_wait_status(src, "cancelled", 5000);
+    it_wait_status(src, "cancelled", 30000);
     char st[64];
     if (!it_running(src, st, sizeof(st)))
         it_fail("source guest does not run after the cancel ('%s')", st);
     it_verify_ok(src, "source");
-    const char *e = it_wait_end(dst, 10000);
+    const char *e = it_wait_end(dst, 30000);
     if (strcmp(e, "completed") == 0 || it_running(dst, st, sizeof(st)))
         it_fail("destination of a cancelled migration ended '%s' and runs "
                 "('%s')", e, st);
@@ -173,7 +173,7 @@ static void test_auto_converge_throttles(void **state)
                        "\"cpu-throttle-increment\": 10, "
                        "\"max-cpu-throttle\": 50}");
     it_set_cap(src, "auto-converge", true);
-    it_wait_guest_writes(src, "source", 5000);
+    it_wait_guest_writes(src, "source", 30000);
     double r0 = guest_rate(src, 1000);
 
     it_migrate(src, uri);
@@ -194,7 +194,7 @@ static void test_auto_converge_throttles(void **state)
                 100.0 * r1 / r0, r0);
 
     json_object_put(lmh_ok(src->qmp, "migrate_cancel", NULL));
-    it_wait_status(src, "cancelled", 5000);
+    it_wait_status(src, "cancelled", 30000);
     (void)dst;
 }
 
@@ -218,7 +218,7 @@ static void test_auto_converge_cancel_lifts_throttle(void **state)
         it_fail("query-migrate shows a throttle but the guest's "
                 "throttle-percentage is %lld", g);
     json_object_put(lmh_ok(src->qmp, "migrate_cancel", NULL));
-    it_wait_status(src, "cancelled", 5000);
+    it_wait_status(src, "cancelled", 30000);
     g = it_guest_int(src, "throttle-percentage");
     if (g != 0)
         it_fail("after migrate_cancel the guest stays throttled at %lld %%",
@@ -226,8 +226,8 @@ static void test_auto_converge_cancel_lifts_throttle(void **state)
     if (!it_running(src, st, sizeof(st)))
         it_fail("source guest does not run after the cancel ('%s')", st);
     it_verify_ok(src, "source");
-    it_wait_guest_writes(src, "source", 5000);
-    const char *e = it_wait_end(dst, 10000);
+    it_wait_guest_writes(src, "source", 30000);
+    const char *e = it_wait_end(dst, 30000);
     if (strcmp(e, "completed") == 0)
         it_fail("destination completed a cancelled migration");
 }

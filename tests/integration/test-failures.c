@@ -39,7 +39,7 @@ static void check_source_intact(lmh_daemon *src)
         it_fail("the source guest does not run after a failed migration "
                 "(query-status '%s')", st);
     it_verify_ok(src, "source");
-    it_wait_guest_writes(src, "source", 5000);
+    it_wait_guest_writes(src, "source", 30000);
 }
 
 static char *error_desc(lmh_daemon *d, char *buf, size_t len)
@@ -60,11 +60,11 @@ static void test_destination_killed(void **state)
     lmh_daemon *dst = it_start(SPEC128, uri, NULL);
     it_set_params(src, "{\"max-bandwidth\": 20971520}");   /* 20 MiB/s */
     it_migrate(src, uri);
-    it_wait_qm_above(src, "ram.transferred", 0, 10000);
+    it_wait_qm_above(src, "ram.transferred", 0, 30000);
     assert_string_equal(it_status(src), "active");
     it_kill9(dst);
 
-    const char *end = it_wait_end(src, 15000);
+    const char *end = it_wait_end(src, 30000);
     if (strcmp(end, "failed") != 0)
         it_fail("source ended '%s' after its destination was killed, "
                 "expected 'failed'", end);
@@ -112,7 +112,7 @@ static void send_all(int fd, const void *p, size_t n)
 static void check_refused_then_recovers(lmh_daemon *dst, const char *what)
 {
     char err[600], st[64];
-    const char *end = it_wait_end(dst, 10000);
+    const char *end = it_wait_end(dst, 30000);
     if (strcmp(end, "failed") != 0)
         it_fail("destination ended '%s' after %s, expected 'failed'", end,
                 what);
@@ -216,7 +216,7 @@ static void test_truncated_stream(void **state)
 
     snprintf(uri, sizeof(uri), "file:%s", half);
     lmh_daemon *dst = it_start(SPEC64, uri, NULL);
-    const char *end = it_wait_end(dst, 10000);
+    const char *end = it_wait_end(dst, 30000);
     if (strcmp(end, "failed") != 0)
         it_fail("a half stream loaded with status '%s'", end);
     error_desc(dst, err, sizeof(err));
@@ -258,12 +258,12 @@ static void test_source_killed(void **state)
     it_migrate(src, uri);
     /* Mid-flight: the source reports bytes sent (pass 1 of 128M at 20M/s
      * takes ~6 s; a 20M/s dirty rate keeps it from converging). */
-    it_wait_qm_above(src, "ram.transferred", 0, 15000);
+    it_wait_qm_above(src, "ram.transferred", 0, 30000);
     assert_string_equal(it_status(src), "active");
     long long rss_kill = it_vmrss_kib(dst->pid);
     it_kill9(src);
 
-    const char *end = it_wait_end(dst, 15000);
+    const char *end = it_wait_end(dst, 30000);
     if (strcmp(end, "failed") != 0)
         it_fail("destination ended '%s' after its source was killed", end);
     if (!error_desc(dst, err, sizeof(err))[0])
@@ -297,7 +297,7 @@ static void check_unreachable(lmh_daemon *src, const char *uri,
     char msg[600];
     if (r) {
         json_object_put(r);
-        const char *end = it_wait_end(src, 10000);
+        const char *end = it_wait_end(src, 30000);
         if (strcmp(end, "failed") != 0)
             it_fail("migrate to unreachable '%s' ended '%s'", uri, end);
         error_desc(src, msg, sizeof(msg));
@@ -382,7 +382,7 @@ static void test_size_mismatch(void **state)
     lmh_daemon *src = it_start(SPEC64, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC128, uri, NULL);
     it_migrate(src, uri);
-    const char *end = it_wait_end(src, 15000);
+    const char *end = it_wait_end(src, 30000);
     if (strcmp(end, "failed") != 0)
         it_fail("64M -> 128M migration ended '%s'", end);
     error_desc(src, err, sizeof(err));
@@ -394,7 +394,7 @@ static void test_size_mismatch(void **state)
     if (!has64 || !has128)
         it_fail("source's error-desc does not name both sizes: '%s'", err);
     check_source_intact(src);
-    end = it_wait_end(dst, 10000);
+    end = it_wait_end(dst, 30000);
     if (strcmp(end, "failed") != 0)
         it_fail("destination ended '%s' after a size mismatch", end);
     if (it_running(dst, st, sizeof(st)))

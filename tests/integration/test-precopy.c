@@ -34,7 +34,7 @@ static void test_tcp_with_events(void **state)
     lmh_daemon *src = it_start(SPEC, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
     it_set_cap(src, "events", true);
-    it_wait_guest_writes(src, "source", 5000);
+    it_wait_guest_writes(src, "source", 30000);
 
     it_migrate(src, uri);
     it_check_completed(src, dst, SIZE, true);

@@ -76,7 +76,7 @@ static void test_hold_idle(void **state)
     it_set_cap(src, "events", true);
     it_set_params(src, "{\"switchover-hold\": true}");
     it_migrate(src, uri);
-    wait_held_syncs(src, 20, 15000);
+    wait_held_syncs(src, 20, 30000);
 
     long long syncs0;
     char st[64];
@@ -206,7 +206,7 @@ static void test_hold_dirtying(void **state)
     lmh_daemon *dst = it_start(spec, uri, NULL);
     it_set_params(src, "{\"switchover-hold\": true}");
     it_migrate(src, uri);
-    wait_held_syncs(src, 20, 20000);
+    wait_held_syncs(src, 20, 30000);
     wait_would(src, true, 5000, "held dirtying guest, free link");
 
     it_set_params(src, "{\"max-bandwidth\": 25165824, "
@@ -231,7 +231,7 @@ static void test_hold_dirtying(void **state)
      * then release. */
     it_set_params(src, "{\"max-bandwidth\": 0, \"downtime-limit\": 300}");
     would_switchover(src, &before, NULL, 0);
-    wait_held_syncs(src, before + 3, 15000);
+    wait_held_syncs(src, before + 3, 30000);
     wait_would(src, true, 5000, "free link, downtime-limit 300 ms");
     it_set_params(src, "{\"switchover-hold\": false}");
     it_check_completed(src, dst, 32 * IT_MiB, true);
@@ -257,12 +257,12 @@ static void test_release_with_new_limits(void **state)
     lmh_daemon *dst = it_start(spec, uri, NULL);
     it_set_params(src, "{\"switchover-hold\": true}");
     it_migrate(src, uri);
-    wait_held_syncs(src, 5, 20000);
+    wait_held_syncs(src, 5, 30000);
     /* The guest (32 MB/s) outruns the 24 MiB/s link: let the dirty set
      * grow past 12 MiB (0.5 s at 24 MiB/s), then accept up to 10 s. */
     it_set_params(src, "{\"max-bandwidth\": 25165824, "
                        "\"downtime-limit\": 1}");
-    it_wait_qm_above(src, "ram.remaining", 12 * IT_MiB, 15000);
+    it_wait_qm_above(src, "ram.remaining", 12 * IT_MiB, 30000);
     it_set_params(src, "{\"downtime-limit\": 10000}");
     wait_would(src, true, 15000, "24 MiB/s, downtime-limit 10 s");
     /* Release in the middle of a pass (a user does not time a set to the
@@ -320,7 +320,7 @@ static void test_pause_before_switchover(void **state)
     it_set_cap(src, "events", true);
     it_set_cap(src, "pause-before-switchover", true);
     it_migrate(src, uri);
-    it_wait_status(src, "pre-switchover", 20000);
+    it_wait_status(src, "pre-switchover", 30000);
     if (it_running(src, st, sizeof(st)))
         it_fail("in pre-switchover the source guest runs ('%s')", st);
     long long pw = it_guest_int(src, "pages-written");

@@ -85,7 +85,7 @@ static void multifd(const char *compression)
     /* Compressed: fewer bytes than the guest has, so check by hand. */
     it_wait_status(dst, "completed", 30000);
     it_verify_ok(dst, "destination");
-    it_wait_guest_writes(dst, "destination", 5000);
+    it_wait_guest_writes(dst, "destination", 30000);
 }
 
 static void test_multifd_none(void **state) { (void)state; multifd("none"); }

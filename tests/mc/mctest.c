@@ -231,7 +231,7 @@ long long mct_kill(lmh_daemon *d)
     assert_true(d->pid > 0);
     long long t = mct_wall_us();
     kill(d->pid, SIGKILL);
-    if (!lmh_wait_exit(d, 10000))
+    if (!lmh_wait_exit(d, 30000))
         fail_msg("pid %d did not die after SIGKILL", (int)d->pid);
     return t;
 }

@@ -82,7 +82,7 @@ static void kill_primary(void **state)
     if (ev_epoch < 1)
         mct_fail("kill %d: MC_FAILOVER names epoch %lld", k->idx, ev_epoch);
 
-    mct_wait_status(p->bak, "completed", 5000);
+    mct_wait_status(p->bak, "completed", 30000);
     if (!mct_running(p->bak))
         mct_fail("kill %d: the backup's guest does not run after the "
                  "takeover", k->idx);
@@ -127,7 +127,7 @@ static void kill_primary(void **state)
            long_enough ? "" : " [too short to require outputs]");
 
     mct_verify_ok(p->bak, "backup");
-    mct_wait_writes(p->bak, "backup", 5000);
+    mct_wait_writes(p->bak, "backup", 30000);
     mct_pair_finish(p);
 }
 

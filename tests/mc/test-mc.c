@@ -11,7 +11,8 @@
  *                             error-desc, MC_BACKUP_LOST, outputs released at
  *                             once, a new backup re-protects it
  *   hung_backup               backup frozen (SIGSTOP): the primary gives it up
- *                             within mc-heartbeat-timeout + 1000 ms (+ slack)
+ *                             (MC_BACKUP_HUNG) within mc-heartbeat-timeout +
+ *                             1000 ms (+ slack)
  *   mc_delay_live             mc-delay 500 -> 20 -> 500 (x-checkpoint-delay)
  *                             -> 20 (migrate-set-mc-delay) while checkpointing
  *   failover_on_command       mc-heartbeat-timeout 0: a frozen primary is not
@@ -103,7 +104,7 @@ static void wait_checkpoints(mct_pair *p, long long want, int timeout_ms)
  * backed by the state it resumed from. */
 static void check_took_over(mct_pair *p, const char *reason_part)
 {
-    mct_wait_status(p->bak, "completed", 5000);
+    mct_wait_status(p->bak, "completed", 30000);
     if (!mct_running(p->bak))
         mct_fail("the backup's guest does not run after the takeover");
     json_object *qm = mct_qm(p->bak);
@@ -119,10 +120,36 @@ static void check_took_over(mct_pair *p, const char *reason_part)
     size_t n = mct_outputs_backed(p->outputs, 0, r.gen, r.cur);
     if (n == 0)
         mct_fail("the outputs file is empty after a run of seconds");
-    mct_wait_writes(p->bak, "backup", 5000);
+    mct_wait_writes(p->bak, "backup", 30000);
 }
 
 /* ---- checkpointing starts ----------------------------------------------- */
+
+/* query-migrate's mc.@name is {p50, p99, max, count, buckets} over a
+ * non-empty window: ordered percentiles, buckets that add up to count,
+ * the max in the last bucket. */
+static void check_hist(json_object *qm, const char *name, const char *who)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "mc.%s", name);
+    json_object *h = lmh_get(qm, path);
+    json_object *b = lmh_get(h, "buckets");
+    long long p50 = lmh_get_int(h, "p50"), p99 = lmh_get_int(h, "p99");
+    long long max = lmh_get_int(h, "max"), count = lmh_get_int(h, "count");
+    long long sum = 0;
+    size_t nb = b && json_object_is_type(b, json_type_array)
+                    ? json_object_array_length(b) : 0;
+    for (size_t i = 0; i < nb; i++)
+        sum += json_object_get_int64(json_object_array_get_idx(b, i));
+    bool top_ok = nb > 0 && (max == 0 ? nb == 1
+                                      : (long long)nb - 1 ==
+                                            63 - __builtin_clzll((unsigned long long)max));
+    if (!h || !b || count < 1 || p50 > p99 || p99 > max || sum != count ||
+        !top_ok || max <= 0)
+        mct_fail("query-migrate on the %s: %s should be {p50 <= p99 <= "
+                 "max > 0, count >= 1, log2 buckets adding up to count}: %s",
+                 who, path, json_object_to_json_string(qm));
+}
 
 static void checkpointing_starts(void **state)
 {
@@ -131,14 +158,14 @@ static void checkpointing_starts(void **state)
     mct_pair *p = mct_pair_start(&c);
     mct_protect(p, 30000);
 
-    json_object *ev = mct_wait_event(p->pri, "MC_CHECKPOINTING", 5000);
+    json_object *ev = mct_wait_event(p->pri, "MC_CHECKPOINTING", 30000);
     if (!ev || strcmp(lmh_get_str(ev, "data.role") ?: "", "primary") != 0 ||
         lmh_get_int(ev, "data.epoch") < 1)
         mct_fail("MC_CHECKPOINTING {role: primary, epoch >= 1} expected on "
                  "the primary, got %s",
                  ev ? json_object_to_json_string(ev) : "none");
     json_object_put(ev);
-    ev = mct_wait_event(p->bak, "MC_CHECKPOINTING", 5000);
+    ev = mct_wait_event(p->bak, "MC_CHECKPOINTING", 30000);
     if (!ev || strcmp(lmh_get_str(ev, "data.role") ?: "", "backup") != 0 ||
         lmh_get_int(ev, "data.epoch") < 1)
         mct_fail("MC_CHECKPOINTING {role: backup, epoch >= 1} expected on "
@@ -148,7 +175,7 @@ static void checkpointing_starts(void **state)
 
     /* A few epochs, then the stats on both sides. */
     long long c0 = mct_qm_int(p->pri, "mc.checkpoints", 0);
-    wait_checkpoints(p, c0 + 3, 10000);
+    wait_checkpoints(p, c0 + 3, 30000);
     json_object *qm = mct_qm(p->pri);
     static const char *pri_members[] = {
         "role", "checkpoints", "epoch", "pause-last-us", "pause-avg-us",
@@ -169,8 +196,22 @@ static void checkpointing_starts(void **state)
         lmh_get_int(qm, "mc.checkpoint-bytes-avg") <= 0)
         mct_fail("query-migrate on the primary after 3 more checkpoints at "
                  "mc-delay 200: %s", json_object_to_json_string(qm));
+    static const char *pri_hists[] = { "pause-us", "checkpoint-bytes",
+                                       "ack-us", "commit-us" };
+    for (size_t i = 0; i < 4; i++)
+        check_hist(qm, pri_hists[i], "primary");
+    /* Memory: the pages of an epoch (about 4 MB at 20 MB/s and 200 ms),
+     * not a second copy of the 64 MiB guest. */
+    long long shadow = lmh_get_int(qm, "mc.shadow-bytes");
+    if (shadow <= 0 || shadow > 32LL << 20 ||
+        lmh_get_int(qm, "mc.shadow-peak-bytes") < shadow)
+        mct_fail("query-migrate on the primary: shadow-bytes %lld should be "
+                 "above 0 and far below the 64 MiB guest: %s", shadow,
+                 json_object_to_json_string(qm));
     json_object_put(qm);
     qm = mct_qm(p->bak);
+    check_hist(qm, "checkpoint-bytes", "backup");
+    check_hist(qm, "ack-us", "backup");
     if (strcmp(lmh_get_str(qm, "mc.role") ?: "", "backup") != 0 ||
         lmh_get_int(qm, "mc.checkpoints") < 1 || lmh_get(qm, "mc.failover-epoch"))
         mct_fail("query-migrate on the backup while checkpointing: %s",
@@ -181,7 +222,7 @@ static void checkpointing_starts(void **state)
     if (!mct_running(p->pri) || mct_running(p->bak))
         mct_fail("while checkpointing the primary's guest must run and the "
                  "backup's must not");
-    mct_wait_writes(p->pri, "primary", 5000);
+    mct_wait_writes(p->pri, "primary", 30000);
 
     /* Output commit while protected: an output reaches the file only after
      * the backup applied the checkpoint behind it, so the file read first
@@ -205,7 +246,7 @@ static void heartbeat_timeout_sigstop(void **state)
     mct_conf c = { 64, "20M", delay, hb };
     mct_pair *p = mct_pair_start(&c);
     mct_protect(p, 30000);
-    wait_lines(p->outputs, 3, 5000, "outputs must flow while protected");
+    wait_lines(p->outputs, 3, 30000, "outputs must flow while protected");
 
     long long stop_us = mct_wall_us();
     kill(p->pri->pid, SIGSTOP);
@@ -237,16 +278,16 @@ static void kill_backup(void **state)
     const long long npages = 64LL * 1024 * 1024 / PAGE;
     mct_pair *p = mct_pair_start(&c);
     mct_protect(p, 30000);
-    wait_checkpoints(p, 2, 5000);
+    wait_checkpoints(p, 2, 30000);
 
     mct_kill(p->bak);
-    json_object *ev = mct_wait_event(p->pri, "MC_BACKUP_LOST", 5000);
+    json_object *ev = mct_wait_event(p->pri, "MC_BACKUP_LOST", 30000);
     if (!ev)
-        mct_fail("no MC_BACKUP_LOST on the primary within 5 s of killing "
+        mct_fail("no MC_BACKUP_LOST on the primary within 30 s of killing "
                  "the backup");
     printf("backup lost: %s\n", json_object_to_json_string(ev));
     json_object_put(ev);
-    mct_wait_status(p->pri, "failed", 5000);
+    mct_wait_status(p->pri, "failed", 30000);
     json_object *qm = mct_qm(p->pri);
     const char *desc = lmh_get_str(qm, "error-desc");
     if (!desc || !desc[0])
@@ -260,7 +301,7 @@ static void kill_backup(void **state)
     /* The guest runs on, unprotected. */
     if (!mct_running(p->pri))
         mct_fail("the primary's guest stopped when its backup died");
-    mct_wait_writes(p->pri, "primary", 5000);
+    mct_wait_writes(p->pri, "primary", 30000);
     mct_verify_ok(p->pri, "primary");
 
     /* Outputs flow at once: a few more lines, and the file keeps up with
@@ -299,7 +340,7 @@ static void kill_backup(void **state)
         mct_fail("re-protected primary reports %lld checkpoints", ck);
     /* ... and takes over if the primary dies now. */
     mct_kill(p->pri);
-    json_object *fo = mct_wait_event(p->bak, "MC_FAILOVER", 6000);
+    json_object *fo = mct_wait_event(p->bak, "MC_FAILOVER", 30000);
     if (!fo)
         mct_fail("the new backup did not take over after SIGKILL of the "
                  "primary");
@@ -319,8 +360,8 @@ static void kill_backup(void **state)
 
 /* A backup that stops answering (SIGSTOP: its socket stays open) is lost
  * like a dead one, only later: the primary waits at most
- * mc-heartbeat-timeout + 1000 ms for an acknowledgement, so within that
- * (plus an epoch) it emits MC_BACKUP_LOST, runs on and releases outputs.
+ * mc-heartbeat-timeout + 1000 ms for any word from it, so within that
+ * (plus an epoch) it emits MC_BACKUP_HUNG, runs on and releases outputs.
  * Checkpoints of ~20 MB (100 MB/s dirtied, mc-delay 200) do not fit in
  * the loopback socket buffers, so the primary also has to give up while
  * it is still sending one. */
@@ -332,11 +373,11 @@ static void hung_backup(void **state)
     const long long npages = 64LL * 1024 * 1024 / PAGE;
     mct_pair *p = mct_pair_start(&c);
     mct_protect(p, 30000);
-    wait_checkpoints(p, 5, 5000);
+    wait_checkpoints(p, 5, 30000);
 
     long long t = mct_wall_us();
     kill(p->bak->pid, SIGSTOP);
-    json_object *ev = mct_wait_event(p->pri, "MC_BACKUP_LOST",
+    json_object *ev = mct_wait_event(p->pri, "MC_BACKUP_HUNG",
                                      (int)hb + 6000);
     if (!ev) {
         json_object *qm = mct_qm(p->pri);
@@ -353,11 +394,16 @@ static void hung_backup(void **state)
                  hb + 6000, hb, lag, shown);
     }
     double ms = (double)(mct_event_us(ev) - t) / 1000.0;
-    printf("hung backup: MC_BACKUP_LOST %.1f ms after SIGSTOP: %s\n", ms,
+    printf("hung backup: MC_BACKUP_HUNG %.1f ms after SIGSTOP: %s\n", ms,
            json_object_to_json_string(ev));
+    if (lmh_get_int(ev, "data.silent-ms") < hb + 1000 ||
+        !strstr(lmh_get_str(ev, "data.reason") ?: "", "hung"))
+        mct_fail("MC_BACKUP_HUNG should say the backup is hung and how long "
+                 "it was silent (>= %lld ms): %s", hb + 1000,
+                 json_object_to_json_string(ev));
     json_object_put(ev);
     mct_kill(p->bak);
-    mct_wait_status(p->pri, "failed", 5000);
+    mct_wait_status(p->pri, "failed", 30000);
     if (!mct_running(p->pri))
         mct_fail("the primary's guest stopped when its backup hung");
     size_t n0 = mct_outputs(p->outputs, NULL, NULL);
@@ -450,7 +496,7 @@ static void mc_delay_live(void **state)
         strcmp(mct_status(p->bak), "checkpointing") != 0)
         mct_fail("checkpointing ended while mc-delay changed");
     mct_kill(p->pri);
-    json_object *ev = mct_wait_event(p->bak, "MC_FAILOVER", 6000);
+    json_object *ev = mct_wait_event(p->bak, "MC_FAILOVER", 30000);
     if (!ev)
         mct_fail("no takeover after SIGKILL of the primary");
     json_object_put(ev);
@@ -468,7 +514,7 @@ static void failover_on_command(void **state)
     if (mct_param(p->pri, "mc-heartbeat-timeout") != 0)
         mct_fail("mc-heartbeat-timeout 0 not kept");
     mct_protect(p, 30000);
-    wait_lines(p->outputs, 3, 5000, "outputs must flow while protected");
+    wait_lines(p->outputs, 3, 30000, "outputs must flow while protected");
 
     /* 0 = fail over only on command: a frozen primary is not replaced. */
     kill(p->pri->pid, SIGSTOP);
@@ -483,7 +529,7 @@ static void failover_on_command(void **state)
 
     long long t = mct_wall_us();
     json_object_put(lmh_ok(p->bak->qmp, "mc-failover", NULL));
-    ev = mct_wait_event(p->bak, "MC_FAILOVER", 5000);
+    ev = mct_wait_event(p->bak, "MC_FAILOVER", 30000);
     if (!ev)
         mct_fail("no MC_FAILOVER after mc-failover on the backup");
     double ms = (double)(mct_event_us(ev) - t) / 1000.0;
@@ -509,10 +555,10 @@ static void failover_on_primary(void **state)
     const long long npages = 64LL * 1024 * 1024 / PAGE;
     mct_pair *p = mct_pair_start(&c);
     mct_protect(p, 30000);
-    mct_wait_writes(p->pri, "primary", 5000);
+    mct_wait_writes(p->pri, "primary", 30000);
 
     json_object_put(lmh_ok(p->pri->qmp, "mc-failover", NULL));
-    json_object *ev = mct_wait_event(p->pri, "MC_BACKUP_LOST", 5000);
+    json_object *ev = mct_wait_event(p->pri, "MC_BACKUP_LOST", 30000);
     if (!ev)
         mct_fail("no MC_BACKUP_LOST after mc-failover on the primary");
     printf("mc-failover on the primary: %s\n",
@@ -521,10 +567,10 @@ static void failover_on_primary(void **state)
         mct_fail("MC_BACKUP_LOST should say it was dropped by mc-failover: "
                  "%s", json_object_to_json_string(ev));
     json_object_put(ev);
-    mct_wait_status(p->pri, "cancelled", 5000);
+    mct_wait_status(p->pri, "cancelled", 30000);
     if (!mct_running(p->pri))
         mct_fail("the primary's guest stopped after dropping its backup");
-    mct_wait_writes(p->pri, "primary", 5000);
+    mct_wait_writes(p->pri, "primary", 30000);
     mct_verify_ok(p->pri, "primary");
 
     /* Outputs are released at once now. */
@@ -584,7 +630,7 @@ static void failover_without_mc(void **state)
     json_object *a = json_object_new_object();
     json_object_object_add(a, "uri", json_object_new_string(p->uri));
     json_object_put(lmh_ok_obj(p->pri->qmp, "migrate", a));
-    mct_wait_status(p->pri, "active", 5000);
+    mct_wait_status(p->pri, "active", 30000);
     lmh_err(p->pri->qmp, "mc-failover", NULL, "GenericError", "'active'");
     json_object_put(lmh_ok(p->pri->qmp, "migrate_cancel", NULL));
     mct_pair_finish(p);
@@ -621,6 +667,108 @@ static void heartbeat_setup_only(void **state)
     mct_pair_finish(p);
 }
 
+/* ---- a guest faster than the link -------------------------------------- */
+
+typedef struct mc_flag {
+    lmh_daemon *d;
+    const char *path;
+    long long want;      /* the member equals it (bool as 0/1) ... */
+    bool above;          /* ... or is above it */
+} mc_flag;
+
+static bool flag_is(void *opaque)
+{
+    mc_flag *w = opaque;
+    json_object *qm = mct_qm(w->d);
+    json_object *v = lmh_get(qm, w->path);
+    long long n = !v ? -1 : json_object_is_type(v, json_type_boolean)
+                                ? json_object_get_boolean(v)
+                                : json_object_get_int64(v);
+    json_object_put(qm);
+    return w->above ? n > w->want : n == w->want;
+}
+
+static void wait_flag(lmh_daemon *d, const char *path, long long want,
+                      bool above, const char *why)
+{
+    mc_flag w = { d, path, want, above };
+    if (!lmh_wait_for(flag_is, &w, 30000, 50)) {
+        json_object *qm = mct_qm(d);
+        char shown[3000];
+        snprintf(shown, sizeof(shown), "%s", json_object_to_json_string(qm));
+        json_object_put(qm);
+        mct_fail("%s: %s did not become %s%lld within 30 s: %s", why, path,
+                 above ? "more than " : "", want, shown);
+    }
+}
+
+static bool pool_shrunk(void *opaque)
+{
+    json_object *qm = mct_qm(opaque);
+    long long now = lmh_get_int(qm, "mc.shadow-bytes");
+    long long peak = lmh_get_int(qm, "mc.shadow-peak-bytes");
+    json_object_put(qm);
+    return now > 0 && now * 2 < peak;
+}
+
+static void wait_pool_shrunk(lmh_daemon *d)
+{
+    if (!lmh_wait_for(pool_shrunk, d, 30000, 50)) {
+        json_object *qm = mct_qm(d);
+        char shown[3000];
+        snprintf(shown, sizeof(shown), "%s", json_object_to_json_string(qm));
+        json_object_put(qm);
+        mct_fail("the checkpoint pool did not shrink below half its peak "
+                 "within 30 s of smaller epochs: %s", shown);
+    }
+}
+
+/* A guest that dirties all its RAM every epoch over a 64 MiB/s link:
+ * checkpoints take far longer than mc-delay.  It says so (falling-behind,
+ * MC_FALLING_BEHIND with the figures); mc-throttle, set live, slows the
+ * guest until they fit again, and lifts the throttle when cleared. */
+static void falling_behind(void **state)
+{
+    (void)state;
+    const long long delay = 100;
+    mct_conf c = { 64, "max", delay, 1000 };
+    mct_pair *p = mct_pair_start(&c);
+    mct_set_params(p->pri, "{\"max-bandwidth\": 67108864}");
+    mct_protect(p, 60000);
+    json_object *ev = mct_wait_event(p->pri, "MC_FALLING_BEHIND", 30000);
+    if (!ev)
+        mct_fail("no MC_FALLING_BEHIND within 30 s for a guest that "
+                 "dirties faster than the link sends");
+    printf("falling behind: %s\n", json_object_to_json_string(ev));
+    if (lmh_get_int(ev, "data.dirty-bytes") <= lmh_get_int(ev, "data.link-bytes")
+        || lmh_get_int(ev, "data.epoch-ms") <= delay ||
+        lmh_get_int(ev, "data.mc-delay") != delay)
+        mct_fail("MC_FALLING_BEHIND should show more dirty bytes than the "
+                 "link sends in mc-delay, and epochs longer than it: %s",
+                 json_object_to_json_string(ev));
+    json_object_put(ev);
+    wait_flag(p->pri, "mc.falling-behind", 1, false, "behind");
+
+    mct_set_params(p->pri, "{\"mc-throttle\": true}");
+    wait_flag(p->pri, "mc.throttle-percentage", 0, true, "mc-throttle on");
+    wait_flag(p->pri, "mc.falling-behind", 0, false, "mc-throttle on");
+    json_object *qm = mct_qm(p->pri);
+    printf("throttled: %lld %%, epoch %lld ms, ack p50 %lld us, commit p50 "
+           "%lld us\n", lmh_get_int(qm, "mc.throttle-percentage"),
+           lmh_get_int(qm, "mc.epoch-ms"), lmh_get_int(qm, "mc.ack-us.p50"),
+           lmh_get_int(qm, "mc.commit-us.p50"));
+    json_object_put(qm);
+    mct_verify_ok(p->pri, "primary");
+    /* The checkpoint pool shrinks back to what the slower epochs need. */
+    wait_pool_shrunk(p->pri);
+
+    mct_set_params(p->pri, "{\"mc-throttle\": false}");
+    wait_flag(p->pri, "mc.throttle-percentage", 0, false, "mc-throttle off");
+    if (strcmp(mct_status(p->pri), "checkpointing") != 0)
+        mct_fail("checkpointing ended while the throttle changed");
+    mct_pair_finish(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -633,6 +781,7 @@ int main(void)
         cmocka_unit_test_teardown(failover_on_primary, mct_teardown),
         cmocka_unit_test_teardown(failover_without_mc, mct_teardown),
         cmocka_unit_test_teardown(heartbeat_setup_only, mct_teardown),
+        cmocka_unit_test_teardown(falling_behind, mct_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
