@@ -240,6 +240,23 @@ bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err);
  * by the caller, which calls this later).  Returns once listening. */
 bool livemig_incoming(livemig *lm, const char *uri, livemig_error *err);
 
+/* User-creatable objects, as QEMU's object-add has them: @args holds
+ * "qom-type", "id" and the type's properties, flat.  Types: "secret"
+ * (data or file, format raw|base64), "tls-creds-x509" (dir, endpoint
+ * client|server, verify-peer, priority, passwordid, sanity-check),
+ * "tls-creds-psk" (dir with keys.psk, endpoint, username, priority) and
+ * "authz-list" (policy allow|deny, rules [{match, policy, format
+ * exact|glob}]).  Credentials are loaded from their files now, so a
+ * missing or bad file is this call's error.  The tls-creds, tls-hostname
+ * and tls-authz parameters name them by id.  A migration that uses an
+ * object keeps it alive after object-del until it ends. */
+bool livemig_object_add(livemig *lm, struct json_object *args,
+                        livemig_error *err);
+bool livemig_object_del(livemig *lm, const char *id, livemig_error *err);
+/* [{"name": id, "type": "child<qom-type>"}], as QEMU's query-objects
+ * (new reference).  Properties, and so secrets, are never returned. */
+struct json_object *livemig_query_objects(livemig *lm);
+
 /* Cancel the running migration (outgoing or incoming).  The source guest
  * keeps running; status goes cancelling -> cancelled. */
 bool livemig_cancel(livemig *lm, livemig_error *err);

@@ -117,6 +117,7 @@ struct livemig {
     void *event_opaque;
     lm_tunables *tun;
     bool ram_pristine;           /* destination RAM untouched since alloc */
+    struct lm_objects *objects;  /* object-add registry (own lock) */
 
     /* lm->lock */
     pthread_mutex_t lock;
@@ -185,6 +186,15 @@ bool lm_mc_backup(livemig *lm, struct lm_reader *r, uint32_t heartbeat_ms,
                   livemig_error *err);
 
 /* outgoing.c / incoming.c: thread bodies */
+/* secure.c: TLS on migration connections as tls-creds says (no-ops when
+ * it is empty).  check: at migrate/migrate-incoming, on the caller's
+ * thread; client/server: right after connect/accept, on the thread that
+ * owns the connection. */
+bool lm_secure_check(livemig *lm, const char *uri, bool incoming,
+                     livemig_error *err);
+bool lm_secure_client(livemig *lm, lm_conn *c, livemig_error *err);
+bool lm_secure_server(livemig *lm, lm_conn *c, livemig_error *err);
+
 void *lm_outgoing_thread(void *arg);
 void *lm_incoming_thread(void *arg);
 

@@ -13,6 +13,7 @@
 #include "engine/engine-int.h"
 #include "engine/engine.h"
 #include "engine/multifd.h"
+#include "tls/tls.h"
 
 static const char *const status_names[] = {
 #define X(e, s) s,
@@ -54,7 +55,10 @@ static void kick(void *opaque)
 livemig *livemig_new(livemig_error *err)
 {
     livemig *lm = calloc(1, sizeof(*lm));
-    if (!lm || !(lm->tun = lm_tunables_new())) {
+    if (!lm || !(lm->tun = lm_tunables_new()) ||
+        !(lm->objects = lm_objects_new())) {
+        if (lm)
+            lm_tunables_free(lm->tun);
         free(lm);
         livemig_error_set(err, "out of memory creating the engine");
         return NULL;
@@ -106,6 +110,7 @@ void livemig_free(livemig *lm)
     free(lm->ram);
     free(lm->sections);
     lm_tunables_free(lm->tun);
+    lm_objects_free(lm->objects);
     pthread_mutex_destroy(&lm->lock);
     pthread_cond_destroy(&lm->cond);
     free(lm);
@@ -555,6 +560,8 @@ bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err)
                           sizeof(lm->uri) - 1);
         return false;
     }
+    if (!lm_secure_check(lm, uri, false, err))
+        return false;
     lm_conn conn;
     pthread_mutex_lock(&lm->lock);
     bool ok = can_start(lm, "migrate", err);
@@ -598,13 +605,30 @@ bool livemig_incoming(livemig *lm, const char *uri, livemig_error *err)
         for (size_t i = 0; i < lm->nram; i++)
             madvise(lm->ram[i]->host, lm->ram[i]->size, MADV_POPULATE_WRITE);
         lm_listener_close(&lm->listener);
-        ok = lm_transport_listen(uri, &lm->listener, err) &&
+        ok = lm_secure_check(lm, uri, true, err) &&
+             lm_transport_listen(uri, &lm->listener, err) &&
              start_thread(lm, true, err);
         if (!ok)
             lm_listener_close(&lm->listener);
     }
     pthread_mutex_unlock(&lm->lock);
     return ok;
+}
+
+bool livemig_object_add(livemig *lm, struct json_object *args,
+                        livemig_error *err)
+{
+    return lm_objects_add(lm->objects, args, err);
+}
+
+bool livemig_object_del(livemig *lm, const char *id, livemig_error *err)
+{
+    return lm_objects_del(lm->objects, id, err);
+}
+
+struct json_object *livemig_query_objects(livemig *lm)
+{
+    return lm_objects_query(lm->objects);
 }
 
 bool livemig_cancel(livemig *lm, livemig_error *err)

@@ -30,7 +30,7 @@ static void reply_error(livemig *lm, const char *msg)
     b[0] = LM_RP_ERROR;
     lm_put_be16(b + 1, (uint16_t)n);
     memcpy(b + 3, msg, n);
-    (void)lm_write_all(lm->conn.wfd, b, 3 + n);
+    (void)lm_conn_write_all(&lm->conn, b, 3 + n);
 }
 
 static bool load_section(livemig *lm, const lm_rec *rec, livemig_error *err)
@@ -70,7 +70,7 @@ typedef struct conns {
 static lm_reader *hello(lm_conn *c, livemig_error *err)
 {
     lm_reader *r = malloc(sizeof(*r));
-    if (!r || !lm_reader_init(r, c->rfd, err)) {
+    if (!r || !lm_reader_init_conn(r, c, err)) {
         free(r);
         livemig_error_set(err, "out of memory for the stream reader");
         return NULL;
@@ -132,6 +132,10 @@ static bool accept_all(livemig *lm, conns *cs, livemig_error *err)
             return false;
         if (rc == 0)
             continue;
+        if (!lm_secure_server(lm, &c, err)) {
+            lm_conn_close(&c);
+            return false;
+        }
         lm_reader *r = hello(&c, err);
         if (!r) {
             lm_conn_close(&c);
@@ -299,7 +303,7 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
         lm_put_be64(b + 1, load_us);
         /* The guest runs here now; a lost confirmation makes the source
          * fail and resume too (see docs/stream.md, "Split brain"). */
-        (void)lm_write_all(lm->conn.wfd, b, sizeof(b));
+        (void)lm_conn_write_all(&lm->conn, b, sizeof(b));
     }
     pthread_mutex_lock(&lm->lock);
     lm->stats.dt.load_us = load_us;

@@ -164,7 +164,7 @@ static bool ack(livemig *lm, uint64_t epoch)
     uint8_t b[9];
     b[0] = LM_RP_ACK;
     lm_put_be64(b + 1, epoch);
-    return lm->conn.wfd >= 0 && lm_write_all(lm->conn.wfd, b, sizeof(b));
+    return lm->conn.wfd >= 0 && lm_conn_write_all(&lm->conn, b, sizeof(b));
 }
 
 static void applied(livemig *lm, uint64_t epoch, uint64_t bytes,

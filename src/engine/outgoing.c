@@ -249,30 +249,32 @@ bool lm_out_sync_dirty(out_state *s)
 int lm_out_read_reply(out_state *s, int timeout_ms, int *type_out,
                       uint64_t *value)
 {
-    int fd = s->lm->conn.rfd;
+    const lm_conn *c = &s->lm->conn;
     uint64_t deadline = lm_now_ms() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms);
     for (;;) {
         if (lm_cancelled(s->lm))
             return -1;
-        struct pollfd pf = { .fd = fd, .events = POLLIN };
-        int rc = poll(&pf, 1, 50);
-        if (rc < 0 && errno != EINTR)
-            break;
-        if (rc > 0)
+        int rc = lm_conn_wait_readable(c, 50);
+        if (rc != 0)
             break;
         if (timeout_ms >= 0 && lm_now_ms() >= deadline)
             return 0;
     }
     uint8_t type;
-    if (lm_read_full(fd, &type, 1) != 0) {
-        livemig_error_set(&s->err, "the destination closed the connection "
-                          "before confirming it runs the guest; check the "
-                          "destination's query-migrate for its error");
+    if (lm_conn_read_full(c, &type, 1) != 0) {
+        if (lm_conn_tls_error(c)[0])
+            livemig_error_set(&s->err, "the destination ended the "
+                              "connection: %s", lm_conn_tls_error(c));
+        else
+            livemig_error_set(&s->err, "the destination closed the "
+                              "connection before confirming it runs the "
+                              "guest; check the destination's "
+                              "query-migrate for its error");
         return -1;
     }
     if (type == LM_RP_RESUMED || type == LM_RP_ACK) {
         uint8_t b[8];
-        if (lm_read_full(fd, b, 8) != 0) {
+        if (lm_conn_read_full(c, b, 8) != 0) {
             livemig_error_set(&s->err, "truncated reply from the "
                               "destination");
             return -1;
@@ -284,11 +286,11 @@ int lm_out_read_reply(out_state *s, int timeout_ms, int *type_out,
     if (type == LM_RP_ERROR) {
         uint8_t b[2];
         char msg[400] = "";
-        if (lm_read_full(fd, b, 2) == 0) {
+        if (lm_conn_read_full(c, b, 2) == 0) {
             size_t n = lm_get_be16(b);
             if (n >= sizeof(msg))
                 n = sizeof(msg) - 1;
-            if (lm_read_full(fd, msg, n) == 0)
+            if (lm_conn_read_full(c, msg, n) == 0)
                 msg[n] = '\0';
         }
         livemig_error_set(&s->err, "the destination refused the migration: "
@@ -320,6 +322,24 @@ void lm_out_explain_write_error(out_state *s)
         livemig_error_set(&s->err, "sending the migration stream failed: "
                           "%s; the destination stopped or the connection "
                           "broke", strerror(e ? e : EIO));
+}
+
+/* A multifd channel failed to open: when the destination refused the
+ * main connection (its error, or a TLS alert, on the return path), that
+ * is the reason to report, not the channel's broken connect. */
+static void prefer_destination_reason(out_state *s)
+{
+    if (!s->lm->conn.return_path || lm_cancelled(s->lm))
+        return;
+    livemig_error own = s->err;
+    livemig_error_clear(&s->err);
+    uint64_t v;
+    int t;
+    if (lm_out_read_reply(s, 200, &t, &v) < 0 &&
+        (strncmp(s->err.desc, "the destination refused", 23) == 0 ||
+         strncmp(s->err.desc, "the destination ended", 21) == 0))
+        return;
+    s->err = own;
 }
 
 /* ---- passes ------------------------------------------------------------ */
@@ -646,8 +666,10 @@ static bool setup(out_state *s)
             lm_mf_send_shutdown(s->mf);
     }
     free(h);
-    if (s->p.cap_multifd && !s->mf)
+    if (s->p.cap_multifd && !s->mf) {
+        prefer_destination_reason(s);
         return false;
+    }
     if (s->p.cap_xbzrle &&
         !(s->xc = lm_xbzrle_cache_new(s->p.xbzrle_cache_size, LM_PAGE_SIZE,
                                       &s->err)))
@@ -713,9 +735,10 @@ void *lm_outgoing_thread(void *arg)
     if (s && w) {
         s->lm = lm;
         s->w = w;
-        lm_writer_init(w, lm->conn.wfd, &lm->cancel);
         lm_tunables_snapshot(lm->tun, &s->p);
-        ok = migrate(s);
+        ok = lm_secure_client(lm, &lm->conn, &s->err);
+        lm_writer_init_conn(w, &lm->conn, &lm->cancel);
+        ok = ok && migrate(s);
     }
     for (size_t i = 0; i < lm->nram; i++)
         lm_tracker_stop(lm->ram[i]->tracker);

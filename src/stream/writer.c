@@ -55,6 +55,12 @@ void lm_writer_init(lm_writer *w, int fd, atomic_bool *cancel)
     w->last_refill_us = now_us();
 }
 
+void lm_writer_init_conn(lm_writer *w, const lm_conn *c, atomic_bool *cancel)
+{
+    lm_writer_init(w, c->wfd, cancel);
+    w->tls = c->tls;
+}
+
 void lm_writer_set_rate(lm_writer *w, uint64_t bytes_per_s)
 {
     if (w->rate != bytes_per_s) {
@@ -103,7 +109,7 @@ bool lm_wr_flush(lm_writer *w)
     if (w->niov == 0)
         return true;
     throttle(w, w->pending);
-    if (!lm_writev_all(w->fd, w->iov, w->niov)) {
+    if (!lm_io_writev_all(w->fd, w->tls, w->iov, w->niov)) {
         w->error = errno ? errno : EIO;
         return false;
     }

@@ -5,6 +5,14 @@
  * A connection is a pair of file descriptors: wfd for the stream and rfd
  * for the other direction.  Sockets are bidirectional (rfd == wfd) and so
  * carry the return path; file and exec are one-way (rfd or wfd is -1).
+ *
+ * With TLS, a connection also holds its session (tls, NULL when plain):
+ * every byte in either direction then goes through it.  Code that moves
+ * bytes uses the lm_conn_* / lm_io_* calls below, never read()/write() on
+ * the fds, so a new channel (postcopy's) gets TLS by calling
+ * after connecting or accepting; with TLS off they are
+ * the plain system calls.  The engine secures a connection with
+ * lm_secure_client()/lm_secure_server() (src/engine/secure.c).
  */
 #ifndef LM_TRANSPORT_H
 #define LM_TRANSPORT_H
@@ -21,6 +29,7 @@ typedef struct lm_conn {
     pid_t child;        /* exec: the command's PID, else 0 */
     bool return_path;   /* a reply channel exists */
     bool is_socket;
+    struct lm_tls *tls; /* TLS session over the socket, or NULL */
 } lm_conn;
 
 typedef struct lm_listener {
@@ -29,7 +38,7 @@ typedef struct lm_listener {
     char path[256];     /* unix: socket file to unlink on close */
 } lm_listener;
 
-#define LM_CONN_INIT { -1, -1, 0, false, false }
+#define LM_CONN_INIT { -1, -1, 0, false, false, NULL }
 
 /* Open an outgoing connection for @uri. */
 bool lm_transport_connect(const char *uri, lm_conn *out, livemig_error *err);
@@ -43,7 +52,8 @@ void lm_listener_close(lm_listener *l);
 /* Make blocked reads and writes on @c return (used by cancel); the fds
  * stay valid until lm_conn_close. */
 void lm_conn_shutdown(lm_conn *c);
-/* Close the fds; reap an exec child (killing it if it still runs). */
+/* Close the fds and free the TLS session; reap an exec child (killing it
+ * if it still runs). */
 void lm_conn_close(lm_conn *c);
 
 /* Write all of @iov (retrying short writes); false with errno on error. */
@@ -52,5 +62,28 @@ bool lm_writev_all(int fd, struct iovec *iov, int iovcnt);
 bool lm_write_all(int fd, const void *p, size_t len);
 /* Read exactly @len bytes; 0 ok, -1 error (errno), 1 EOF before len. */
 int lm_read_full(int fd, void *p, size_t len);
+
+/* The same through a connection's TLS session when @tls is not NULL
+ * (the fd is then the session's socket). */
+bool lm_io_writev_all(int fd, struct lm_tls *tls, struct iovec *iov,
+                      int iovcnt);
+/* One read of at most @len bytes: > 0 bytes, 0 EOF, -1 error (errno). */
+ssize_t lm_io_read(int fd, struct lm_tls *tls, void *p, size_t len);
+/* Wait up to @timeout_ms (-1: forever) until a read would not block:
+ * 1 ready, 0 timeout, -1 error. */
+int lm_io_wait_readable(int fd, struct lm_tls *tls, int timeout_ms);
+
+/* A connection's own I/O: writes on wfd, reads on rfd, through TLS when
+ * it has a session. */
+bool lm_conn_write_all(const lm_conn *c, const void *p, size_t len);
+int lm_conn_read_full(const lm_conn *c, void *p, size_t len);
+int lm_conn_wait_readable(const lm_conn *c, int timeout_ms);
+/* What went wrong in the last failed TLS read or write ("" if none or no
+ * TLS): an alert from the peer, an integrity failure... */
+const char *lm_conn_tls_error(const lm_conn *c);
+
+/* Peek at the first bytes the peer sends, waiting up to @timeout_ms:
+ * > 0 bytes copied (not consumed), 0 EOF, -1 timeout or error. */
+ssize_t lm_conn_peek(const lm_conn *c, void *p, size_t len, int timeout_ms);
 
 #endif
