@@ -257,6 +257,14 @@ bool livemig_object_del(livemig *lm, const char *id, livemig_error *err);
  * (new reference).  Properties, and so secrets, are never returned. */
 struct json_object *livemig_query_objects(livemig *lm);
 
+/* Warnings for the operator (the library never prints): today, an
+ * incoming migration that listens where other hosts can reach it (not
+ * loopback, not unix:) without tls-creds.  Called on the thread that
+ * started it, with no engine lock held; @msg is valid during the call. */
+typedef void (*livemig_warning_fn)(void *opaque, const char *msg);
+void livemig_set_warning_cb(livemig *lm, livemig_warning_fn fn,
+                            void *opaque);
+
 /* Cancel the running migration (outgoing or incoming).  The source guest
  * keeps running; status goes cancelling -> cancelled. */
 bool livemig_cancel(livemig *lm, livemig_error *err);

@@ -115,6 +115,8 @@ struct livemig {
     void *gopaque;
     livemig_event_fn event_fn;
     void *event_opaque;
+    livemig_warning_fn warn_fn;
+    void *warn_opaque;
     lm_tunables *tun;
     bool ram_pristine;           /* destination RAM untouched since alloc */
     struct lm_objects *objects;  /* object-add registry (own lock) */
@@ -131,6 +133,7 @@ struct livemig {
     struct lm_mf_send *mf_send;  /* multifd channels of the outgoing side */
     char uri[1024];              /* of the outgoing migration */
     lm_listener listener;
+    char incoming_warning[256];  /* exposed without TLS; "" if not */
     lm_stats stats;
     char error_desc[512];
     bool kicked;

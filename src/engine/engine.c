@@ -6,7 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -588,6 +591,51 @@ bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err)
     return ok;
 }
 
+/* A listener that other hosts can reach, without TLS, takes a guest's
+ * memory and state from anyone who connects: say so (livemigd warns). */
+static void note_exposure(livemig *lm)
+{
+    struct lm_params p;
+    lm_tunables_snapshot(lm->tun, &p);
+    lm->incoming_warning[0] = '\0';
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (p.tls_creds[0] || lm->listener.fd < 0 ||
+        getsockname(lm->listener.fd, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    char host[INET6_ADDRSTRLEN] = "";
+    unsigned port = 0;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        if ((ntohl(a->sin_addr.s_addr) >> 24) == 127)
+            return;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        port = ntohs(a->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        if (IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
+            (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) &&
+             a->sin6_addr.s6_addr[12] == 127))
+            return;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        port = ntohs(a->sin6_port);
+    } else {
+        return;   /* unix: the socket file's mode decides who connects */
+    }
+    snprintf(lm->incoming_warning, sizeof(lm->incoming_warning),
+             "listening for a migration on %s port %u without TLS: anyone "
+             "who can reach it can replace this guest's memory and state; "
+             "set tls-creds, or listen on 127.0.0.1 or a unix: socket",
+             host, port);
+}
+
+void livemig_set_warning_cb(livemig *lm, livemig_warning_fn fn,
+                            void *opaque)
+{
+    lm->warn_fn = fn;
+    lm->warn_opaque = opaque;
+}
+
 bool livemig_incoming(livemig *lm, const char *uri, livemig_error *err)
 {
     if (!reap_previous(lm, "receive", err))
@@ -606,12 +654,18 @@ bool livemig_incoming(livemig *lm, const char *uri, livemig_error *err)
             madvise(lm->ram[i]->host, lm->ram[i]->size, MADV_POPULATE_WRITE);
         lm_listener_close(&lm->listener);
         ok = lm_secure_check(lm, uri, true, err) &&
-             lm_transport_listen(uri, &lm->listener, err) &&
-             start_thread(lm, true, err);
+             lm_transport_listen(uri, &lm->listener, err);
+        if (ok)
+            note_exposure(lm);
+        ok = ok && start_thread(lm, true, err);
         if (!ok)
             lm_listener_close(&lm->listener);
     }
+    char warning[sizeof(lm->incoming_warning)];
+    snprintf(warning, sizeof(warning), "%s", ok ? lm->incoming_warning : "");
     pthread_mutex_unlock(&lm->lock);
+    if (warning[0] && lm->warn_fn)
+        lm->warn_fn(lm->warn_opaque, warning);
     return ok;
 }
 

@@ -324,12 +324,13 @@ void lm_out_explain_write_error(out_state *s)
                           "broke", strerror(e ? e : EIO));
 }
 
-/* A multifd channel failed to open: when the destination refused the
- * main connection (its error, or a TLS alert, on the return path), that
- * is the reason to report, not the channel's broken connect. */
+/* The migration failed: when the destination refused it on the main
+ * connection (its error, or a TLS alert, on the return path), that is
+ * the reason to report, not what a multifd channel saw of it. */
 static void prefer_destination_reason(out_state *s)
 {
-    if (!s->lm->conn.return_path || lm_cancelled(s->lm))
+    if (!s->lm->conn.return_path || lm_cancelled(s->lm) ||
+        strncmp(s->err.desc, "the destination", 15) == 0)
         return;
     livemig_error own = s->err;
     livemig_error_clear(&s->err);
@@ -666,10 +667,8 @@ static bool setup(out_state *s)
             lm_mf_send_shutdown(s->mf);
     }
     free(h);
-    if (s->p.cap_multifd && !s->mf) {
-        prefer_destination_reason(s);
+    if (s->p.cap_multifd && !s->mf)
         return false;
-    }
     if (s->p.cap_xbzrle &&
         !(s->xc = lm_xbzrle_cache_new(s->p.xbzrle_cache_size, LM_PAGE_SIZE,
                                       &s->err)))
@@ -739,6 +738,8 @@ void *lm_outgoing_thread(void *arg)
         ok = lm_secure_client(lm, &lm->conn, &s->err);
         lm_writer_init_conn(w, &lm->conn, &lm->cancel);
         ok = ok && migrate(s);
+        if (!ok && !lm_cancelled(lm))
+            prefer_destination_reason(s);
     }
     for (size_t i = 0; i < lm->nram; i++)
         lm_tracker_stop(lm->ram[i]->tracker);

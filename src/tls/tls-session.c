@@ -181,9 +181,12 @@ static void describe(lm_tls *t, int rc, char *out, size_t len)
     }
 }
 
+/* The first failure is the cause; later calls only see the session it
+ * invalidated. */
 static void set_rc_error(lm_tls *t, int rc, char *buf, size_t len)
 {
-    describe(t, rc, buf, len);
+    if (!buf[0])
+        describe(t, rc, buf, len);
 }
 
 /* ---- peer checks -------------------------------------------------------- */

@@ -658,6 +658,48 @@ static void test_proxy_sees_plain(void **s)
                 "name in clear");
 }
 
+/* livemigd warns when it listens for a migration where other hosts can
+ * reach it without TLS.  Run in a network namespace of its own
+ * (unshare -rn) so listening on 0.0.0.0 exposes nothing here. */
+static char *daemon_stderr(const char *addr)
+{
+    char dir[] = "/tmp/livemig-warn-XXXXXX", qmp[64], inc[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(qmp, sizeof(qmp), "unix:%s/q.sock", dir);
+    snprintf(inc, sizeof(inc), "tcp:%s:4444", addr);
+    const char *argv[] = { "/usr/bin/unshare", "-rn", getenv("LIVEMIGD"),
+                           "--guest", "pattern,size=4M", "--qmp", qmp,
+                           "--incoming", inc, NULL };
+    char *err = NULL;
+    lmh_run(argv, NULL, NULL, &err, 3000);
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        printf("could not remove %s\n", dir);
+    return err ? err : strdup("");
+}
+
+static void test_warning(void **s)
+{
+    (void)s;
+    const char *probe[] = { "/usr/bin/unshare", "-rn", "/bin/true", NULL };
+    if (access("/usr/bin/unshare", X_OK) != 0 ||
+        lmh_run(probe, NULL, NULL, NULL, 10000) != 0) {
+        printf("skipped: no network namespace (unshare -rn) available\n");
+        skip();
+    }
+    char *e = daemon_stderr("0.0.0.0");
+    printf("0.0.0.0: %s\n", e);
+    if (!strstr(e, "warning: listening for a migration on 0.0.0.0") ||
+        !strstr(e, "without TLS") || !strstr(e, "tls-creds"))
+        it_fail("no warning for --incoming on 0.0.0.0 without TLS: '%s'", e);
+    free(e);
+    e = daemon_stderr("127.0.0.1");
+    if (strstr(e, "warning"))
+        it_fail("a warning for --incoming on loopback: '%s'", e);
+    free(e);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);   /* the proxy writes to closed peers */
@@ -688,6 +730,7 @@ int main(void)
         T(test_injected_tcp_multifd),
         T(test_injected_unix),
         T(test_proxy_sees_plain),
+        T(test_warning),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
