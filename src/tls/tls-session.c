@@ -29,6 +29,7 @@
 
 #define REC_MAX 16384u
 #define HEAD_MAX 16u
+#define IO_BUF (256u * 1024u)
 
 struct lm_tls {
     gnutls_session_t s;
@@ -40,6 +41,15 @@ struct lm_tls {
     size_t nhead;
     uint8_t *gather;               /* REC_MAX bytes of small pieces */
     size_t ngather;
+    /* Receiving: bytes read ahead from the socket, not yet given to
+     * GnuTLS (one recv per IO_BUF instead of two per record). */
+    uint8_t *rbuf;
+    size_t rpos, rlen;
+    /* Sending: encrypted records of one lm_tls_writev_all, sent together
+     * (one sendmsg per IO_BUF instead of one per record). */
+    uint8_t *wbuf;
+    size_t wlen;
+    bool batching;
     char rx_err[256], tx_err[256];
     char cipher[96];
 };
@@ -50,9 +60,26 @@ static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 {
     lm_tls *t = p;
     ssize_t n;
-    do
-        n = recv(t->fd, buf, len, 0);
-    while (n < 0 && errno == EINTR);
+    if (t->rpos == t->rlen && len < IO_BUF) {
+        do
+            n = recv(t->fd, t->rbuf, IO_BUF, 0);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            gnutls_transport_set_errno(t->s, errno);
+            return -1;
+        }
+        t->rpos = 0;
+        t->rlen = (size_t)n;
+    }
+    if (t->rpos < t->rlen) {
+        n = (ssize_t)(t->rlen - t->rpos < len ? t->rlen - t->rpos : len);
+        memcpy(buf, t->rbuf + t->rpos, (size_t)n);
+        t->rpos += (size_t)n;
+    } else {
+        do
+            n = recv(t->fd, buf, len, 0);
+        while (n < 0 && errno == EINTR);
+    }
     if (n < 0)
         gnutls_transport_set_errno(t->s, errno);
     else if (t->handshaking && t->nhead < HEAD_MAX) {
@@ -67,6 +94,8 @@ static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 static int pull_timeout(gnutls_transport_ptr_t p, unsigned int ms)
 {
     lm_tls *t = p;
+    if (t->rpos < t->rlen)
+        return 1;
     struct pollfd pf = { .fd = t->fd, .events = POLLIN };
     int rc;
     do
@@ -75,10 +104,41 @@ static int pull_timeout(gnutls_transport_ptr_t p, unsigned int ms)
     return rc < 0 ? -1 : rc;
 }
 
+static bool send_wbuf(lm_tls *t)
+{
+    size_t off = 0;
+    while (off < t->wlen) {
+        ssize_t n = send(t->fd, t->wbuf + off, t->wlen - off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        off += (size_t)n;
+    }
+    t->wlen = 0;
+    return true;
+}
+
 static ssize_t vec_push(gnutls_transport_ptr_t p, const giovec_t *iov,
                         int iovcnt)
 {
     lm_tls *t = p;
+    if (t->batching) {
+        size_t total = 0;
+        for (int i = 0; i < iovcnt; i++) {
+            if (t->wlen + iov[i].iov_len > IO_BUF && !send_wbuf(t)) {
+                gnutls_transport_set_errno(t->s, errno);
+                return -1;
+            }
+            if (iov[i].iov_len > IO_BUF)
+                break;   /* never: records are at most ~16 KiB */
+            memcpy(t->wbuf + t->wlen, iov[i].iov_base, iov[i].iov_len);
+            t->wlen += iov[i].iov_len;
+            total += iov[i].iov_len;
+        }
+        if (total)
+            return (ssize_t)total;
+    }
     struct msghdr mh = { .msg_iov = (struct iovec *)iov,
                          .msg_iovlen = (size_t)iovcnt };
     ssize_t n;
@@ -303,6 +363,8 @@ void lm_tls_free(lm_tls *t)
     lm_tls_creds_unref(t->creds);
     lm_tls_authz_unref(t->authz);
     free(t->gather);
+    free(t->rbuf);
+    free(t->wbuf);
     free(t);
 }
 
@@ -317,7 +379,12 @@ lm_tls *lm_tls_handshake(int fd, lm_tls_creds *creds, lm_tls_authz *authz,
                          livemig_error *err)
 {
     lm_tls *t = calloc(1, sizeof(*t));
-    if (!t || !(t->gather = malloc(REC_MAX))) {
+    if (!t || !(t->gather = malloc(REC_MAX)) || !(t->rbuf = malloc(IO_BUF)) ||
+        !(t->wbuf = malloc(IO_BUF))) {
+        if (t) {
+            free(t->gather);
+            free(t->rbuf);
+        }
         free(t);
         livemig_error_set(err, "out of memory for a TLS session");
         return NULL;
@@ -457,7 +524,7 @@ static bool flush_gather(lm_tls *t)
     return send_all(t, t->gather, n);
 }
 
-bool lm_tls_writev_all(lm_tls *t, struct iovec *iov, int iovcnt)
+static bool writev_records(lm_tls *t, struct iovec *iov, int iovcnt)
 {
     for (int i = 0; i < iovcnt; i++) {
         const uint8_t *p = iov[i].iov_base;
@@ -486,9 +553,24 @@ bool lm_tls_writev_all(lm_tls *t, struct iovec *iov, int iovcnt)
     return t->ngather == 0 || flush_gather(t);
 }
 
+bool lm_tls_writev_all(lm_tls *t, struct iovec *iov, int iovcnt)
+{
+    t->batching = true;
+    bool ok = writev_records(t, iov, iovcnt);
+    t->batching = false;
+    int e = errno;
+    if (ok && t->wlen && !send_wbuf(t)) {
+        e = errno == EAGAIN || errno == EWOULDBLOCK ? EAGAIN : errno;
+        ok = false;
+    }
+    t->wlen = 0;
+    errno = e;
+    return ok;
+}
+
 size_t lm_tls_pending(lm_tls *t)
 {
-    return gnutls_record_check_pending(t->s);
+    return gnutls_record_check_pending(t->s) + (t->rlen - t->rpos);
 }
 
 const char *lm_tls_last_error(const lm_tls *t)
