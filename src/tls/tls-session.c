@@ -60,10 +60,7 @@ static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 {
     lm_tls *t = p;
     ssize_t n;
-    static int ra = -1;
-    if (ra < 0)
-        ra = getenv("NO_RA") ? 0 : 1;
-    if (ra && t->rpos == t->rlen && len < IO_BUF) {
+    if (t->rpos == t->rlen && len < IO_BUF) {
         do
             n = recv(t->fd, t->rbuf, IO_BUF, 0);
         while (n < 0 && errno == EINTR);
@@ -558,10 +555,7 @@ static bool writev_records(lm_tls *t, struct iovec *iov, int iovcnt)
 
 bool lm_tls_writev_all(lm_tls *t, struct iovec *iov, int iovcnt)
 {
-    static int bt = -1;
-    if (bt < 0)
-        bt = getenv("NO_BATCH") ? 0 : 1;
-    t->batching = bt;
+    t->batching = true;
     bool ok = writev_records(t, iov, iovcnt);
     t->batching = false;
     int e = errno;
