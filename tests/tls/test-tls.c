@@ -278,6 +278,37 @@ static void test_objects(void **state)
     json_object_put(r);
 }
 
+/* A destination whose private key is encrypted: the password comes from
+ * a secret object named by passwordid; without it, or with a wrong one,
+ * object-add says so. */
+static void test_passwordid(void **s)
+{
+    (void)s;
+    NEED_CERTS();
+    pair p;
+    pair_start(&p, &TCP_MF);
+    char j[512];
+    snprintf(j, sizeof(j), "{\"qom-type\":\"tls-creds-x509\",\"id\":\"t1\","
+             "\"dir\":\"%s/server-enc\",\"endpoint\":\"server\"}", root);
+    lmh_err(p.dst->qmp, "object-add", j, "GenericError", "server-key.pem");
+    json_object_put(lmh_ok_obj(p.dst->qmp, "object-add", lmh_json(
+        "{\"qom-type\":\"secret\",\"id\":\"wrong\",\"data\":\"nope\"}")));
+    snprintf(j, sizeof(j), "{\"qom-type\":\"tls-creds-x509\",\"id\":\"t1\","
+             "\"dir\":\"%s/server-enc\",\"endpoint\":\"server\","
+             "\"passwordid\":\"wrong\"}", root);
+    lmh_err(p.dst->qmp, "object-add", j, "GenericError", "passwordid");
+    json_object_put(lmh_ok_obj(p.dst->qmp, "object-add", lmh_json(
+        "{\"qom-type\":\"secret\",\"id\":\"pw\",\"data\":\"%s\"}",
+        TLSC_KEY_PASSWORD)));
+    add_x509(p.dst, "tls0", "server-enc", "server", "\"passwordid\":\"pw\"");
+    set_str(p.dst, "tls-creds", "tls0");
+    add_x509(p.src, "good", "client", "client", NULL);
+    set_str(p.src, "tls-creds", "good");
+    incoming(p.dst, p.uri);
+    it_migrate(p.src, p.uri);
+    it_check_completed(p.src, p.dst, GUEST_BYTES, true);
+}
+
 /* ---- migrations that work ------------------------------------------------ */
 
 static void x509_ok(const variant *v)
@@ -712,6 +743,7 @@ int main(void)
 #define T(f) cmocka_unit_test_teardown(f, it_teardown)
     const struct CMUnitTest tests[] = {
         T(test_objects),
+        T(test_passwordid),
         T(test_x509_tcp_multifd),
         T(test_x509_unix),
         T(test_psk_tcp_multifd),

@@ -44,11 +44,16 @@ static bool certtool(const char *const *args)
     return rc == 0;
 }
 
+static const char *key_password;   /* encrypt the next leaf key */
+
 static bool key(const char *path)
 {
     const char *a[] = { "--generate-privkey", "--key-type", "ecdsa",
                         "--outfile", path, NULL };
-    return certtool(a);
+    const char *e[] = { "--generate-privkey", "--key-type", "ecdsa",
+                        "--pkcs8", "--password", key_password, "--outfile",
+                        path, NULL };
+    return certtool(key_password ? e : a);
 }
 
 /* A CA in @root/@name-key.pem, @name-cert.pem. */
@@ -82,8 +87,12 @@ static bool make_leaf(const char *root, const char *dir, const char *who,
     snprintf(cp, sizeof(cp), "%s/ca-cert.pem", d);
     const char *a[] = { "--generate-certificate", "--load-privkey", k,
                         "--load-ca-certificate", cac, "--load-ca-privkey",
-                        cak, "--template", t, "--outfile", c, NULL };
-    if (!write_file(t, tmpl) || !key(k) || !certtool(a))
+                        cak, "--template", t, "--outfile", c,
+                        key_password ? "--password" : NULL, key_password,
+                        NULL };
+    bool made = write_file(t, tmpl) && key(k);
+    key_password = NULL;   /* the CA's key is never encrypted */
+    if (!made || !certtool(a))
         return false;
     FILE *in = fopen(tr, "r"), *out = fopen(cp, "w");
     bool ok = in && out;
@@ -140,6 +149,8 @@ bool tlsc_make(const char *root)
            make_leaf(root, "server", "server", "good", "good", server) &&
            make_leaf(root, "server-expired", "server", "good", "good",
                      expired) &&
+           (key_password = TLSC_KEY_PASSWORD) &&
+           make_leaf(root, "server-enc", "server", "good", "good", server) &&
            make_leaf(root, "server-other", "server", "good", "good", other) &&
            make_leaf(root, "client", "client", "good", "good", client) &&
            make_leaf(root, "client-intruder", "client", "good", "good",

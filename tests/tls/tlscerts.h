@@ -7,6 +7,7 @@
  *   server/          CA "good", server cert for localhost and 127.0.0.1
  *   server-expired/  CA "good", the same names, expired last year
  *   server-other/    CA "good", a server cert for other.example only
+ *   server-enc/      as server/, its key encrypted with TLSC_KEY_PASSWORD
  *   client/          CA "good", client cert CN=source.example,O=Example
  *   client-intruder/ CA "good", client cert CN=intruder,O=Elsewhere
  *   client-wrongca/  CA "other" (trusts neither side's real CA) and a
@@ -21,6 +22,8 @@
 #define LM_TLSCERTS_H
 
 #include <stdbool.h>
+
+#define TLSC_KEY_PASSWORD "open-sesame"
 
 /* certtool's path, or NULL if it is not installed. */
 const char *tlsc_certtool(void);
