@@ -344,6 +344,31 @@ static void psk_ok(const variant *v)
 static void test_psk_tcp_multifd(void **s) { (void)s; NEED_CERTS(); psk_ok(&TCP_MF); }
 static void test_psk_unix(void **s) { (void)s; NEED_CERTS(); psk_ok(&UNIX_1); }
 
+/* A TLS migration held before switchover is cancelled: the source runs
+ * on and verifies, and the next one completes. */
+static void test_cancel(void **s)
+{
+    (void)s;
+    NEED_CERTS();
+    pair p;
+    x509_pair(&p, &TCP_MF, NULL);
+    it_set_params(p.src, "{\"switchover-hold\": true}");
+    incoming(p.dst, p.uri);
+    it_migrate(p.src, p.uri);
+    it_wait_qm_above(p.src, "ram.transferred", 8 * MiB, 30000);
+    json_object_put(lmh_ok(p.src->qmp, "migrate_cancel", NULL));
+    const char *end = it_wait_end(p.src, 30000);
+    if (strcmp(end, "cancelled") != 0)
+        it_fail("the source ended '%s' after migrate_cancel", end);
+    it_wait_end(p.dst, 30000);
+    if (!it_running(p.src, NULL, 0))
+        it_fail("the source guest stopped after a cancelled migration");
+    it_wait_guest_writes(p.src, "source", 10000);
+    it_verify_ok(p.src, "source");
+    it_set_params(p.src, "{\"switchover-hold\": false}");
+    expect_success(&p);
+}
+
 /* ---- failures ------------------------------------------------------------ */
 
 static void wrong_ca(const variant *v)
@@ -499,7 +524,15 @@ typedef struct proxy {
     pthread_t tid;
     volatile bool stop;
     volatile bool saw_cleartext;
-    volatile bool tampered;
+    pthread_mutex_t lock;        /* tampered, pumps */
+    bool tampered;
+    int npumps;
+    struct pump {
+        struct proxy *px;
+        int from, to;
+        bool upstream;           /* source to destination */
+        pthread_t tid;
+    } pumps[32];
 } proxy;
 
 static int connect_to(const char *uri)
@@ -526,92 +559,102 @@ static int connect_to(const char *uri)
     return fd;
 }
 
+static bool write_all(int fd, const char *b, size_t n)
+{
+    while (n > 0) {
+        ssize_t m = send(fd, b, n, MSG_NOSIGNAL);
+        if (m <= 0)
+            return false;
+        b += m;
+        n -= (size_t)m;
+    }
+    return true;
+}
+
+/* One direction of one connection, on its own thread: blocking reads and
+ * writes, so a full buffer on one connection never holds up another. */
+static void *pump_main(void *arg)
+{
+    struct pump *pu = arg;
+    proxy *px = pu->px;
+    char *buf = malloc(65536);
+    long long fwd = 0;
+    for (;;) {
+        ssize_t r = read(pu->from, buf, 65536);
+        if (r <= 0)
+            break;
+        size_t off = (size_t)r;
+        if (pu->upstream) {
+            if (memmem(buf, (size_t)r, "pattern", 7))
+                px->saw_cleartext = true;
+            pthread_mutex_lock(&px->lock);
+            bool now = px->mode != PASS && !px->tampered && fwd + r > px->at;
+            if (now)
+                px->tampered = true;
+            pthread_mutex_unlock(&px->lock);
+            if (now) {
+                off = (size_t)(px->at - fwd);
+                if (px->mode == FLIP) {
+                    buf[off] ^= 0x5a;
+                    off = (size_t)r;
+                } else {
+                    char junk[64];
+                    memset(junk, 0xa5, sizeof(junk));
+                    if (!write_all(pu->to, buf, off) ||
+                        !write_all(pu->to, junk, sizeof(junk)))
+                        break;
+                    memmove(buf, buf + off, (size_t)r - off);
+                    off = (size_t)r - off;
+                }
+            }
+            fwd += r;
+        }
+        if (!write_all(pu->to, buf, off))
+            break;
+    }
+    /* One side went away: end the connection both ways. */
+    shutdown(pu->from, SHUT_RDWR);
+    shutdown(pu->to, SHUT_RDWR);
+    free(buf);
+    return NULL;
+}
+
 static void *proxy_main(void *arg)
 {
     proxy *px = arg;
-    int pairs[16][2];
-    long long fwd[16];
-    int n = 0;
-    char buf[65536];
     while (!px->stop) {
-        struct pollfd pf[33];
-        int k = 0;
-        pf[k++] = (struct pollfd){ px->lfd, POLLIN, 0 };
-        for (int i = 0; i < n; i++) {
-            pf[k++] = (struct pollfd){ pairs[i][0], POLLIN, 0 };
-            pf[k++] = (struct pollfd){ pairs[i][1], POLLIN, 0 };
-        }
-        if (poll(pf, (nfds_t)k, 100) <= 0)
+        struct pollfd pf = { px->lfd, POLLIN, 0 };
+        if (poll(&pf, 1, 100) <= 0)
             continue;
-        if ((pf[0].revents & POLLIN) && n < 16) {
-            int c = accept(px->lfd, NULL, NULL);
-            int t = c >= 0 ? connect_to(px->target) : -1;
-            if (c >= 0 && t >= 0) {
-                pairs[n][0] = c;
-                pairs[n][1] = t;
-                fwd[n++] = 0;
-            } else if (c >= 0) {
+        int c = accept(px->lfd, NULL, NULL);
+        int t = c >= 0 ? connect_to(px->target) : -1;
+        pthread_mutex_lock(&px->lock);
+        bool room = px->npumps + 2 <= 32;
+        if (c >= 0 && t >= 0 && room) {
+            for (int d = 0; d < 2; d++) {
+                struct pump *pu = &px->pumps[px->npumps++];
+                *pu = (struct pump){ px, d ? t : c, d ? c : t, d == 0, 0 };
+                pthread_create(&pu->tid, NULL, pump_main, pu);
+            }
+        } else {
+            if (c >= 0)
                 close(c);
-            }
+            if (t >= 0)
+                close(t);
         }
-        for (int i = 0; i < n; i++) {
-            for (int dir = 0; dir < 2; dir++) {
-                if (pairs[i][dir] < 0 ||
-                    !(pf[1 + 2 * i + dir].revents & (POLLIN | POLLHUP | POLLERR)))
-                    continue;
-                ssize_t r = read(pairs[i][dir], buf, sizeof(buf));
-                if (r <= 0) {
-                    /* One side went away: end the pair both ways. */
-                    close(pairs[i][0]);
-                    close(pairs[i][1]);
-                    pairs[i][0] = pairs[i][1] = -1;
-                    break;
-                }
-                if (dir == 0) {
-                    if (memmem(buf, (size_t)r, "pattern", 7))
-                        px->saw_cleartext = true;
-                    if (px->mode != PASS && !px->tampered &&
-                        fwd[i] + r > px->at) {
-                        size_t off = (size_t)(px->at - fwd[i]);
-                        if (px->mode == FLIP) {
-                            buf[off] ^= 0x5a;
-                        } else {
-                            char junk[64];
-                            memset(junk, 0xa5, sizeof(junk));
-                            if (write(pairs[i][1], buf, off) < 0 ||
-                                write(pairs[i][1], junk, sizeof(junk)) < 0)
-                                continue;
-                            memmove(buf, buf + off, (size_t)r - off);
-                            fwd[i] += (long long)off;
-                            r -= (ssize_t)off;
-                        }
-                        px->tampered = true;
-                    }
-                    fwd[i] += r;
-                }
-                for (ssize_t w = 0; w < r;) {
-                    ssize_t m = write(pairs[i][1 - dir], buf + w,
-                                      (size_t)(r - w));
-                    if (m <= 0)
-                        break;
-                    w += m;
-                }
-            }
-        }
-    }
-    for (int i = 0; i < n; i++) {
-        if (pairs[i][0] >= 0)
-            close(pairs[i][0]);
-        if (pairs[i][1] >= 0)
-            close(pairs[i][1]);
+        pthread_mutex_unlock(&px->lock);
     }
     return NULL;
 }
 
 /* Listen on @front (a URI of the same kind as @target) and forward. */
-static void proxy_start(proxy *px, const char *front, const char *target)
+static void proxy_start(proxy *px, const char *front, const char *target,
+                        int mode)
 {
     memset(px, 0, sizeof(*px));
+    pthread_mutex_init(&px->lock, NULL);
+    px->mode = mode;
+    px->at = 256 * 1024;
     snprintf(px->target, sizeof(px->target), "%s", target);
     if (strncmp(front, "unix:", 5) == 0) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -637,6 +680,16 @@ static void proxy_stop(proxy *px)
     px->stop = true;
     pthread_join(px->tid, NULL);
     close(px->lfd);
+    for (int i = 0; i < px->npumps; i++)
+        shutdown(px->pumps[i].from, SHUT_RDWR);
+    for (int i = 0; i < px->npumps; i++)
+        pthread_join(px->pumps[i].tid, NULL);
+    /* Each connection's two sockets, once (pumps come in pairs). */
+    for (int i = 0; i < px->npumps; i += 2) {
+        close(px->pumps[i].from);
+        close(px->pumps[i].to);
+    }
+    pthread_mutex_destroy(&px->lock);
 }
 
 static void front_uri(const pair *p, const variant *v, char *out, size_t len)
@@ -655,17 +708,15 @@ static void tamper(const variant *v, int mode)
     char front[320], direct[320];
     front_uri(&p, v, front, sizeof(front));
     proxy px;
-    proxy_start(&px, front, p.uri);
-    px.mode = mode;
-    px.at = 256 * 1024;
+    proxy_start(&px, front, p.uri, mode);
     snprintf(direct, sizeof(direct), "%s", p.uri);
     snprintf(p.uri, sizeof(p.uri), "%s", front);
     expect_failure(&p, "", mode == FLIP ? "integrity" : "TLS");
+    proxy_stop(&px);
     if (!px.tampered)
         it_fail("the proxy never tampered with the stream");
     if (px.saw_cleartext)
         it_fail("the guest's RAM block name crossed the proxy in clear");
-    proxy_stop(&px);
     snprintf(p.uri, sizeof(p.uri), "%s", direct);
     expect_success(&p);
 }
@@ -685,7 +736,7 @@ static void test_proxy_sees_plain(void **s)
     char front[320];
     front_uri(&p, &TCP_MF, front, sizeof(front));
     proxy px;
-    proxy_start(&px, front, p.uri);
+    proxy_start(&px, front, p.uri, PASS);
     incoming(p.dst, p.uri);
     it_migrate(p.src, front);
     it_check_completed(p.src, p.dst, GUEST_BYTES, true);
@@ -748,6 +799,7 @@ int main(void)
         T(test_x509_unix),
         T(test_psk_tcp_multifd),
         T(test_psk_unix),
+        T(test_cancel),
         T(test_wrong_ca_tcp_multifd),
         T(test_wrong_ca_unix),
         T(test_wrong_hostname_tcp_multifd),
