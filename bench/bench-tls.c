@@ -15,6 +15,7 @@
  *
  *   bench-tls [--size 1G] [--runs 2]
  *   bench-tls --stream-only     the limits and the record layer alone
+ *   bench-tls --only tls-1|plain-1|tls-multifd|plain-multifd [--size S]
  */
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
@@ -427,16 +428,29 @@ int main(int argc, char **argv)
 {
     const char *size = "1G";
     int runs = 2;
+    const char *only = NULL;
     bool stream_only = argc > 1 && !strcmp(argv[1], "--stream-only");
     for (int i = 1 + stream_only; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--size"))
             size = argv[i + 1];
+        else if (!strcmp(argv[i], "--only"))
+            only = argv[i + 1];
         else if (!strcmp(argv[i], "--runs"))
             runs = atoi(argv[i + 1]);
     }
     if (runs < 1 || runs > 10)
         runs = 2;
     make_certs();
+    if (only) {   /* one scenario, for profiling */
+        char sp[128];
+        snprintf(sp, sizeof(sp), "pattern,size=%s,threads=1,fill=random,"
+                 "dirty-rate=0", size);
+        json_object *o = run_one(sp, strstr(only, "tls") != NULL,
+                                 strstr(only, "multifd") ? 2 : 0);
+        printf("%s\n", json_object_to_json_string(o));
+        json_object_put(o);
+        return 0;
+    }
     if (stream_only) {
         double a = aes_gcm_gbps(), tc = tcp_gbps(), st = tls_stream_gbps();
         printf("aes %.2f tcp %.2f limit %.2f stream %.2f ratio %.2f\n", a, tc,
