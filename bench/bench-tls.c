@@ -173,6 +173,13 @@ static void make_certs(void)
     sh(cmd);
 }
 
+static void remove_certs(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    sh(cmd);
+}
+
 static void add_creds(livemig *lm, bool server, bool psk)
 {
     char j[512];
@@ -449,12 +456,14 @@ int main(int argc, char **argv)
                                  strstr(only, "multifd") ? 2 : 0);
         printf("%s\n", json_object_to_json_string(o));
         json_object_put(o);
+        remove_certs();
         return 0;
     }
     if (stream_only) {
         double a = aes_gcm_gbps(), tc = tcp_gbps(), st = tls_stream_gbps();
         printf("aes %.2f tcp %.2f limit %.2f stream %.2f ratio %.2f\n", a, tc,
                1 / (1 / a + 1 / tc), st, st / (1 / (1 / a + 1 / tc)));
+        remove_certs();
         return 0;
     }
     double aes = aes_gcm_gbps(), tcp = tcp_gbps();
@@ -501,8 +510,6 @@ int main(int argc, char **argv)
     json_object_object_add(out, "targets", tg);
     printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PRETTY));
     json_object_put(out);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    sh(cmd);
+    remove_certs();
     return ok ? 0 : 1;
 }
