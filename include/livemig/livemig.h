@@ -253,6 +253,31 @@ bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err);
  * by the caller, which calls this later).  Returns once listening. */
 bool livemig_incoming(livemig *lm, const char *uri, livemig_error *err);
 
+/* User-creatable objects, as QEMU's object-add has them: @args holds
+ * "qom-type", "id" and the type's properties, flat.  Types: "secret"
+ * (data or file, format raw|base64), "tls-creds-x509" (dir, endpoint
+ * client|server, verify-peer, priority, passwordid, sanity-check),
+ * "tls-creds-psk" (dir with keys.psk, endpoint, username, priority) and
+ * "authz-list" (policy allow|deny, rules [{match, policy, format
+ * exact|glob}]).  Credentials are loaded from their files now, so a
+ * missing or bad file is this call's error.  The tls-creds, tls-hostname
+ * and tls-authz parameters name them by id.  A migration that uses an
+ * object keeps it alive after object-del until it ends. */
+bool livemig_object_add(livemig *lm, struct json_object *args,
+                        livemig_error *err);
+bool livemig_object_del(livemig *lm, const char *id, livemig_error *err);
+/* [{"name": id, "type": "child<qom-type>"}], as QEMU's query-objects
+ * (new reference).  Properties, and so secrets, are never returned. */
+struct json_object *livemig_query_objects(livemig *lm);
+
+/* Warnings for the operator (the library never prints): today, an
+ * incoming migration that listens where other hosts can reach it (not
+ * loopback, not unix:) without tls-creds.  Called on the thread that
+ * started it, with no engine lock held; @msg is valid during the call. */
+typedef void (*livemig_warning_fn)(void *opaque, const char *msg);
+void livemig_set_warning_cb(livemig *lm, livemig_warning_fn fn,
+                            void *opaque);
+
 /* Cancel the running migration (outgoing or incoming).  The source guest
  * keeps running (or returns to its run state from before the switchover);
  * status goes cancelling -> cancelled.  Refused (false, @err "too late to

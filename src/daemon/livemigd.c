@@ -98,6 +98,14 @@ static json_object *cmd_guest_verify(void *opaque, json_object *args,
     return lm_pattern_verify(opaque, err);
 }
 
+/* The engine's warnings (an incoming migration open to other hosts
+ * without TLS, from --incoming or migrate-incoming) go to stderr. */
+static void on_warning(void *opaque, const char *msg)
+{
+    (void)opaque;
+    fprintf(stderr, "livemigd: warning: %s\n", msg);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -178,6 +186,7 @@ int main(int argc, char **argv)
     livemig_set_event_cb(lm, lm_monitor_event, mon);
     if (!quiet)
         livemig_set_log_cb(lm, log_line, NULL);
+    livemig_set_warning_cb(lm, on_warning, NULL);
     if (incoming && strcmp(incoming, "defer") != 0 &&
         !livemig_incoming(lm, incoming, &err))
         goto out;

@@ -134,8 +134,11 @@ struct livemig {
     livemig_log_fn log_fn;       /* lifecycle lines (lm_log) */
     void *log_opaque;
     void *event_opaque;
+    livemig_warning_fn warn_fn;
+    void *warn_opaque;
     lm_tunables *tun;
     bool ram_pristine;           /* destination RAM untouched since alloc */
+    struct lm_objects *objects;  /* object-add registry (own lock) */
 
     /* lm->lock */
     pthread_mutex_t lock;
@@ -149,6 +152,7 @@ struct livemig {
     struct lm_mf_send *mf_send;  /* multifd channels of the outgoing side */
     char uri[1024];              /* of the outgoing migration */
     lm_listener listener;
+    char incoming_warning[256];  /* exposed without TLS; "" if not */
     lm_stats stats;
     char error_desc[512];
     bool kicked;
@@ -221,6 +225,15 @@ bool lm_mc_backup(livemig *lm, struct lm_reader *r, uint32_t heartbeat_ms,
 void lm_mc_take_over(livemig *lm, uint64_t epoch, const char *reason);
 
 /* outgoing.c / incoming.c: thread bodies */
+/* secure.c: TLS on migration connections as tls-creds says (no-ops when
+ * it is empty).  check: at migrate/migrate-incoming, on the caller's
+ * thread; client/server: right after connect/accept, on the thread that
+ * owns the connection. */
+bool lm_secure_check(livemig *lm, const char *uri, bool incoming,
+                     livemig_error *err);
+bool lm_secure_client(livemig *lm, lm_conn *c, livemig_error *err);
+bool lm_secure_server(livemig *lm, lm_conn *c, livemig_error *err);
+
 void *lm_outgoing_thread(void *arg);
 void *lm_incoming_thread(void *arg);
 

@@ -7,13 +7,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "engine/engine-int.h"
 #include "engine/engine.h"
 #include "engine/multifd.h"
+#include "tls/tls.h"
 
 static const char *const status_names[] = {
 #define X(e, s) s,
@@ -83,7 +87,10 @@ static bool check_tunables(void *opaque, const lm_params *cur,
 livemig *livemig_new(livemig_error *err)
 {
     livemig *lm = calloc(1, sizeof(*lm));
-    if (!lm || !(lm->tun = lm_tunables_new())) {
+    if (!lm || !(lm->tun = lm_tunables_new()) ||
+        !(lm->objects = lm_objects_new())) {
+        if (lm)
+            lm_tunables_free(lm->tun);
         free(lm);
         livemig_error_set(err, "out of memory creating the engine");
         return NULL;
@@ -138,6 +145,7 @@ void livemig_free(livemig *lm)
     free(lm->ram);
     free(lm->sections);
     lm_tunables_free(lm->tun);
+    lm_objects_free(lm->objects);
     pthread_mutex_destroy(&lm->lock);
     pthread_cond_destroy(&lm->cond);
     free(lm);
@@ -683,7 +691,8 @@ bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err)
                           sizeof(lm->uri) - 1);
         return false;
     }
-    if (!lm_transport_check(uri, err))
+    if (!lm_transport_check(uri, err) ||
+        !lm_secure_check(lm, uri, false, err))
         return false;
     /* The migration thread connects: a peer that takes its time (a TCP
      * handshake, a FIFO without a reader) never holds the monitor, and a
@@ -703,6 +712,51 @@ bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err)
     return ok;
 }
 
+/* A listener that other hosts can reach, without TLS, takes a guest's
+ * memory and state from anyone who connects: say so (livemigd warns). */
+static void note_exposure(livemig *lm)
+{
+    struct lm_params p;
+    lm_tunables_snapshot(lm->tun, &p);
+    lm->incoming_warning[0] = '\0';
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (p.tls_creds[0] || lm->listener.fd < 0 ||
+        getsockname(lm->listener.fd, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    char host[INET6_ADDRSTRLEN] = "";
+    unsigned port = 0;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        if ((ntohl(a->sin_addr.s_addr) >> 24) == 127)
+            return;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        port = ntohs(a->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        if (IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
+            (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) &&
+             a->sin6_addr.s6_addr[12] == 127))
+            return;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        port = ntohs(a->sin6_port);
+    } else {
+        return;   /* unix: the socket file's mode decides who connects */
+    }
+    snprintf(lm->incoming_warning, sizeof(lm->incoming_warning),
+             "listening for a migration on %s port %u without TLS: anyone "
+             "who can reach it can replace this guest's memory and state; "
+             "set tls-creds, or listen on 127.0.0.1 or a unix: socket",
+             host, port);
+}
+
+void livemig_set_warning_cb(livemig *lm, livemig_warning_fn fn,
+                            void *opaque)
+{
+    lm->warn_fn = fn;
+    lm->warn_opaque = opaque;
+}
+
 bool livemig_incoming(livemig *lm, const char *uri, livemig_error *err)
 {
     if (!reap_previous(lm, "receive", err))
@@ -720,15 +774,38 @@ bool livemig_incoming(livemig *lm, const char *uri, livemig_error *err)
         for (size_t i = 0; i < lm->nram; i++)
             madvise(lm->ram[i]->host, lm->ram[i]->size, MADV_POPULATE_WRITE);
         lm_listener_close(&lm->listener);
-        ok = lm_transport_listen(uri, &lm->listener, err) &&
-             start_thread(lm, true, err);
+        ok = lm_secure_check(lm, uri, true, err) &&
+             lm_transport_listen(uri, &lm->listener, err);
+        if (ok)
+            note_exposure(lm);
+        ok = ok && start_thread(lm, true, err);
         if (!ok)
             lm_listener_close(&lm->listener);
         else
             lm_log(lm, "waiting for an incoming migration on '%s'", uri);
     }
+    char warning[sizeof(lm->incoming_warning)];
+    snprintf(warning, sizeof(warning), "%s", ok ? lm->incoming_warning : "");
     pthread_mutex_unlock(&lm->lock);
+    if (warning[0] && lm->warn_fn)
+        lm->warn_fn(lm->warn_opaque, warning);
     return ok;
+}
+
+bool livemig_object_add(livemig *lm, struct json_object *args,
+                        livemig_error *err)
+{
+    return lm_objects_add(lm->objects, args, err);
+}
+
+bool livemig_object_del(livemig *lm, const char *id, livemig_error *err)
+{
+    return lm_objects_del(lm->objects, id, err);
+}
+
+struct json_object *livemig_query_objects(livemig *lm)
+{
+    return lm_objects_query(lm->objects);
 }
 
 /* @force (the engine is being freed): cancel even past the point of no

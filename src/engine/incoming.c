@@ -31,7 +31,7 @@ static void reply_error(livemig *lm, const char *msg)
     b[0] = LM_RP_ERROR;
     lm_put_be16(b + 1, (uint16_t)n);
     memcpy(b + 3, msg, n);
-    (void)lm_write_all(lm->conn.wfd, b, 3 + n);
+    (void)lm_conn_write_all(&lm->conn, b, 3 + n);
 }
 
 static bool load_section(livemig *lm, const lm_rec *rec, bool *loaded,
@@ -112,7 +112,7 @@ static void explain_command(lm_conn *c, livemig_error *err)
 static lm_reader *hello(livemig *lm, lm_conn *c, livemig_error *err)
 {
     lm_reader *r = malloc(sizeof(*r));
-    if (!r || !lm_reader_init(r, c->rfd, err)) {
+    if (!r || !lm_reader_init_conn(r, c, err)) {
         free(r);
         livemig_error_set(err, "out of memory for the stream reader");
         return NULL;
@@ -176,6 +176,10 @@ static bool accept_all(livemig *lm, conns *cs, livemig_error *err)
             return false;
         if (rc == 0)
             continue;
+        if (!lm_secure_server(lm, &c, err)) {
+            lm_conn_close(&c);
+            return false;
+        }
         lm_reader *r = hello(lm, &c, err);
         if (!r) {
             explain_command(&c, err);
@@ -376,7 +380,7 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
         uint8_t b[9];
         b[0] = LM_RP_RESUMED;
         lm_put_be64(b + 1, load_us);
-        if (!lm_write_all(lm->conn.wfd, b, sizeof(b))) {
+        if (!lm_conn_write_all(&lm->conn, b, sizeof(b))) {
             livemig_error_set(err, "cannot confirm to the source that the "
                               "guest runs here (%s), so it stays stopped "
                               "here; the source keeps its copy stopped "

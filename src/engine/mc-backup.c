@@ -215,7 +215,7 @@ static bool reply(livemig *lm, lease *l, uint8_t type, uint64_t v)
         l->ack_epoch = v;
         l->ack_us = now;
     }
-    return lm->conn.wfd >= 0 && lm_write_all(lm->conn.wfd, b, sizeof(b));
+    return lm->conn.wfd >= 0 && lm_conn_write_all(&lm->conn, b, sizeof(b));
 }
 
 static void applied(livemig *lm, uint64_t epoch, uint64_t bytes,

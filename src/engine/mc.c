@@ -201,31 +201,30 @@ static void link_end(mc_link *L, mc_end end, const char *why)
  * message.  False once the link ended (L->end says how). */
 static bool rp_read(out_state *s, mc_link *L, int timeout_ms)
 {
-    int fd = s->lm->conn.rfd;
-    if (fd < 0) {
+    const lm_conn *c = &s->lm->conn;
+    if (c->rfd < 0) {
         link_end(L, MC_LINK_LOST, "no return path to the backup");
         return false;
     }
     for (;;) {
-        struct pollfd pf = { .fd = fd, .events = POLLIN };
-        int rc = poll(&pf, 1, timeout_ms);
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc <= 0)
+        /* Through the connection: a TLS session may hold a whole
+         * record already decrypted. */
+        int rc = lm_conn_wait_readable(c, timeout_ms);
+        if (rc == 0)
             return true;
         timeout_ms = 0;
         uint8_t t, b[8];
-        if (lm_read_full(fd, &t, 1) != 0) {
+        if (lm_conn_read_full(c, &t, 1) != 0) {
             link_end(L, MC_LINK_LOST, "its connection closed");
             return false;
         }
         if (t == LM_RP_ERROR) {
             char msg[400] = "";
-            if (lm_read_full(fd, b, 2) == 0) {
+            if (lm_conn_read_full(c, b, 2) == 0) {
                 size_t n = lm_get_be16(b);
                 if (n >= sizeof(msg))
                     n = sizeof(msg) - 1;
-                if (lm_read_full(fd, msg, n) == 0)
+                if (lm_conn_read_full(c, msg, n) == 0)
                     msg[n] = '\0';
             }
             char why[420];
@@ -234,7 +233,7 @@ static bool rp_read(out_state *s, mc_link *L, int timeout_ms)
             return false;
         }
         if (t < LM_RP_ACK || t > LM_RP_STOOD_DOWN ||
-            lm_read_full(fd, b, 8) != 0) {
+            lm_conn_read_full(c, b, 8) != 0) {
             link_end(L, MC_LINK_LOST, "it sent a malformed reply");
             return false;
         }

@@ -157,7 +157,8 @@ lm_mf_send *lm_mf_send_start(livemig *lm, const char *uri,
         c->m = m;
         c->idx = i;
         c->conn = (lm_conn)LM_CONN_INIT;
-        if (!lm_transport_connect_until(uri, &lm->cancel, &c->conn, err)) {
+        if (!lm_transport_connect_until(uri, &lm->cancel, &c->conn, err) ||
+            !lm_secure_client(lm, &c->conn, err)) {
             ok = false;
             break;
         }
@@ -168,7 +169,7 @@ lm_mf_send *lm_mf_send_start(livemig *lm, const char *uri,
             ok = false;
             break;
         }
-        lm_writer_init(c->w, c->conn.wfd, &lm->cancel);
+        lm_writer_init_conn(c->w, &c->conn, &lm->cancel);
         if (p->max_bandwidth)
             lm_writer_set_rate(c->w, p->max_bandwidth / n + 1);
         if (p->multifd_compression != LM_COMPRESS_NONE) {

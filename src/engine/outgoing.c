@@ -315,30 +315,32 @@ bool lm_out_sync_dirty(out_state *s)
 int lm_out_read_reply(out_state *s, int timeout_ms, int *type_out,
                       uint64_t *value)
 {
-    int fd = s->lm->conn.rfd;
+    const lm_conn *c = &s->lm->conn;
     uint64_t deadline = lm_now_ms() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms);
     for (;;) {
         if (lm_cancelled(s->lm))
             return -1;
-        struct pollfd pf = { .fd = fd, .events = POLLIN };
-        int rc = poll(&pf, 1, 50);
-        if (rc < 0 && errno != EINTR)
-            break;
-        if (rc > 0)
+        int rc = lm_conn_wait_readable(c, 50);
+        if (rc != 0)
             break;
         if (timeout_ms >= 0 && lm_now_ms() >= deadline)
             return 0;
     }
     uint8_t type;
-    if (lm_read_full(fd, &type, 1) != 0) {
-        livemig_error_set(&s->err, "the destination closed the connection "
-                          "before confirming it runs the guest; check the "
-                          "destination's query-migrate for its error");
+    if (lm_conn_read_full(c, &type, 1) != 0) {
+        if (lm_conn_tls_error(c)[0])
+            livemig_error_set(&s->err, "the destination ended the "
+                              "connection: %s", lm_conn_tls_error(c));
+        else
+            livemig_error_set(&s->err, "the destination closed the "
+                              "connection before confirming it runs the "
+                              "guest; check the destination's "
+                              "query-migrate for its error");
         return -1;
     }
     if (type == LM_RP_RESUMED || type == LM_RP_ACK) {
         uint8_t b[8];
-        if (lm_read_full(fd, b, 8) != 0) {
+        if (lm_conn_read_full(c, b, 8) != 0) {
             livemig_error_set(&s->err, "truncated reply from the "
                               "destination");
             return -1;
@@ -351,11 +353,11 @@ int lm_out_read_reply(out_state *s, int timeout_ms, int *type_out,
         uint8_t b[2];
         char msg[400] = "";
         *type_out = type;
-        if (lm_read_full(fd, b, 2) == 0) {
+        if (lm_conn_read_full(c, b, 2) == 0) {
             size_t n = lm_get_be16(b);
             if (n >= sizeof(msg))
                 n = sizeof(msg) - 1;
-            if (lm_read_full(fd, msg, n) == 0)
+            if (lm_conn_read_full(c, msg, n) == 0)
                 msg[n] = '\0';
         }
         lm_utf8_scrub(msg);   /* the peer's bytes go into error-desc */
@@ -440,6 +442,25 @@ void lm_out_explain_write_error(out_state *s)
         livemig_error_set(&s->err, "sending the migration stream failed: "
                           "%s; the destination stopped or the connection "
                           "broke", strerror(e ? e : EIO));
+}
+
+/* The migration failed: when the destination refused it on the main
+ * connection (its error, or a TLS alert, on the return path), that is
+ * the reason to report, not what a multifd channel saw of it. */
+static void prefer_destination_reason(out_state *s)
+{
+    if (!s->lm->conn.return_path || lm_cancelled(s->lm) ||
+        strncmp(s->err.desc, "the destination", 15) == 0)
+        return;
+    livemig_error own = s->err;
+    livemig_error_clear(&s->err);
+    uint64_t v;
+    int t;
+    if (lm_out_read_reply(s, 200, &t, &v) < 0 &&
+        (strncmp(s->err.desc, "the destination refused", 23) == 0 ||
+         strncmp(s->err.desc, "the destination ended", 21) == 0))
+        return;
+    s->err = own;
 }
 
 /* ---- passes ------------------------------------------------------------ */
@@ -946,8 +967,12 @@ static bool connect_out(out_state *s)
     lm->conn = c;
     bool cancelled = lm_cancelled(lm);
     pthread_mutex_unlock(&lm->lock);
-    s->w->fd = c.wfd;
-    return !cancelled;
+    /* The handshake runs on lm->conn, where a cancel's shutdown finds
+     * its sockets. */
+    if (cancelled || !lm_secure_client(lm, &lm->conn, &s->err))
+        return false;
+    lm_writer_init_conn(s->w, &lm->conn, &lm->cancel);
+    return true;
 }
 
 void *lm_outgoing_thread(void *arg)
@@ -967,6 +992,8 @@ void *lm_outgoing_thread(void *arg)
         lm_writer_init(w, -1, &lm->cancel);
         lm_tunables_snapshot(lm->tun, &s->p);
         ok = connect_out(s) && migrate(s);
+        if (!ok && !lm_cancelled(lm))
+            prefer_destination_reason(s);
     }
     for (size_t i = 0; i < lm->nram; i++)
         lm_tracker_stop(lm->ram[i]->tracker);

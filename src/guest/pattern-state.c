@@ -68,15 +68,23 @@ static void fmt_size(uint64_t v, char *buf, size_t len)
  * cursor g - 1.  Anything else is a stream whose state does not belong
  * to its memory (or was altered), and running it would corrupt the guest.
  */
-static bool state_matches(const lm_pattern *p, const uint64_t *gen,
+static bool state_matches(const lm_pattern *p, unsigned threads,
+                          lm_pattern_fill fill, const uint64_t *gen,
                           const uint64_t *cur, uint64_t written,
                           livemig_error *err)
 {
+    /* The source's slices and fill, not this guest's own (it takes the
+     * source's workload over only once everything is checked). */
+    uint64_t first[LM_PATTERN_MAX_THREADS], len[LM_PATTERN_MAX_THREADS];
+    for (unsigned i = 0; i < threads; i++) {
+        first[i] = p->npages * i / threads;
+        len[i] = p->npages * (i + 1) / threads - first[i];
+    }
     uint64_t expect = 0;
     bool over = false;
-    for (unsigned i = 0; i < p->spec.threads; i++) {
+    for (unsigned i = 0; i < threads; i++) {
         uint64_t n;
-        over |= __builtin_mul_overflow(gen[i] - 1, p->workers[i].npages, &n);
+        over |= __builtin_mul_overflow(gen[i] - 1, len[i], &n);
         over |= __builtin_add_overflow(n, cur[i], &n);
         over |= __builtin_add_overflow(expect, n, &expect);
     }
@@ -88,16 +96,15 @@ static bool state_matches(const lm_pattern *p, const uint64_t *gen,
                           over ? "more than " : "", over ? UINT64_MAX : expect);
         return false;
     }
-    for (unsigned i = 0; i < p->spec.threads; i++) {
-        const pattern_worker *w = &p->workers[i];
+    for (unsigned i = 0; i < threads; i++) {
         char why[256];
         for (int k = 0; k < 2; k++) {
             /* k 0: the last page written (generation g), k 1: the next */
-            if ((k == 0 && cur[i] == 0) || (k == 1 && cur[i] >= w->npages))
+            if ((k == 0 && cur[i] == 0) || (k == 1 && cur[i] >= len[i]))
                 continue;
-            uint64_t page = w->first + cur[i] - (k == 0);
+            uint64_t page = first[i] + cur[i] - (k == 0);
             uint64_t g = gen[i] - (uint64_t)k;
-            if (lm_pattern_page_check(p->spec.fill,
+            if (lm_pattern_page_check(fill,
                                       p->host + page * PAGE, page, g, why,
                                       sizeof(why)) != LM_PATTERN_GOOD) {
                 livemig_error_set(err, "pattern guest: worker %u's state "
@@ -194,7 +201,8 @@ static bool section_load(void *opaque, uint32_t version, livemig_cursor *in,
                           "%u)", in->len, version);
         return false;
     }
-    if (!state_matches(p, gen, cur, written, err))
+    if (!state_matches(p, threads, (lm_pattern_fill)fill, gen, cur, written,
+                       err))
         return false;
 
     /* Everything checked: take the source's workload over (the workers

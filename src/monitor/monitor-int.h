@@ -94,6 +94,9 @@ json_object *lm_monitor_reply(lm_monitor *m, json_object *req,
 /* qmp-cmds.c: register every built-in command. */
 bool lm_qmp_register_builtins(lm_monitor *m, livemig_error *err);
 
+/* qmp-objects.c: object-add, object-del, query-objects. */
+bool lm_qmp_register_objects(lm_monitor *m, livemig_error *err);
+
 /* qmp-schema.c: query-qmp-schema's return value (new reference). */
 json_object *lm_qmp_schema(lm_monitor *m);
 

@@ -509,5 +509,7 @@ bool lm_qmp_register_builtins(lm_monitor *m, livemig_error *err)
             return false;
     if (!register_legacy(m, err))
         return false;
+    if (!lm_qmp_register_objects(m, err))
+        return false;
     return true;
 }

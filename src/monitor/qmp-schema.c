@@ -319,6 +319,71 @@ static void add_fixed_types(schema *s)
     add_event(s, "MC_FALLING_BEHIND", "q_obj_MC_FALLING_BEHIND-arg");
 }
 
+/* object-add's arguments: a union on qom-type, as QEMU's ObjectOptions.
+ * A secret's "data" is write-only: nothing ever returns it (the
+ * "write-only" feature says so). */
+static void add_object_types(schema *s)
+{
+    static const char *const types[] = { "secret", "tls-creds-x509",
+                                         "tls-creds-psk", "authz-list" };
+    add_enum(s, "ObjectType", types, 4);
+    static const char *const endpoint[] = { "client", "server" };
+    add_enum(s, "QCryptoTLSCredsEndpoint", endpoint, 2);
+    static const char *const policy[] = { "deny", "allow" };
+    add_enum(s, "QAuthZListPolicy", policy, 2);
+    static const char *const format[] = { "exact", "glob" };
+    add_enum(s, "QAuthZListFormat", format, 2);
+    static const char *const secfmt[] = { "raw", "base64" };
+    add_enum(s, "QCryptoSecretFormat", secfmt, 2);
+
+    static const char *const secret[] = {
+        "?data:str", "?file:str", "?format:QCryptoSecretFormat", NULL };
+    add_object(s, "SecretProperties", secret);
+    json_object *last = json_object_array_get_idx(
+        s->list, json_object_array_length(s->list) - 1), *ms;
+    if (json_object_object_get_ex(last, "members", &ms))
+        json_object_object_add(json_object_array_get_idx(ms, 0), "features",
+                               features1("write-only"));
+    static const char *const x509[] = {
+        "?verify-peer:bool", "?dir:str", "?endpoint:QCryptoTLSCredsEndpoint",
+        "?priority:str", "?sanity-check:bool", "?passwordid:str", NULL };
+    add_object(s, "TlsCredsX509Properties", x509);
+    static const char *const psk[] = {
+        "?verify-peer:bool", "?dir:str", "?endpoint:QCryptoTLSCredsEndpoint",
+        "?priority:str", "?username:str", NULL };
+    add_object(s, "TlsCredsPskProperties", psk);
+    static const char *const rule[] = { "match:str", "policy:QAuthZListPolicy",
+                                        "?format:QAuthZListFormat", NULL };
+    add_object(s, "QAuthZListRule", rule);
+    static const char *const authz[] = { "?policy:QAuthZListPolicy",
+                                         "?rules:[QAuthZListRule]", NULL };
+    add_object(s, "AuthZListProperties", authz);
+
+    static const char *const base[] = { "qom-type:ObjectType", "id:str",
+                                        NULL };
+    add_object(s, "ObjectOptions", base);
+    json_object *o = json_object_array_get_idx(
+        s->list, json_object_array_length(s->list) - 1);
+    static const char *const cases[][2] = {
+        { "secret", "SecretProperties" },
+        { "tls-creds-x509", "TlsCredsX509Properties" },
+        { "tls-creds-psk", "TlsCredsPskProperties" },
+        { "authz-list", "AuthZListProperties" },
+    };
+    json_object *vs = json_object_new_array();
+    for (size_t i = 0; i < 4; i++) {
+        json_object *v = json_object_new_object();
+        json_object_object_add(v, "case", json_object_new_string(cases[i][0]));
+        json_object_object_add(v, "type", json_object_new_string(cases[i][1]));
+        json_object_array_add(vs, v);
+    }
+    json_object_object_add(o, "tag", json_object_new_string("qom-type"));
+    json_object_object_add(o, "variants", vs);
+
+    static const char *const propinfo[] = { "name:str", "type:str", NULL };
+    add_object(s, "ObjectPropertyInfo", propinfo);
+}
+
 /* Array types ("[T]") for every list referred to; any other type name
  * that nothing defined becomes an alias-free "any"-like builtin so that
  * the schema stays closed (every referenced name has an entry). */
@@ -360,6 +425,7 @@ json_object *lm_qmp_schema(lm_monitor *m)
     };
     add_commands(&s, m);
     add_fixed_types(&s);
+    add_object_types(&s);
     add_tunable_types(&s);
     add_parameter_info_type(&s);
     close_schema(&s);

@@ -21,6 +21,8 @@
 #include "common/buf.h"
 #include "common/utf8.h"
 #include "stream/stream.h"
+#include "tls/tls.h"
+#include "transport/transport.h"
 
 #define RD_BUF (256 * 1024)
 
@@ -34,6 +36,14 @@ bool lm_reader_init(lm_reader *r, int fd, livemig_error *err)
         livemig_error_set(err, "out of memory for the stream reader");
         return false;
     }
+    return true;
+}
+
+bool lm_reader_init_conn(lm_reader *r, const lm_conn *c, livemig_error *err)
+{
+    if (!lm_reader_init(r, c->rfd, err))
+        return false;
+    r->tls = c->tls;
     return true;
 }
 
@@ -83,7 +93,10 @@ static bool io_fail(lm_reader *r, int rc, const char *what,
                           "while this side waited for %s (after %llu "
                           "bytes): it stopped or the connection broke",
                           what, (unsigned long long)r->total);
-    } else
+    } else if (r->tls && lm_tls_last_error(r->tls)[0])
+        livemig_error_set(err, "reading the migration stream failed in %s: "
+                          "%s", what, lm_tls_last_error(r->tls));
+    else
         livemig_error_set(err, "reading the migration stream failed in %s: "
                           "%s", what, strerror(errno));
     return false;
@@ -94,17 +107,11 @@ static bool wait_data(lm_reader *r)
 {
     if (r->timeout_ms <= 0)
         return true;
-    struct pollfd pf = { .fd = r->fd, .events = POLLIN };
-    for (;;) {
-        int rc = poll(&pf, 1, r->timeout_ms);
-        if (rc > 0 || (rc < 0 && errno != EINTR))
-            return true;
-        if (rc == 0) {
-            r->timed_out = true;
-            errno = ETIMEDOUT;
-            return false;
-        }
-    }
+    if (lm_io_wait_readable(r->fd, r->tls, r->timeout_ms) != 0)
+        return true;
+    r->timed_out = true;
+    errno = ETIMEDOUT;
+    return false;
 }
 
 /* A read found nothing on a non-blocking fd (an incoming FIFO whose
@@ -132,8 +139,8 @@ static int rd(lm_reader *r, void *out, size_t len)
                 return -1;
             if (len >= r->cap / 2) {
                 /* Big reads bypass the buffer. */
-                ssize_t n = read(r->fd, o, len);
-                if (n < 0 && (errno == EINTR || wait_nonblocking(r)))
+                ssize_t n = lm_io_read(r->fd, r->tls, o, len);
+                if (n < 0 && wait_nonblocking(r))
                     continue;
                 if (n <= 0)
                     return n == 0 ? 1 : -1;
@@ -142,8 +149,8 @@ static int rd(lm_reader *r, void *out, size_t len)
                 r->total += (uint64_t)n;
                 continue;
             }
-            ssize_t n = read(r->fd, r->buf, r->cap);
-            if (n < 0 && (errno == EINTR || wait_nonblocking(r)))
+            ssize_t n = lm_io_read(r->fd, r->tls, r->buf, r->cap);
+            if (n < 0 && wait_nonblocking(r))
                 continue;
             if (n <= 0)
                 return n == 0 ? 1 : -1;

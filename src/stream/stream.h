@@ -83,8 +83,12 @@ typedef struct lm_stream_header {
 #define LM_WR_ARENA (64 * 1024)
 #define LM_WR_BATCH (1u << 20)
 
+struct lm_conn;
+struct lm_tls;
+
 typedef struct lm_writer {
     int fd;
+    struct lm_tls *tls;           /* the connection's TLS session or NULL */
     struct iovec iov[LM_WR_IOV];
     int niov;
     uint8_t arena[LM_WR_ARENA];   /* record headers of the pending batch */
@@ -104,6 +108,9 @@ typedef struct lm_writer {
 } lm_writer;
 
 void lm_writer_init(lm_writer *w, int fd, atomic_bool *cancel);
+/* Write to @c's write side (through its TLS session if it has one). */
+void lm_writer_init_conn(lm_writer *w, const struct lm_conn *c,
+                         atomic_bool *cancel);
 void lm_writer_set_rate(lm_writer *w, uint64_t bytes_per_s);
 bool lm_wr_header(lm_writer *w, const lm_stream_header *h);
 /* @data must stay unchanged until the next flush (it is sent by
@@ -141,6 +148,7 @@ bool lm_wr_flush(lm_writer *w);
 
 typedef struct lm_reader {
     int fd;
+    struct lm_tls *tls;        /* the connection's TLS session or NULL */
     uint8_t *buf;
     size_t cap, pos, len;
     uint64_t total;            /* bytes consumed */
@@ -188,6 +196,9 @@ typedef struct lm_rec {
 } lm_rec;
 
 bool lm_reader_init(lm_reader *r, int fd, livemig_error *err);
+/* Read from @c's read side (through its TLS session if it has one). */
+bool lm_reader_init_conn(lm_reader *r, const struct lm_conn *c,
+                         livemig_error *err);
 void lm_reader_destroy(lm_reader *r);
 /* Read and check the header. */
 bool lm_rd_header(lm_reader *r, livemig_error *err);

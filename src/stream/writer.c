@@ -60,6 +60,12 @@ void lm_writer_init(lm_writer *w, int fd, atomic_bool *cancel)
     w->last_refill_us = now_us();
 }
 
+void lm_writer_init_conn(lm_writer *w, const lm_conn *c, atomic_bool *cancel)
+{
+    lm_writer_init(w, c->wfd, cancel);
+    w->tls = c->tls;
+}
+
 void lm_writer_set_rate(lm_writer *w, uint64_t bytes_per_s)
 {
     if (w->rate != bytes_per_s) {
@@ -107,6 +113,8 @@ void lm_writer_destroy(lm_writer *w)
  * lm_writev_all (EAGAIN there is a send timeout: an error). */
 static bool writev_wait(lm_writer *w, struct iovec *iov, int cnt)
 {
+    if (w->tls)
+        return lm_io_writev_all(w->fd, w->tls, iov, cnt);
     while (cnt > 0) {
         ssize_t n = writev(w->fd, iov, cnt > IOV_MAX ? IOV_MAX : cnt);
         if (n < 0) {

@@ -1,6 +1,7 @@
 /* transport.c - URI dispatch and the blocking I/O helpers. */
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <time.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tls/tls.h"
 #include "transport/transport-int.h"
 
 static const lm_transport_ops *const transports[] = {
@@ -158,6 +160,8 @@ void lm_conn_describe_exit(const lm_conn *c, char *buf, size_t len)
 
 void lm_conn_close(lm_conn *c)
 {
+    lm_tls_free(c->tls);
+    c->tls = NULL;
     if (c->rfd >= 0)
         close(c->rfd);
     if (c->wfd >= 0 && c->wfd != c->rfd)
@@ -221,4 +225,78 @@ int lm_read_full(int fd, void *p, size_t len)
         len -= (size_t)n;
     }
     return 0;
+}
+
+bool lm_io_writev_all(int fd, struct lm_tls *tls, struct iovec *iov,
+                      int iovcnt)
+{
+    return tls ? lm_tls_writev_all(tls, iov, iovcnt)
+               : lm_writev_all(fd, iov, iovcnt);
+}
+
+ssize_t lm_io_read(int fd, struct lm_tls *tls, void *p, size_t len)
+{
+    for (;;) {
+        ssize_t n = tls ? lm_tls_recv(tls, p, len) : read(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n;
+    }
+}
+
+int lm_io_wait_readable(int fd, struct lm_tls *tls, int timeout_ms)
+{
+    if (tls && lm_tls_pending(tls) > 0)
+        return 1;
+    struct pollfd pf = { .fd = fd, .events = POLLIN };
+    for (;;) {
+        int rc = poll(&pf, 1, timeout_ms);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        return rc < 0 ? -1 : rc > 0;
+    }
+}
+
+bool lm_conn_write_all(const lm_conn *c, const void *p, size_t len)
+{
+    struct iovec iov = { (void *)p, len };
+    return lm_io_writev_all(c->wfd, c->tls, &iov, 1);
+}
+
+int lm_conn_read_full(const lm_conn *c, void *p, size_t len)
+{
+    char *b = p;
+    while (len > 0) {
+        ssize_t n = lm_io_read(c->rfd, c->tls, b, len);
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            return 1;
+        b += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int lm_conn_wait_readable(const lm_conn *c, int timeout_ms)
+{
+    return lm_io_wait_readable(c->rfd, c->tls, timeout_ms);
+}
+
+const char *lm_conn_tls_error(const lm_conn *c)
+{
+    return c->tls ? lm_tls_last_error(c->tls) : "";
+}
+
+ssize_t lm_conn_peek(const lm_conn *c, void *p, size_t len, int timeout_ms)
+{
+    if (c->rfd < 0 || !c->is_socket)
+        return -1;
+    if (lm_io_wait_readable(c->rfd, NULL, timeout_ms) != 1)
+        return -1;
+    ssize_t n;
+    do
+        n = recv(c->rfd, p, len, MSG_PEEK);
+    while (n < 0 && errno == EINTR);
+    return n;
 }

@@ -5,6 +5,14 @@
  * A connection is a pair of file descriptors: wfd for the stream and rfd
  * for the other direction.  Sockets are bidirectional (rfd == wfd) and so
  * carry the return path; file and exec are one-way (rfd or wfd is -1).
+ *
+ * With TLS, a connection also holds its session (tls, NULL when plain):
+ * every byte in either direction then goes through it.  Code that moves
+ * bytes uses the lm_conn_* / lm_io_* calls below, never read()/write() on
+ * the fds, so a new channel (postcopy's) gets TLS by calling
+ * after connecting or accepting; with TLS off they are
+ * the plain system calls.  The engine secures a connection with
+ * lm_secure_client()/lm_secure_server() (src/engine/secure.c).
  */
 #ifndef LM_TRANSPORT_H
 #define LM_TRANSPORT_H
@@ -27,6 +35,7 @@ typedef struct lm_conn {
     bool exited;        /* exec: the command ended (not reaped yet) */
     int exit_code;      /* exec, once exited: its exit status, or -1 */
     int exit_signal;    /* exec, once exited: the signal that killed it */
+    struct lm_tls *tls; /* TLS session over the socket, or NULL */
 } lm_conn;
 
 typedef struct lm_listener {
@@ -61,9 +70,9 @@ void lm_conn_shutdown(lm_conn *c);
 /* Make blocked reads on @c return, keeping its write side open so a
  * last message can still go out (a destination's cancel). */
 void lm_conn_shutdown_read(lm_conn *c);
-/* Close the fds.  exec: the command's process group gets SIGTERM if the
- * command has not exited, SIGKILL after 500 ms, and the command is reaped:
- * nothing it started outlives the connection. */
+/* Close the fds and free the TLS session.  exec: the command's process
+ * group gets SIGTERM if the command has not exited, SIGKILL after 500 ms,
+ * and the command is reaped: nothing it started outlives the connection. */
 void lm_conn_close(lm_conn *c);
 /* exec: wait up to @timeout_ms (< 0: until *@stop is set) for the command
  * to exit; true once it has (c->exited, exit_code, exit_signal; it is
@@ -79,5 +88,28 @@ bool lm_writev_all(int fd, struct iovec *iov, int iovcnt);
 bool lm_write_all(int fd, const void *p, size_t len);
 /* Read exactly @len bytes; 0 ok, -1 error (errno), 1 EOF before len. */
 int lm_read_full(int fd, void *p, size_t len);
+
+/* The same through a connection's TLS session when @tls is not NULL
+ * (the fd is then the session's socket). */
+bool lm_io_writev_all(int fd, struct lm_tls *tls, struct iovec *iov,
+                      int iovcnt);
+/* One read of at most @len bytes: > 0 bytes, 0 EOF, -1 error (errno). */
+ssize_t lm_io_read(int fd, struct lm_tls *tls, void *p, size_t len);
+/* Wait up to @timeout_ms (-1: forever) until a read would not block:
+ * 1 ready, 0 timeout, -1 error. */
+int lm_io_wait_readable(int fd, struct lm_tls *tls, int timeout_ms);
+
+/* A connection's own I/O: writes on wfd, reads on rfd, through TLS when
+ * it has a session. */
+bool lm_conn_write_all(const lm_conn *c, const void *p, size_t len);
+int lm_conn_read_full(const lm_conn *c, void *p, size_t len);
+int lm_conn_wait_readable(const lm_conn *c, int timeout_ms);
+/* What went wrong in the last failed TLS read or write ("" if none or no
+ * TLS): an alert from the peer, an integrity failure... */
+const char *lm_conn_tls_error(const lm_conn *c);
+
+/* Peek at the first bytes the peer sends, waiting up to @timeout_ms:
+ * > 0 bytes copied (not consumed), 0 EOF, -1 timeout or error. */
+ssize_t lm_conn_peek(const lm_conn *c, void *p, size_t len, int timeout_ms);
 
 #endif

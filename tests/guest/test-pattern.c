@@ -673,32 +673,32 @@ static void test_section_checked_against_ram(void **state)
     uint64_t slice0 = 16u * 1024 * 1024 / 4096 / 2;
 
     /* RAM never arrived: the pages around the cursor are not there. */
-    expect_load_error(d->p, 1, &b, b.len, "does not match the RAM that "
+    expect_load_error(d->p, LM_PATTERN_SECTION_VERSION, &b, b.len, "does not match the RAM that "
                       "arrived");
     copy_ram(d->p, src->p);
 
     livemig_buf e = LM_BUF_INIT;
     livemig_buf_put(&e, b.p, b.len);
     lm_put_be64(e.p + written, lm_get_be64(b.p + written) + 1);
-    expect_load_error(d->p, 1, &e, e.len, "pages written, but its workers' "
+    expect_load_error(d->p, LM_PATTERN_SECTION_VERSION, &e, e.len, "pages written, but its workers' "
                       "generations and cursors mean");
     /* One generation on, pages-written to match: only RAM can tell. */
     memcpy(e.p, b.p, b.len);
     lm_put_be64(e.p + gen0, lm_get_be64(b.p + gen0) + 1);
     lm_put_be64(e.p + written, lm_get_be64(b.p + written) + slice0);
-    expect_load_error(d->p, 1, &e, e.len, "worker 0's state in the stream");
+    expect_load_error(d->p, LM_PATTERN_SECTION_VERSION, &e, e.len, "worker 0's state in the stream");
     /* The cursor moved back by one page. */
     memcpy(e.p, b.p, b.len);
     uint64_t c = lm_get_be64(b.p + cur0);
     if (c >= 2) {
         lm_put_be64(e.p + cur0, c - 1);
         lm_put_be64(e.p + written, lm_get_be64(b.p + written) - 1);
-        expect_load_error(d->p, 1, &e, e.len, "does not match the RAM");
+        expect_load_error(d->p, LM_PATTERN_SECTION_VERSION, &e, e.len, "does not match the RAM");
     }
     /* A generation that overflows the count. */
     memcpy(e.p, b.p, b.len);
     lm_put_be64(e.p + gen0, UINT64_MAX);
-    expect_load_error(d->p, 1, &e, e.len, "the state section 'pattern' is "
+    expect_load_error(d->p, LM_PATTERN_SECTION_VERSION, &e, e.len, "the state section 'pattern' is "
                       "corrupt");
     assert_false(qhas(d->p, "resumed-from"));
 
