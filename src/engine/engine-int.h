@@ -24,6 +24,7 @@
 
 #include "livemig/livemig.h"
 #include "codec/xbzrle-cache.h"
+#include "engine/convergence.h"
 #include "ram/tracker.h"
 #include "transport/transport.h"
 #include "tunables/tunables.h"
@@ -74,6 +75,7 @@ typedef struct lm_stats {
     uint64_t expected_downtime_ms;
     uint64_t downtime_ms;
     bool converged;              /* the remainder fits downtime-limit now */
+    lm_verdict verdict;          /* trend over the last passes */
     uint64_t cpu_throttle;       /* percent auto-converge applies now */
     bool xbzrle_on;
     lm_xbzrle_cache_stats xbzrle;
@@ -177,6 +179,9 @@ lm_section *lm_find_section(livemig *lm, const char *name);
 /* A checkpoint was acknowledged (primary) / applied (backup): the first
  * one moves the status to checkpointing and emits MC_CHECKPOINTING. */
 void lm_mc_note_checkpoint(livemig *lm, const char *role, uint64_t epoch);
+
+/* query.c: the data of MIGRATION_CONVERGENCE (caller holds lm->lock). */
+struct json_object *lm_verdict_event(const lm_stats *st);
 
 /* mc-backup.c: after MC_START on the destination; returns true when
  * the backup took over (failover), false with @err otherwise. */

@@ -359,7 +359,23 @@ static void publish(out_state *s, uint64_t pass_bytes, uint64_t pass_pages,
                           : (s->dirty_pages ? UINT64_MAX / 2 : 0);
     }
     st->converged = st->expected_downtime_ms <= s->p.downtime_limit;
+    bool changed = false;
+    json_object *ev = NULL;
+    if (pass_us > 0) {
+        lm_verdict_input in = {
+            .pass = st->dirty_sync_count, .remaining = st->remaining,
+            .expected_ms = st->expected_downtime_ms,
+            .limit_ms = s->p.downtime_limit,
+            .dirty_rate = st->dirty_pages_rate * LM_PAGE_SIZE,
+            .bandwidth = st->bandwidth, .throttle = s->throttle,
+            .auto_converge = s->p.cap_auto_converge };
+        changed = lm_verdict_update(&st->verdict, &in);
+    }
+    if (changed && s->p.cap_events)
+        ev = lm_verdict_event(st);
     pthread_mutex_unlock(&lm->lock);
+    if (ev)
+        lm_emit(lm, "MIGRATION_CONVERGENCE", ev);
 }
 
 static void set_throttle(out_state *s, unsigned pct)

@@ -10,6 +10,31 @@ static void add_u64(json_object *o, const char *k, uint64_t v)
     json_object_object_add(o, k, json_object_new_uint64(v));
 }
 
+/* The verdict and the figures behind it: query-migrate's "convergence"
+ * and the MIGRATION_CONVERGENCE event share them. */
+static void add_verdict(json_object *c, const lm_stats *st)
+{
+    const lm_verdict *v = &st->verdict;
+    json_object_object_add(c, "verdict", json_object_new_string(
+        lm_verdict_name(v->passes ? v->kind : LM_VERDICT_CONVERGING)));
+    if (v->passes)
+        json_object_object_add(c, "reason", json_object_new_string(v->reason));
+    add_u64(c, "pass", st->dirty_sync_count);
+    add_u64(c, "expected-downtime", st->expected_downtime_ms);
+    add_u64(c, "dirty-bytes-rate", st->dirty_pages_rate * LM_PAGE_SIZE);
+    add_u64(c, "bandwidth", st->bandwidth);
+    if (v->shrink > 0)
+        json_object_object_add(c, "shrink-per-pass",
+                               json_object_new_double(v->shrink));
+}
+
+json_object *lm_verdict_event(const lm_stats *st)
+{
+    json_object *d = json_object_new_object();
+    add_verdict(d, st);
+    return d;
+}
+
 json_object *livemig_query_migrate(livemig *lm)
 {
     json_object *o = json_object_new_object();
@@ -96,12 +121,7 @@ json_object *livemig_query_migrate(livemig *lm)
     }
     if (!incoming) {
         json_object *c = json_object_new_object();
-        bool stalled = st.dirty_sync_count > 1 && st.bandwidth &&
-                       st.dirty_pages_rate * LM_PAGE_SIZE >= st.bandwidth;
-        json_object_object_add(c, "verdict", json_object_new_string(
-            st.converged ? "converged" : stalled ? "stalled" : "converging"));
-        add_u64(c, "dirty-bytes-rate", st.dirty_pages_rate * LM_PAGE_SIZE);
-        add_u64(c, "bandwidth", st.bandwidth);
+        add_verdict(c, &st);
         json_object_object_add(c, "bandwidth-source", json_object_new_string(
             st.bandwidth_source ? "avail-switchover-bandwidth" : "measured"));
         json_object_object_add(c, "would-switchover",
