@@ -244,6 +244,11 @@ bool livemig_incoming(livemig *lm, const char *uri, livemig_error *err);
  * keeps running; status goes cancelling -> cancelled. */
 bool livemig_cancel(livemig *lm, livemig_error *err);
 
+/* QMP migrate-start-postcopy: switch the running precopy migration to
+ * postcopy at the end of the current pass (or of the first one, when
+ * asked during setup).  Needs capability postcopy-ram, on both sides. */
+bool livemig_start_postcopy(livemig *lm, livemig_error *err);
+
 /* Proceed from a pause state (e.g. "pre-switchover"). */
 bool livemig_continue(livemig *lm, const char *state, livemig_error *err);
 

@@ -55,6 +55,18 @@ typedef struct lm_downtime {
     uint64_t stop_us, sync_us, send_us, load_us, confirm_us;
 } lm_downtime;
 
+/* Postcopy counters (QEMU 10.1's names in query-migrate). */
+#define LM_PC_LAT_BUCKETS 24     /* bucket N: [2^N, 2^(N+1)) us */
+typedef struct lm_pc_stats {
+    bool on;                     /* this migration switched to postcopy */
+    uint64_t requests;           /* pages asked for (dst) / served (src) */
+    uint64_t bytes;              /* bytes sent / received after the switch */
+    uint64_t faults;             /* requests answered (dst) */
+    uint64_t blocktime_us;       /* guest threads waited for pages (dst) */
+    uint64_t latency_us_total;   /* sum of request latencies (dst) */
+    uint64_t latency_dist[LM_PC_LAT_BUCKETS];
+} lm_pc_stats;
+
 /* Counters shown by query-migrate; under lm->lock. */
 typedef struct lm_stats {
     uint64_t start_ms;           /* CLOCK_MONOTONIC at migrate */
@@ -81,6 +93,7 @@ typedef struct lm_stats {
     lm_xbzrle_cache_stats xbzrle;
     struct json_object *multifd; /* per-channel stats (owned) */
     lm_downtime dt;
+    lm_pc_stats pc;
 } lm_stats;
 
 /* A held output (output commit). */
@@ -137,6 +150,7 @@ struct livemig {
     bool kicked;
     bool continue_requested;
     bool mc_failover;            /* mc-failover asked (either side) */
+    bool postcopy_requested;     /* migrate-start-postcopy asked */
     lm_mc_stats mc;
     atomic_bool cancel;
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "engine/engine-int.h"
+#include "engine/postcopy.h"
 #include "engine/engine.h"
 #include "engine/multifd.h"
 
@@ -378,7 +379,15 @@ static const unsigned edges[LIVEMIG_STATUS__MAX] = {
     [LIVEMIG_STATUS_NONE] = B(SETUP) | B(FAILED) | B(ACTIVE),
     [LIVEMIG_STATUS_SETUP] = B(ACTIVE) | B(FAILED) | B(CANCELLING),
     [LIVEMIG_STATUS_ACTIVE] = B(PRE_SWITCHOVER) | B(DEVICE) | B(COMPLETED) |
-                              B(FAILED) | B(CANCELLING) | B(CHECKPOINTING),
+                              B(FAILED) | B(CANCELLING) | B(CHECKPOINTING) |
+                              B(POSTCOPY_ACTIVE),
+    [LIVEMIG_STATUS_POSTCOPY_ACTIVE] = B(COMPLETED) | B(FAILED) |
+                                       B(CANCELLING) | B(POSTCOPY_PAUSED),
+    [LIVEMIG_STATUS_POSTCOPY_PAUSED] = B(POSTCOPY_RECOVER) | B(FAILED) |
+                                       B(CANCELLING),
+    [LIVEMIG_STATUS_POSTCOPY_RECOVER] = B(POSTCOPY_ACTIVE) |
+                                        B(POSTCOPY_PAUSED) | B(FAILED) |
+                                        B(CANCELLING),
     [LIVEMIG_STATUS_PRE_SWITCHOVER] = B(DEVICE) | B(FAILED) | B(CANCELLING),
     [LIVEMIG_STATUS_DEVICE] = B(COMPLETED) | B(FAILED) | B(CANCELLING) |
                               B(CHECKPOINTING),
@@ -479,6 +488,7 @@ static bool start_thread(livemig *lm, bool incoming, livemig_error *err)
     lm->kicked = false;
     lm->continue_requested = false;
     lm->mc_failover = false;
+    lm->postcopy_requested = false;
     memset(&lm->mc, 0, sizeof(lm->mc));
     lm->error_desc[0] = '\0';
     json_object_put(lm->stats.multifd);
@@ -550,6 +560,8 @@ bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err)
                           "turn one of the two capabilities off");
         return false;
     }
+    if (!lm_pc_check_migrate(&p, uri, err))
+        return false;
     if (strlen(uri) >= sizeof(lm->uri)) {
         livemig_error_set(err, "migration URI is longer than %zu bytes",
                           sizeof(lm->uri) - 1);

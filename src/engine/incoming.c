@@ -17,6 +17,7 @@
 #include "common/buf.h"
 #include "engine/engine-int.h"
 #include "engine/multifd.h"
+#include "engine/postcopy.h"
 #include "stream/stream.h"
 
 static void reply_error(livemig *lm, const char *msg)
@@ -235,7 +236,10 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
     lm->ram_pristine = false;
 
     uint64_t normal = 0, dup = 0, pass = 0, load_t0 = 0, n = 0;
-    bool mc = false, pages_done = false;
+    bool mc = false, pages_done = false, first = true;
+    struct lm_params p;
+    lm_tunables_snapshot(lm->tun, &p);
+    lm_pc_dst *pc = NULL;
     lm_rec rec;
     while (ok) {
         if (lm_cancelled(lm)) {
@@ -246,6 +250,59 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
         if (!lm_rd_record(r, &rec, err)) {
             ok = false;
             break;
+        }
+        if (first && p.cap_postcopy_ram && rec.type != LM_REC_PC_ADVISE) {
+            livemig_error_set(err, "this destination has capability "
+                              "'postcopy-ram' on and the source has it off; "
+                              "set it the same on both sides");
+            ok = false;
+            break;
+        }
+        first = false;
+        if (rec.type == LM_REC_PC_ADVISE) {
+            ok = !pc && (pc = lm_pc_dst_new(lm, err)) != NULL;
+            continue;
+        }
+        if (rec.type == LM_REC_PC_DISCARD) {
+            if (!pc)
+                livemig_error_set(err, "a postcopy record arrived without "
+                                  "postcopy being advised; the stream is "
+                                  "corrupt");
+            ok = pc && lm_pc_dst_discard(pc, &rec, err);
+            continue;
+        }
+        if (rec.type == LM_REC_PC_RUN) {
+            if (!pc || lm_pc_dst_running(pc)) {
+                livemig_error_set(err, "an unexpected postcopy start record; "
+                                  "the stream is corrupt");
+                ok = false;
+                break;
+            }
+            if (!load_t0)
+                load_t0 = lm_now_us();
+            if (!(ok = lm_pc_dst_start(pc, r, err)))
+                break;
+            lm_guest_cont(lm);
+            lm_pc_dst_resumed(pc, lm_now_us() - load_t0);
+            continue;
+        }
+        if (lm_pc_dst_running(pc)) {
+            if (rec.type == LM_REC_END_STREAM) {
+                ok = lm_pc_dst_finish(pc, err);
+                break;
+            }
+            if (!(ok = lm_pc_dst_page(pc, &rec, err)))
+                break;
+            if (rec.type == LM_REC_RAM_RAW)
+                normal += rec.npages;
+            else
+                dup += rec.npages;
+            uint64_t now = lm_now_us();
+            if (now - n >= 50000) {
+                n = now;
+                publish(lm, r, normal, dup, pass);
+            }
+            continue;
         }
         if ((rec.type == LM_REC_SECTION || rec.type == LM_REC_END_STREAM ||
              rec.type == LM_REC_MC_START) && cs->mf && !pages_done) {
@@ -286,6 +343,15 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
         }
     }
     publish(lm, r, normal, dup, pass);
+    if (lm_pc_dst_running(pc)) {
+        /* The guest runs here already: a broken stream cannot fail back
+         * to the source; wait for the pages instead. */
+        if (!ok && !lm_cancelled(lm))
+            lm_pc_dst_pause(pc, err->desc);
+        lm_pc_dst_free(pc);
+        return ok;
+    }
+    lm_pc_dst_free(pc);
     if (!ok || mc)
         return ok;   /* a backup that took over already runs the guest */
 

@@ -28,6 +28,7 @@
 #include "engine/engine-int.h"
 #include "engine/multifd.h"
 #include "engine/outgoing-int.h"
+#include "engine/postcopy.h"
 #include "stream/stream.h"
 
 /* ---- sending pages ----------------------------------------------------- */
@@ -688,11 +689,13 @@ static bool setup(out_state *s)
 static bool migrate(out_state *s)
 {
     livemig *lm = s->lm;
-    if (!setup(s))
+    if (!setup(s) || !lm_pc_advise(s))
         return false;
     for (uint64_t pass = 1; !lm_cancelled(lm); pass++) {
         if (!do_pass(s, pass))
             return false;
+        if (lm_pc_wanted(s))
+            return lm_pc_source(s);
         /* Decide with the tunables as they are now: a limit or the hold
          * may have changed while the pass ran. */
         lm_tunables_snapshot(lm->tun, &s->p);

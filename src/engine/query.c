@@ -84,7 +84,9 @@ json_object *livemig_query_migrate(livemig *lm)
     add_u64(ram, "dirty-sync-count", st.dirty_sync_count);
     add_u64(ram, "precopy-bytes", st.precopy_bytes);
     add_u64(ram, "downtime-bytes", st.downtime_bytes);
-    add_u64(ram, "postcopy-bytes", 0);
+    add_u64(ram, "postcopy-bytes", st.pc.bytes);
+    if (st.pc.on)
+        add_u64(ram, "postcopy-requests", st.pc.requests);
     add_u64(ram, "pages-per-second", st.pages_per_second);
     add_u64(ram, "page-size", LM_PAGE_SIZE);
     json_object_object_add(o, "ram", ram);
@@ -168,6 +170,19 @@ json_object *livemig_query_migrate(livemig *lm)
                                    json_object_new_string(mc.failover_reason));
         }
         json_object_object_add(o, "mc", m);
+    }
+    if (st.pc.on && incoming) {
+        /* QEMU 10.1's names: blocktime in ms, average latency in ns, and
+         * a log2 histogram of request latencies (bucket N: [2^N, 2^(N+1))
+         * microseconds). */
+        add_u64(o, "postcopy-blocktime", st.pc.blocktime_us / 1000);
+        add_u64(o, "postcopy-latency", st.pc.faults
+                    ? st.pc.latency_us_total * 1000 / st.pc.faults : 0);
+        json_object *dist = json_object_new_array();
+        for (unsigned k = 0; k < LM_PC_LAT_BUCKETS; k++)
+            json_object_array_add(dist,
+                json_object_new_uint64(st.pc.latency_dist[k]));
+        json_object_object_add(o, "postcopy-latency-dist", dist);
     }
     if (err[0])
         json_object_object_add(o, "error-desc", json_object_new_string(err));

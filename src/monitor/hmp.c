@@ -269,6 +269,11 @@ static void h_migrate_continue(hmp_ctx *h)
     qmp_void(h, "migrate-continue", uri_args("state", h->argv[0]));
 }
 
+static void h_migrate_start_postcopy(hmp_ctx *h)
+{
+    qmp_void(h, "migrate-start-postcopy", NULL);
+}
+
 static const hmp_cmd table[] = {
     { "help", "[COMMAND]", "show this help, or one command's", 0, 1,
       h_help },
@@ -294,6 +299,9 @@ static const hmp_cmd table[] = {
     { "migrate_continue", "STATE",
       "let a migration paused in STATE (e.g. pre-switchover) continue",
       1, 1, h_migrate_continue },
+    { "migrate_start_postcopy", "",
+      "switch the running migration to postcopy (capability postcopy-ram "
+      "on both sides)", 0, 0, h_migrate_start_postcopy },
 };
 
 static const hmp_cmd *hmp_table(size_t *n)

@@ -274,7 +274,27 @@ static json_object *cmd_migrate_cancel(lm_monitor *m, const lm_cmd *c,
                                        json_object *args, livemig_error *err)
 {
     (void)c; (void)args;
+    /* After the postcopy switch the guest lives on both sides at once:
+     * a cancel would lose it (QEMU refuses it too). */
+    const char *st = livemig_status_name(livemig_get_status(lm_monitor_engine(m)));
+    if (strncmp(st, "postcopy-", 9) == 0) {
+        livemig_error_set(err, "cannot cancel a migration in status '%s': "
+                          "the guest already runs on the destination and "
+                          "needs the pages the source holds; let it finish",
+                          st);
+        return NULL;
+    }
     livemig_cancel(lm_monitor_engine(m), err);
+    return NULL;
+}
+
+static json_object *cmd_migrate_start_postcopy(lm_monitor *m,
+                                               const lm_cmd *c,
+                                               json_object *args,
+                                               livemig_error *err)
+{
+    (void)c; (void)args;
+    livemig_start_postcopy(lm_monitor_engine(m), err);
     return NULL;
 }
 
@@ -418,6 +438,8 @@ static const lm_cmd builtins[] = {
       .fn = cmd_migrate_cancel },
     { .name = "migrate-continue", ARGS(a_continue), .ret_type = "any",
       .fn = cmd_migrate_continue },
+    { .name = "migrate-start-postcopy", NOARGS, .ret_type = "any",
+      .fn = cmd_migrate_start_postcopy },
     { .name = "query-migrate", NOARGS, .ret_type = "MigrationInfo",
       .fn = cmd_query_migrate },
     { .name = "mc-failover", NOARGS, .ret_type = "any",

@@ -38,13 +38,24 @@ enum lm_record {
                               the backup must not take over */
     LM_REC_MF_SYNC = 12,   /* u64 sync point: the channel's pages of
                               everything before it are all sent */
+    LM_REC_PC_ADVISE = 14, /* the source may switch to postcopy */
+    LM_REC_PC_DISCARD = 15,/* u32 block, u64 first word, u32 nwords, words:
+                              pages the destination must drop and receive
+                              again (postcopy) */
+    LM_REC_PC_RUN = 16,    /* postcopy: state sent, run the guest now;
+                              the remaining pages follow, END_STREAM
+                              when every one was sent */
 };
+
+#define LM_PC_DISCARD_MAX_WORDS 4096u     /* bitmap words per record */
 
 /* Return-path messages, destination to source. */
 enum lm_reply {
     LM_RP_RESUMED = 0x81,  /* u64 load time in us: loaded and running */
     LM_RP_ERROR = 0x82,    /* u16 len, message */
     LM_RP_ACK = 0x83,      /* u64 epoch: checkpoint applied */
+    LM_RP_PAGE_REQ = 0x84, /* u32 block, u64 page: postcopy fault */
+    LM_RP_PC_DONE = 0x85,  /* u64 pages received: postcopy complete */
 };
 
 enum lm_role { LM_ROLE_MAIN = 0, LM_ROLE_MULTIFD = 1 };
@@ -115,6 +126,12 @@ bool lm_wr_mc_start(lm_writer *w, uint32_t heartbeat_ms);
 bool lm_wr_ckpt(lm_writer *w, int type, uint64_t epoch);  /* BEGIN/END */
 bool lm_wr_heartbeat(lm_writer *w);
 bool lm_wr_mc_end(lm_writer *w);
+/* Postcopy: ADVISE or RUN (no payload). */
+bool lm_wr_pc(lm_writer *w, int type);
+/* Postcopy: @nwords bitmap words from word @first of @block's bitmap
+ * (copied now); at most LM_PC_DISCARD_MAX_WORDS. */
+bool lm_wr_pc_discard(lm_writer *w, uint32_t block, uint64_t first,
+                      const uint64_t *words, uint32_t nwords);
 /* multifd: a batch of pages of one block, all of them @base-relative.
  * @zero marks the zero pages; the others are sent raw by reference, or
  * as @clen bytes of @cdata (copied) when compressed (@cdata != NULL). */
@@ -159,6 +176,7 @@ typedef struct lm_rec {
     uint32_t npages;
     uint64_t pass;             /* END_PASS; epoch for CKPT_* */
     uint32_t heartbeat_ms;     /* MC_START */
+    const uint64_t *words;     /* PC_DISCARD: @npages words from @first */
     char name[256];
     uint32_t version;
     const uint8_t *data;       /* section bytes (valid until next record) */
