@@ -249,6 +249,19 @@ bool livemig_cancel(livemig *lm, livemig_error *err);
  * asked during setup).  Needs capability postcopy-ram, on both sides. */
 bool livemig_start_postcopy(livemig *lm, livemig_error *err);
 
+/* Postcopy recovery.  After a broken link both sides wait in status
+ * postcopy-paused (the source keeps every page, the destination's guest
+ * threads wait for theirs).  On the destination livemig_postcopy_recover
+ * listens on @uri (QMP migrate-recover); on the source
+ * livemig_migrate_resume connects to it (QMP migrate with resume: true)
+ * and the migration goes on from where it stopped.  livemig_migrate_pause
+ * (QMP migrate-pause) cuts the connection of a postcopy-active migration
+ * by hand, on either side. */
+bool livemig_postcopy_recover(livemig *lm, const char *uri,
+                              livemig_error *err);
+bool livemig_migrate_resume(livemig *lm, const char *uri, livemig_error *err);
+bool livemig_migrate_pause(livemig *lm, livemig_error *err);
+
 /* Proceed from a pause state (e.g. "pre-switchover"). */
 bool livemig_continue(livemig *lm, const char *state, livemig_error *err);
 

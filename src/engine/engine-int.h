@@ -151,6 +151,11 @@ struct livemig {
     bool continue_requested;
     bool mc_failover;            /* mc-failover asked (either side) */
     bool postcopy_requested;     /* migrate-start-postcopy asked */
+    bool pc_resume;              /* postcopy recovery asked: source: a new
+                                    connection in pc_conn; destination:
+                                    listening on lm->listener */
+    lm_conn pc_conn;
+    uint8_t mig_uuid[16];        /* of the outgoing migration's stream */
     lm_mc_stats mc;
     atomic_bool cancel;
 

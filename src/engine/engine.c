@@ -69,6 +69,7 @@ livemig *livemig_new(livemig_error *err)
     lm->status = LIVEMIG_STATUS_NONE;
     lm->runstate = LIVEMIG_RUN_PRELAUNCH;
     lm->conn = (lm_conn)LM_CONN_INIT;
+    lm->pc_conn = (lm_conn)LM_CONN_INIT;
     lm->listener.fd = -1;
     lm->listener.pending = (lm_conn)LM_CONN_INIT;
     lm->ram_pristine = true;
@@ -489,6 +490,7 @@ static bool start_thread(livemig *lm, bool incoming, livemig_error *err)
     lm->continue_requested = false;
     lm->mc_failover = false;
     lm->postcopy_requested = false;
+    lm->pc_resume = false;
     memset(&lm->mc, 0, sizeof(lm->mc));
     lm->error_desc[0] = '\0';
     json_object_put(lm->stats.multifd);

@@ -284,25 +284,9 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
                 break;
             lm_guest_cont(lm);
             lm_pc_dst_resumed(pc, lm_now_us() - load_t0);
-            continue;
-        }
-        if (lm_pc_dst_running(pc)) {
-            if (rec.type == LM_REC_END_STREAM) {
-                ok = lm_pc_dst_finish(pc, err);
-                break;
-            }
-            if (!(ok = lm_pc_dst_page(pc, &rec, err)))
-                break;
-            if (rec.type == LM_REC_RAM_RAW)
-                normal += rec.npages;
-            else
-                dup += rec.npages;
-            uint64_t now = lm_now_us();
-            if (now - n >= 50000) {
-                n = now;
-                publish(lm, r, normal, dup, pass);
-            }
-            continue;
+            publish(lm, r, normal, dup, pass);
+            ok = lm_pc_dst_stream(pc, r, err);
+            break;
         }
         if ((rec.type == LM_REC_SECTION || rec.type == LM_REC_END_STREAM ||
              rec.type == LM_REC_MC_START) && cs->mf && !pages_done) {
@@ -342,15 +326,16 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
             publish(lm, r, normal, dup, pass);
         }
     }
-    publish(lm, r, normal, dup, pass);
     if (lm_pc_dst_running(pc)) {
         /* The guest runs here already: a broken stream cannot fail back
-         * to the source; wait for the pages instead. */
-        if (!ok && !lm_cancelled(lm))
-            lm_pc_dst_pause(pc, err->desc);
+         * to the source; wait for a recovery instead. */
+        lm_reader *nr;
+        while (!ok && !lm_cancelled(lm) && (nr = lm_pc_dst_recover(pc, err)))
+            ok = lm_pc_dst_stream(pc, nr, err);
         lm_pc_dst_free(pc);
         return ok;
     }
+    publish(lm, r, normal, dup, pass);
     lm_pc_dst_free(pc);
     if (!ok || mc)
         return ok;   /* a backup that took over already runs the guest */

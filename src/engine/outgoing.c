@@ -637,6 +637,9 @@ static bool setup(out_state *s)
     h->role = LM_ROLE_MAIN;
     if (getrandom(h->uuid, sizeof(h->uuid), 0) != sizeof(h->uuid))
         memset(h->uuid, 0, sizeof(h->uuid));
+    pthread_mutex_lock(&lm->lock);
+    memcpy(lm->mig_uuid, h->uuid, sizeof(h->uuid));
+    pthread_mutex_unlock(&lm->lock);
     h->nblocks = (uint32_t)lm->nram;
     for (size_t i = 0; i < lm->nram; i++) {
         snprintf(h->blocks[i].name, sizeof(h->blocks[i].name), "%s",

@@ -19,7 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 
 #include "common/buf.h"
 #include "engine/postcopy.h"
@@ -46,6 +49,9 @@ struct lm_pc_dst {
     atomic_bool stop;
     pthread_mutex_t rp_lock;     /* return-path writes */
     uint64_t received_total;
+    uint8_t uuid[16];            /* of the migration being received */
+    lm_reader *rr;               /* reader of a resumed connection */
+    uint64_t wire_before;        /* bytes of the connections before rr */
 };
 
 static void reply(lm_pc_dst *pc, const uint8_t *b, size_t n)
@@ -185,6 +191,8 @@ bool lm_pc_dst_start(lm_pc_dst *pc, lm_reader *r, livemig_error *err)
         return false;
     }
     pc->fault_started = true;
+    memcpy(pc->uuid, r->hdr.uuid, sizeof(pc->uuid));
+    lm_pc_watch_link(lm->conn.rfd);
     r->stage = stage;
     r->stage_opaque = pc;
     r->skip_zero = false;
@@ -212,7 +220,7 @@ void lm_pc_dst_resumed(lm_pc_dst *pc, uint64_t load_us)
     reply(pc, m, sizeof(m));
 }
 
-bool lm_pc_dst_page(lm_pc_dst *pc, const lm_rec *rec, livemig_error *err)
+static bool place(lm_pc_dst *pc, const lm_rec *rec, livemig_error *err)
 {
     if (rec->type != LM_REC_RAM_RAW && rec->type != LM_REC_RAM_ZERO) {
         livemig_error_set(err, "record type %d cannot carry postcopy pages",
@@ -256,7 +264,7 @@ bool lm_pc_dst_page(lm_pc_dst *pc, const lm_rec *rec, livemig_error *err)
     return true;
 }
 
-bool lm_pc_dst_finish(lm_pc_dst *pc, livemig_error *err)
+static bool finish(lm_pc_dst *pc, livemig_error *err)
 {
     for (size_t i = 0; i < pc->nblocks; i++) {
         pc_block *b = &pc->b[i];
@@ -282,22 +290,6 @@ bool lm_pc_dst_finish(lm_pc_dst *pc, livemig_error *err)
     return true;
 }
 
-void lm_pc_dst_pause(lm_pc_dst *pc, const char *why)
-{
-    livemig *lm = pc->lm;
-    char msg[600];
-    snprintf(msg, sizeof(msg), "postcopy paused: %s; the guest runs here "
-             "and its threads wait for the pages still at the source",
-             why);
-    lm_set_error(lm, msg);
-    pthread_mutex_lock(&lm->lock);
-    lm_set_status_locked(lm, LIVEMIG_STATUS_POSTCOPY_ACTIVE,
-                         LIVEMIG_STATUS_POSTCOPY_PAUSED);
-    while (!lm_cancelled(lm))
-        pthread_cond_wait(&lm->cond, &lm->lock);
-    pthread_mutex_unlock(&lm->lock);
-}
-
 void lm_pc_dst_free(lm_pc_dst *pc)
 {
     if (!pc)
@@ -313,6 +305,274 @@ void lm_pc_dst_free(lm_pc_dst *pc)
     }
     free(pc->b);
     free(pc->bounce);
+    if (pc->rr) {
+        lm_reader_destroy(pc->rr);
+        free(pc->rr);
+    }
     pthread_mutex_destroy(&pc->rp_lock);
     free(pc);
+}
+
+void lm_pc_set_error_locked(livemig *lm, const char *msg)
+{
+    size_t n = strnlen(msg, sizeof(lm->error_desc) - 1);
+    memcpy(lm->error_desc, msg, n);
+    lm->error_desc[n] = '\0';
+}
+
+void lm_pc_watch_link(int fd)
+{
+    /* A cut link (cable, blackhole) sends no RST: without these a blocked
+     * read or write would wait for minutes before either side pauses. */
+    int one = 1, idle = 1, intvl = 1, cnt = 3;
+    unsigned timeout_ms = 3000;
+    (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms,
+                     sizeof(timeout_ms));
+}
+
+bool lm_pc_dst_stream(lm_pc_dst *pc, lm_reader *r, livemig_error *err)
+{
+    livemig *lm = pc->lm;
+    uint64_t last = 0;
+    lm_rec rec;
+    for (;;) {
+        if (lm_cancelled(lm)) {
+            livemig_error_set(err, "cancelled");
+            return false;
+        }
+        if (!lm_rd_record(r, &rec, err))
+            return false;
+        if (rec.type == LM_REC_END_STREAM)
+            break;
+        if (!place(pc, &rec, err))
+            return false;
+        uint64_t now = lm_now_us();
+        if (now - last >= 50000) {   /* progress for query-migrate */
+            last = now;
+            pthread_mutex_lock(&lm->lock);
+            lm->stats.transferred = pc->wire_before + r->total;
+            pthread_mutex_unlock(&lm->lock);
+        }
+    }
+    pthread_mutex_lock(&lm->lock);
+    lm->stats.transferred = pc->wire_before + r->total;
+    pthread_mutex_unlock(&lm->lock);
+    return finish(pc, err);
+}
+
+/* Tell the source what is still missing (dropped and not placed), then
+ * ask again for the pages faulting threads wait for. */
+static void send_missing(lm_pc_dst *pc)
+{
+    uint8_t *m = malloc(17 + (size_t)LM_PC_DISCARD_MAX_WORDS * 8);
+    if (!m)
+        return;   /* the link breaks again below: the source pauses */
+    for (size_t i = 0; i < pc->nblocks; i++) {
+        pc_block *b = &pc->b[i];
+        for (size_t w = 0; w < b->words; w += LM_PC_DISCARD_MAX_WORDS) {
+            size_t n = b->words - w;
+            if (n > LM_PC_DISCARD_MAX_WORDS)
+                n = LM_PC_DISCARD_MAX_WORDS;
+            bool any = false;
+            for (size_t k = 0; k < n; k++) {
+                uint64_t x = b->missing[w + k] &
+                             ~atomic_load(&b->received[w + k]);
+                lm_put_be64(m + 17 + k * 8, x);
+                any |= x != 0;
+            }
+            if (!any)
+                continue;
+            m[0] = LM_RP_PC_MISSING;
+            lm_put_be32(m + 1, (uint32_t)i);
+            lm_put_be64(m + 5, w);
+            lm_put_be32(m + 13, (uint32_t)n);
+            reply(pc, m, 17 + n * 8);
+        }
+    }
+    m[0] = LM_RP_PC_RESUMED;
+    reply(pc, m, 1);
+    free(m);
+    for (size_t i = 0; i < pc->nblocks; i++) {
+        pc_block *b = &pc->b[i];
+        for (uint64_t page = 0; page < b->pages; page++) {
+            uint64_t t = atomic_load(&b->asked_us[page]);
+            if (!t || t == UINT64_MAX)
+                continue;
+            uint8_t q[13];
+            q[0] = LM_RP_PAGE_REQ;
+            lm_put_be32(q + 1, (uint32_t)i);
+            lm_put_be64(q + 5, page);
+            reply(pc, q, sizeof(q));
+        }
+    }
+}
+
+static void refuse(lm_conn *c, const char *msg)
+{
+    size_t n = strlen(msg) > 400 ? 400 : strlen(msg);
+    uint8_t b[3 + 400];
+    b[0] = LM_RP_ERROR;
+    lm_put_be16(b + 1, (uint16_t)n);
+    memcpy(b + 3, msg, n);
+    if (c->wfd >= 0)
+        (void)lm_write_all(c->wfd, b, 3 + n);
+    lm_conn_close(c);
+}
+
+/* A new connection: is it the source of this migration resuming it? */
+static lm_reader *hello_resume(lm_pc_dst *pc, lm_conn *c, livemig_error *err)
+{
+    livemig *lm = pc->lm;
+    lm_reader *r = malloc(sizeof(*r));
+    if (!r || !lm_reader_init(r, c->rfd, err)) {
+        free(r);
+        return NULL;
+    }
+    r->timeout_ms = 10000;
+    lm_rec rec;
+    bool ok = lm_rd_header(r, err);
+    if (ok && (r->hdr.role != LM_ROLE_MAIN ||
+               memcmp(r->hdr.uuid, pc->uuid, sizeof(pc->uuid)) != 0)) {
+        livemig_error_set(err, "the connection is a stream of another "
+                          "migration (its uuid differs from the paused "
+                          "one's); resume with migrate {uri, resume: true} "
+                          "on this migration's source");
+        ok = false;
+    }
+    if (ok && !lm_rd_record(r, &rec, err))
+        ok = false;
+    else if (ok && rec.type != LM_REC_PC_RESUME) {
+        livemig_error_set(err, "the connection does not resume the paused "
+                          "postcopy migration (record %d first); use "
+                          "migrate with resume: true on the source",
+                          rec.type);
+        ok = false;
+    }
+    if (ok) {
+        lm_stream_block local[LM_STREAM_MAX_BLOCKS];
+        for (size_t i = 0; i < lm->nram; i++) {
+            snprintf(local[i].name, sizeof(local[i].name), "%s",
+                     lm->ram[i]->name);
+            local[i].size = lm->ram[i]->size;
+            local[i].host = lm->ram[i]->host;
+        }
+        ok = lm_rd_bind(r, local, (uint32_t)lm->nram, err);
+    }
+    if (!ok) {
+        lm_reader_destroy(r);
+        free(r);
+        return NULL;
+    }
+    r->timeout_ms = 0;
+    r->stage = stage;
+    r->stage_opaque = pc;
+    return r;
+}
+
+lm_reader *lm_pc_dst_recover(lm_pc_dst *pc, livemig_error *err)
+{
+    livemig *lm = pc->lm;
+    char msg[700];
+    snprintf(msg, sizeof(msg), "postcopy paused: %s; the guest runs here "
+             "and its threads wait for the pages still at the source; "
+             "recover with migrate-recover {uri} here, then migrate {uri, "
+             "resume: true} on the source", err->desc);
+    pthread_mutex_lock(&lm->lock);
+    lm_pc_set_error_locked(lm, msg);
+    lm_set_status_locked(lm, LIVEMIG_STATUS__MAX,
+                         LIVEMIG_STATUS_POSTCOPY_PAUSED);
+    pthread_mutex_unlock(&lm->lock);
+    for (;;) {
+        pthread_mutex_lock(&lm->lock);
+        while (!lm_cancelled(lm) && !lm->pc_resume)
+            pthread_cond_wait(&lm->cond, &lm->lock);
+        if (lm_cancelled(lm)) {
+            pthread_mutex_unlock(&lm->lock);
+            return NULL;
+        }
+        lm->pc_resume = false;
+        lm_set_status_locked(lm, LIVEMIG_STATUS_POSTCOPY_PAUSED,
+                             LIVEMIG_STATUS_POSTCOPY_RECOVER);
+        pthread_mutex_unlock(&lm->lock);
+        /* Accept until the source of this migration comes back; anything
+         * else is refused with the reason and we keep listening. */
+        lm_reader *r = NULL;
+        lm_conn c;
+        while (!r && !lm_cancelled(lm)) {
+            livemig_error e = { 0 };
+            int rc = lm_listener_accept(&lm->listener, 100, &c, &e);
+            if (rc < 0) {
+                lm_set_error(lm, e.desc);
+                break;
+            }
+            if (rc == 0)
+                continue;
+            if (!(r = hello_resume(pc, &c, &e))) {
+                refuse(&c, e.desc);
+                char m2[700];
+                snprintf(m2, sizeof(m2), "refused a connection while "
+                         "recovering postcopy: %s", e.desc);
+                pthread_mutex_lock(&lm->lock);
+                lm_pc_set_error_locked(lm, m2);
+                pthread_mutex_unlock(&lm->lock);
+            }
+        }
+        if (!r) {
+            pthread_mutex_lock(&lm->lock);
+            lm_set_status_locked(lm, LIVEMIG_STATUS_POSTCOPY_RECOVER,
+                                 LIVEMIG_STATUS_POSTCOPY_PAUSED);
+            pthread_mutex_unlock(&lm->lock);
+            continue;
+        }
+        /* The new connection replaces the broken one (the fault thread
+         * writes requests to lm->conn under rp_lock). */
+        lm_pc_watch_link(c.rfd);
+        pthread_mutex_lock(&pc->rp_lock);
+        pthread_mutex_lock(&lm->lock);
+        lm_conn_close(&lm->conn);
+        lm->conn = c;
+        lm_listener_close(&lm->listener);
+        pthread_mutex_unlock(&lm->lock);
+        pthread_mutex_unlock(&pc->rp_lock);
+        if (pc->rr) {
+            pc->wire_before += pc->rr->total;
+            lm_reader_destroy(pc->rr);
+            free(pc->rr);
+        }
+        pc->rr = r;
+        send_missing(pc);
+        livemig_error_clear(err);
+        pthread_mutex_lock(&lm->lock);
+        lm->error_desc[0] = '\0';
+        lm_set_status_locked(lm, LIVEMIG_STATUS_POSTCOPY_RECOVER,
+                             LIVEMIG_STATUS_POSTCOPY_ACTIVE);
+        pthread_mutex_unlock(&lm->lock);
+        return r;
+    }
+}
+
+bool livemig_postcopy_recover(livemig *lm, const char *uri, livemig_error *err)
+{
+    pthread_mutex_lock(&lm->lock);
+    bool ok = lm->incoming && lm->status == LIVEMIG_STATUS_POSTCOPY_PAUSED &&
+              !lm->pc_resume;
+    if (!ok) {
+        livemig_error_set(err, "migrate-recover resumes a paused postcopy "
+                          "migration on its destination; this side is in "
+                          "status '%s'%s", livemig_status_name(lm->status),
+                          lm->incoming ? "" : " as a source");
+    } else {
+        lm_listener_close(&lm->listener);
+        ok = lm_transport_listen(uri, &lm->listener, err);
+        if (ok) {
+            lm->pc_resume = true;
+            pthread_cond_broadcast(&lm->cond);
+        }
+    }
+    pthread_mutex_unlock(&lm->lock);
+    return ok;
 }

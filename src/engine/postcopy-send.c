@@ -39,7 +39,8 @@ typedef struct pc_src {
     pthread_cond_t qcond;
     pc_req *q;
     unsigned qhead, qtail;       /* qhead == qtail: empty */
-    bool resumed, done, rp_failed;
+    bool resumed, done, rp_failed, recovered;
+    uint64_t wire_prev;          /* bytes written on broken connections */
     uint64_t load_us, t_resumed_us, received;
     char rp_err[520];
 } pc_src;
@@ -154,6 +155,30 @@ static void *rp_thread(void *arg)
                 pc->q[pc->qtail % PC_QUEUE] = r;
                 pc->qtail++;
             }
+            pthread_mutex_unlock(&pc->qlock);
+        } else if (type == LM_RP_PC_MISSING) {
+            uint8_t h[16];
+            if (lm_read_full(fd, h, 16) != 0)
+                continue;
+            uint32_t bi = lm_get_be32(h), n = lm_get_be32(h + 12);
+            uint64_t first = lm_get_be64(h + 4);
+            if (bi >= pc->lm->nram || n > LM_PC_DISCARD_MAX_WORDS ||
+                first > pc->lm->ram[bi]->bitmap_words ||
+                n > pc->lm->ram[bi]->bitmap_words - first) {
+                rp_fail(pc, "%s", "the destination's list of missing pages "
+                        "does not fit the guest RAM; is it the same guest?");
+                return NULL;
+            }
+            for (uint32_t k = 0; k < n; k++) {
+                if (lm_read_full(fd, b, 8) != 0)
+                    break;
+                /* Pages lost in flight when the link broke: again. */
+                pc->lm->ram[bi]->dirty[first + k] |= lm_get_be64(b);
+            }
+        } else if (type == LM_RP_PC_RESUMED) {
+            pthread_mutex_lock(&pc->qlock);
+            pc->recovered = true;
+            pthread_cond_broadcast(&pc->qcond);
             pthread_mutex_unlock(&pc->qlock);
         } else if (type == LM_RP_RESUMED || type == LM_RP_PC_DONE) {
             if (lm_read_full(fd, b, 8) != 0)
@@ -302,7 +327,7 @@ static void publish_pc(pc_src *pc, uint64_t b0, uint64_t served,
     livemig *lm = pc->lm;
     out_state *s = pc->s;
     pthread_mutex_lock(&lm->lock);
-    lm->stats.transferred = s->w->total + s->w->pending;
+    lm->stats.transferred = pc->wire_prev + s->w->total + s->w->pending;
     lm->stats.pc.bytes = lm->stats.transferred - b0;
     lm->stats.pc.requests = served;
     lm->stats.remaining = left * LM_PAGE_SIZE;
@@ -318,22 +343,6 @@ static uint64_t count_left(livemig *lm)
         for (size_t w = 0; w < lm->ram[i]->bitmap_words; w++)
             n += (uint64_t)__builtin_popcountll(lm->ram[i]->dirty[w]);
     return n;
-}
-
-/* The link broke after the switch: the guest ran on the destination, so
- * nothing may resume here.  Keep every page and wait in postcopy-paused
- * until the migration is cancelled (the daemon stops). */
-static void pause_forever(pc_src *pc, const char *why)
-{
-    livemig *lm = pc->lm;
-    lm_set_error(lm, why);
-    pthread_mutex_lock(&lm->lock);
-    lm_set_status_locked(lm, LIVEMIG_STATUS_POSTCOPY_ACTIVE,
-                         LIVEMIG_STATUS_POSTCOPY_PAUSED);
-    lm_conn_shutdown(&lm->conn);
-    while (!lm_cancelled(lm))
-        pthread_cond_wait(&lm->cond, &lm->lock);
-    pthread_mutex_unlock(&lm->lock);
 }
 
 static bool send_switch(pc_src *pc)
@@ -366,6 +375,172 @@ static bool send_switch(pc_src *pc)
     return ok && lm_wr_pc(s->w, LM_REC_PC_RUN) && lm_wr_flush(s->w);
 }
 
+static bool start_rp(pc_src *pc)
+{
+    pc->rp_failed = pc->recovered = false;
+    pc->rp_err[0] = '\0';
+    pc->qhead = pc->qtail = 0;
+    /* A short send queue keeps asked-for pages close behind the
+     * background ones. */
+    int sndbuf = 512 * 1024;
+    (void)setsockopt(pc->lm->conn.wfd, SOL_SOCKET, SO_SNDBUF, &sndbuf,
+                     sizeof(sndbuf));
+    lm_pc_watch_link(pc->lm->conn.wfd);
+    pc->rp_started = pthread_create(&pc->rp, NULL, rp_thread, pc) == 0;
+    if (!pc->rp_started)
+        livemig_error_set(&pc->s->err, "cannot start the postcopy return "
+                          "path thread");
+    return pc->rp_started;
+}
+
+static void stop_rp(pc_src *pc)
+{
+    if (!pc->rp_started)
+        return;
+    pthread_mutex_lock(&pc->lm->lock);
+    lm_conn_shutdown(&pc->lm->conn);
+    pthread_mutex_unlock(&pc->lm->lock);
+    pthread_join(pc->rp, NULL);
+    pc->rp_started = false;
+}
+
+static bool rp_failed(pc_src *pc)
+{
+    pthread_mutex_lock(&pc->qlock);
+    bool f = pc->rp_failed;
+    pthread_mutex_unlock(&pc->qlock);
+    return f;
+}
+
+/* Send every remaining page, then END_STREAM, then wait for PC_DONE.
+ * 1: done; 0: the link broke (pause); -1: cancelled. */
+static int send_loop(pc_src *pc, uint64_t b0, uint64_t *served)
+{
+    out_state *s = pc->s;
+    livemig *lm = pc->lm;
+    uint32_t bi = 0, n = 0;
+    uint64_t page = 0, last_pub = 0;
+    for (;;) {
+        if (lm_cancelled(lm))
+            return -1;
+        if (rp_failed(pc))
+            return 0;
+        if (!serve_requests(pc, served))
+            return livemig_error_is_set(&s->err) && !s->w->error ? -1 : 0;
+        uint64_t now = lm_now_us();
+        if (now - last_pub >= 50000) {
+            last_pub = now;
+            struct lm_params p;
+            lm_tunables_snapshot(lm->tun, &p);
+            if (p.max_postcopy_bandwidth != s->w->rate)
+                lm_writer_set_rate(s->w, p.max_postcopy_bandwidth);
+            publish_pc(pc, b0, *served, count_left(lm));
+        }
+        if (!next_chunk(pc, &bi, &page, &n))
+            break;
+        if (!send_run(pc, bi, page, n) || !lm_wr_flush(s->w)) {
+            /* The pages of a failed write may not have arrived. */
+            for (uint32_t i = 0; i < n; i++)
+                lm->ram[bi]->dirty[(page + i) / 64] |= 1ull << ((page + i) % 64);
+            return lm_cancelled(lm) ? -1 : 0;
+        }
+        page += n;
+    }
+    if (!lm_wr_end_stream(s->w))
+        return lm_cancelled(lm) ? -1 : 0;
+    /* Every page went out: wait for the destination to confirm it has
+     * them all (asked-for pages still in flight are ignored there). */
+    pthread_mutex_lock(&pc->qlock);
+    while (!pc->done && !pc->rp_failed && !lm_cancelled(lm)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&pc->qcond, &pc->qlock, &ts);
+    }
+    int rc = pc->done ? 1 : lm_cancelled(lm) ? -1 : 0;
+    pthread_mutex_unlock(&pc->qlock);
+    return rc;
+}
+
+/* The link broke after the switch: the guest ran on the destination, so
+ * nothing may resume here.  Keep every page and wait in postcopy-paused
+ * for migrate {resume: true} (a new connection) or a cancel.  Then say
+ * who we are (same uuid, PC_RESUME) and take back the pages the
+ * destination still misses.  False when cancelled. */
+static bool pause_and_resume(pc_src *pc, const char *why)
+{
+    livemig *lm = pc->lm;
+    out_state *s = pc->s;
+    stop_rp(pc);
+    char msg[700];
+    snprintf(msg, sizeof(msg), "postcopy paused: %s; the source keeps every "
+             "page and the guest stays stopped here; resume with migrate "
+             "{uri, resume: true} after migrate-recover on the destination",
+             why);
+    pthread_mutex_lock(&lm->lock);
+    lm_pc_set_error_locked(lm, msg);
+    lm_set_status_locked(lm, LIVEMIG_STATUS__MAX,
+                         LIVEMIG_STATUS_POSTCOPY_PAUSED);
+    while (!lm_cancelled(lm) && !lm->pc_resume)
+        pthread_cond_wait(&lm->cond, &lm->lock);
+    if (lm_cancelled(lm)) {
+        pthread_mutex_unlock(&lm->lock);
+        return false;
+    }
+    lm->pc_resume = false;
+    lm_conn_close(&lm->conn);
+    lm->conn = lm->pc_conn;
+    lm->pc_conn = (lm_conn)LM_CONN_INIT;
+    lm_set_status_locked(lm, LIVEMIG_STATUS_POSTCOPY_PAUSED,
+                         LIVEMIG_STATUS_POSTCOPY_RECOVER);
+    lm_stream_header *h = calloc(1, sizeof(*h));
+    if (h) {
+        memcpy(h->uuid, lm->mig_uuid, sizeof(h->uuid));
+        h->version = LM_STREAM_VERSION;
+        h->page_size = LM_PAGE_SIZE;
+        h->role = LM_ROLE_MAIN;
+        h->nblocks = (uint32_t)lm->nram;
+        for (size_t i = 0; i < lm->nram; i++) {
+            snprintf(h->blocks[i].name, sizeof(h->blocks[i].name), "%s",
+                     lm->ram[i]->name);
+            h->blocks[i].size = lm->ram[i]->size;
+        }
+    }
+    pthread_mutex_unlock(&lm->lock);
+    uint64_t rate = s->w->rate;
+    pc->wire_prev += s->w->total;
+    lm_writer_destroy(s->w);
+    lm_writer_init(s->w, lm->conn.wfd, &lm->cancel);
+    lm_writer_set_rate(s->w, rate);
+    bool ok = h && lm_wr_header(s->w, h) &&
+              lm_wr_pc(s->w, LM_REC_PC_RESUME) && lm_wr_flush(s->w) &&
+              start_rp(pc);
+    free(h);
+    /* The destination lists what it still misses, then PC_RESUMED. */
+    pthread_mutex_lock(&pc->qlock);
+    while (ok && !pc->recovered && !pc->rp_failed && !lm_cancelled(lm))
+        pthread_cond_wait(&pc->qcond, &pc->qlock);
+    ok = ok && pc->recovered;
+    char err[sizeof(pc->rp_err)];
+    snprintf(err, sizeof(err), "%s", pc->rp_err);
+    pthread_mutex_unlock(&pc->qlock);
+    if (lm_cancelled(lm))
+        return false;
+    if (!ok)
+        return pause_and_resume(pc, err[0] ? err
+                                           : "the resumed connection broke");
+    pthread_mutex_lock(&lm->lock);
+    lm->error_desc[0] = '\0';
+    lm_set_status_locked(lm, LIVEMIG_STATUS_POSTCOPY_RECOVER,
+                         LIVEMIG_STATUS_POSTCOPY_ACTIVE);
+    pthread_mutex_unlock(&lm->lock);
+    return true;
+}
+
 bool lm_pc_source(out_state *s)
 {
     livemig *lm = s->lm;
@@ -392,7 +567,7 @@ bool lm_pc_source(out_state *s)
     if (ok)
         lm->stats.pc.on = true;
     pthread_mutex_unlock(&lm->lock);
-    uint64_t b0 = s->w->total + s->w->pending;
+    uint64_t b0 = s->w->total + s->w->pending, served = 0;
     if (ok && !send_switch(pc)) {
         if (!livemig_error_is_set(&s->err))
             lm_out_explain_write_error(s);
@@ -400,108 +575,91 @@ bool lm_pc_source(out_state *s)
     }
     /* Before PC_RUN reached the destination the source may still resume;
      * from here on it never may: the guest could already run there. */
-    bool ran = ok;
-    if (ok)
+    int rc = -1;
+    if (ok) {
         s->stopped_guest = false;
-    if (ok) {
-        /* A short send queue keeps asked-for pages close behind the
-         * background ones. */
-        int sndbuf = 512 * 1024;
-        (void)setsockopt(lm->conn.wfd, SOL_SOCKET, SO_SNDBUF, &sndbuf,
-                         sizeof(sndbuf));
-        ok = pthread_create(&pc->rp, NULL, rp_thread, pc) == 0;
-        pc->rp_started = ok;
-        if (!ok)
-            livemig_error_set(&s->err, "cannot start the postcopy return "
-                              "path thread");
+        rc = start_rp(pc) ? send_loop(pc, b0, &served) : -1;
+        while (rc == 0) {
+            char why[sizeof(pc->rp_err)];
+            pthread_mutex_lock(&pc->qlock);
+            snprintf(why, sizeof(why), "%s", pc->rp_err[0] ? pc->rp_err
+                     : "the link to the destination broke");
+            pthread_mutex_unlock(&pc->qlock);
+            if (!pause_and_resume(pc, why)) {
+                rc = -1;
+                break;
+            }
+            rc = send_loop(pc, b0, &served);
+        }
     }
-    uint32_t bi = 0, n = 0;
-    uint64_t page = 0, served = 0, last_pub = 0;
-    while (ok) {
-        if (lm_cancelled(lm)) {
-            ok = false;
-            break;
-        }
-        pthread_mutex_lock(&pc->qlock);
-        bool failed = pc->rp_failed;
-        pthread_mutex_unlock(&pc->qlock);
-        if (failed)
-            break;
-        if (!serve_requests(pc, &served)) {
-            ok = false;
-            break;
-        }
-        uint64_t now = lm_now_us();
-        if (now - last_pub >= 50000) {
-            last_pub = now;
-            struct lm_params p;
-            lm_tunables_snapshot(lm->tun, &p);
-            if (p.max_postcopy_bandwidth != s->w->rate)
-                lm_writer_set_rate(s->w, p.max_postcopy_bandwidth);
-            publish_pc(pc, b0, served, count_left(lm));
-        }
-        if (!next_chunk(pc, &bi, &page, &n))
-            break;
-        if (!send_run(pc, bi, page, n) || !lm_wr_flush(s->w)) {
-            ok = false;
-            break;
-        }
-        page += n;
-    }
-    if (ok) {
-        pthread_mutex_lock(&pc->qlock);
-        ok = !pc->rp_failed;
-        pthread_mutex_unlock(&pc->qlock);
-    }
-    ok = ok && lm_wr_end_stream(s->w);
-    /* Every page went out: wait for the destination to confirm it has
-     * them all (asked-for pages still in flight are ignored there). */
-    pthread_mutex_lock(&pc->qlock);
-    while (ok && !pc->done && !pc->rp_failed && !lm_cancelled(lm)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&pc->qcond, &pc->qlock, &ts);
-    }
-    bool done = pc->done;
-    char why[sizeof(pc->rp_err)];
-    snprintf(why, sizeof(why), "%s", pc->rp_err);
-    uint64_t load_us = pc->load_us, t_res = pc->t_resumed_us;
-    pthread_mutex_unlock(&pc->qlock);
     publish_pc(pc, b0, served, count_left(lm));
-
-    if (ran && !done && !lm_cancelled(lm)) {
-        if (!why[0])
-            snprintf(why, sizeof(why), "%s", livemig_error_is_set(&s->err)
-                     ? s->err.desc : "the postcopy stream broke");
-        char msg[700];
-        snprintf(msg, sizeof(msg), "postcopy paused: %s; the source keeps "
-                 "every page and the guest stays stopped here", why);
-        pause_forever(pc, msg);
-        livemig_error_set(&s->err, "%s", msg);
-    } else if (!done && !livemig_error_is_set(&s->err) && why[0]) {
-        livemig_error_set(&s->err, "%s", why);
-    }
-    if (pc->rp_started) {
-        lm_conn_shutdown(&lm->conn);
-        pthread_join(pc->rp, NULL);
-    }
+    stop_rp(pc);
+    bool done = rc == 1;
     if (done) {
         pthread_mutex_lock(&lm->lock);
         /* The guest was down from the stop here until the destination
          * said it runs. */
-        lm->stats.dt.load_us = load_us;
-        lm->stats.downtime_ms = t_res > t0 ? (t_res - t0 + 500) / 1000 : 0;
+        lm->stats.dt.load_us = pc->load_us;
+        lm->stats.downtime_ms = pc->t_resumed_us > t0
+                                    ? (pc->t_resumed_us - t0 + 500) / 1000
+                                    : 0;
         lm->stats.downtime_bytes = 0;
+        lm->error_desc[0] = '\0';   /* a pause on the way is over */
         pthread_mutex_unlock(&lm->lock);
+    } else if (!livemig_error_is_set(&s->err)) {
+        livemig_error_set(&s->err, "postcopy ended without the "
+                          "destination confirming every page");
     }
     pthread_mutex_destroy(&pc->qlock);
     pthread_cond_destroy(&pc->qcond);
     free(pc->q);
     free(pc);
     return done;
+}
+
+bool livemig_migrate_resume(livemig *lm, const char *uri, livemig_error *err)
+{
+    pthread_mutex_lock(&lm->lock);
+    bool ok = !lm->incoming &&
+              lm->status == LIVEMIG_STATUS_POSTCOPY_PAUSED && !lm->pc_resume;
+    if (!ok)
+        livemig_error_set(err, "cannot resume: 'resume' continues a paused "
+                          "postcopy migration and this side is in status "
+                          "'%s'%s; start a new migration without 'resume'",
+                          livemig_status_name(lm->status),
+                          lm->incoming ? " as a destination" : "");
+    pthread_mutex_unlock(&lm->lock);
+    if (!ok)
+        return false;
+    lm_conn c;
+    if (!lm_transport_connect(uri, &c, err))
+        return false;
+    pthread_mutex_lock(&lm->lock);
+    ok = lm->status == LIVEMIG_STATUS_POSTCOPY_PAUSED && !lm->pc_resume;
+    if (ok) {
+        lm->pc_conn = c;
+        lm->pc_resume = true;
+        pthread_cond_broadcast(&lm->cond);
+    } else {
+        lm_conn_close(&c);
+        livemig_error_set(err, "the migration left postcopy-paused "
+                          "meanwhile (status '%s')",
+                          livemig_status_name(lm->status));
+    }
+    pthread_mutex_unlock(&lm->lock);
+    return ok;
+}
+
+bool livemig_migrate_pause(livemig *lm, livemig_error *err)
+{
+    pthread_mutex_lock(&lm->lock);
+    bool ok = lm->status == LIVEMIG_STATUS_POSTCOPY_ACTIVE;
+    if (ok)
+        lm_conn_shutdown(&lm->conn);   /* both sides see the link break */
+    else
+        livemig_error_set(err, "migrate-pause only cuts a migration in "
+                          "status 'postcopy-active', not '%s'",
+                          livemig_status_name(lm->status));
+    pthread_mutex_unlock(&lm->lock);
+    return ok;
 }

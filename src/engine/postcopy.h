@@ -60,13 +60,22 @@ bool lm_pc_dst_discard(lm_pc_dst *pc, const lm_rec *rec, livemig_error *err);
  * pages.  The caller then runs the guest and calls lm_pc_dst_resumed. */
 bool lm_pc_dst_start(lm_pc_dst *pc, lm_reader *r, livemig_error *err);
 void lm_pc_dst_resumed(lm_pc_dst *pc, uint64_t load_us);
-/* A RAM record read in postcopy: place its (staged) pages. */
-bool lm_pc_dst_page(lm_pc_dst *pc, const lm_rec *rec, livemig_error *err);
-/* END_STREAM: every dropped page must have arrived; then PC_DONE. */
-bool lm_pc_dst_finish(lm_pc_dst *pc, livemig_error *err);
-/* The stream broke after PC_RUN: wait in postcopy-paused (guest threads
- * keep waiting for their pages) until the migration is cancelled. */
-void lm_pc_dst_pause(lm_pc_dst *pc, const char *why);
+/* Read the postcopy pages from @r until END_STREAM, place them, check
+ * that every dropped page arrived and answer PC_DONE.  False with @err
+ * when the stream broke or was refused. */
+bool lm_pc_dst_stream(lm_pc_dst *pc, lm_reader *r, livemig_error *err);
+/* The stream broke (@err says why): wait in postcopy-paused (guest
+ * threads keep waiting for their pages) for migrate-recover, accept the
+ * source's new connection, check it resumes this migration (uuid), send
+ * the list of pages still missing.  Returns the new reader (owned by
+ * @pc), or NULL when cancelled.  Clears @err. */
+lm_reader *lm_pc_dst_recover(lm_pc_dst *pc, livemig_error *err);
+/* Keep a dead link from blocking for long: TCP keepalive and a user
+ * timeout on the connection's socket (no-op on others). */
+void lm_pc_watch_link(int fd);
+/* Replace error-desc (a pause's reason changes; lm_set_error keeps the
+ * first).  Caller holds lm->lock. */
+void lm_pc_set_error_locked(livemig *lm, const char *msg);
 bool lm_pc_dst_running(const lm_pc_dst *pc);   /* after PC_RUN */
 void lm_pc_dst_free(lm_pc_dst *pc);
 

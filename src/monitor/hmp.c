@@ -238,19 +238,24 @@ static json_object *uri_args(const char *key, const char *val)
 static void h_migrate(hmp_ctx *h)
 {
     int i = 0;
-    bool detach = false;
+    bool detach = false, resume = false;
     if (h->argc == 2) {
-        if (strcmp(h->argv[0], "-d")) {
+        if (strcmp(h->argv[0], "-d") == 0) {
+            detach = true;
+        } else if (strcmp(h->argv[0], "-r") == 0) {
+            resume = true;
+        } else {
             fprintf(h->out, "Error: unknown option '%s'; usage: migrate "
-                    "[-d] URI\n", h->argv[0]);
+                    "[-d|-r] URI\n", h->argv[0]);
             return;
         }
-        detach = true;
         i = 1;
     }
     json_object *a = uri_args("uri", h->argv[i]);
     if (detach)
         json_object_object_add(a, "detach", json_object_new_boolean(true));
+    if (resume)
+        json_object_object_add(a, "resume", json_object_new_boolean(true));
     qmp_void(h, "migrate", a);
 }
 
@@ -267,6 +272,16 @@ static void h_migrate_cancel(hmp_ctx *h)
 static void h_migrate_continue(hmp_ctx *h)
 {
     qmp_void(h, "migrate-continue", uri_args("state", h->argv[0]));
+}
+
+static void h_migrate_recover(hmp_ctx *h)
+{
+    qmp_void(h, "migrate-recover", uri_args("uri", h->argv[0]));
+}
+
+static void h_migrate_pause(hmp_ctx *h)
+{
+    qmp_void(h, "migrate-pause", NULL);
 }
 
 static void h_migrate_start_postcopy(hmp_ctx *h)
@@ -288,9 +303,10 @@ static const hmp_cmd table[] = {
     { "stop", "", "stop the guest", 0, 0, h_stop },
     { "cont", "", "resume the guest", 0, 0, h_cont },
     { "c", "", "resume the guest (short for cont)", 0, 0, h_cont },
-    { "migrate", "[-d] URI",
+    { "migrate", "[-d|-r] URI",
       "start migrating to URI (tcp:HOST:PORT, unix:PATH, file:PATH, "
-      "exec:CMD); returns at once, 'info migrate' shows progress", 1, 2,
+      "exec:CMD); returns at once, 'info migrate' shows progress; -r "
+      "resumes a paused postcopy migration", 1, 2,
       h_migrate },
     { "migrate_incoming", "URI", "wait for an incoming migration on URI",
       1, 1, h_migrate_incoming },
@@ -302,6 +318,12 @@ static const hmp_cmd table[] = {
     { "migrate_start_postcopy", "",
       "switch the running migration to postcopy (capability postcopy-ram "
       "on both sides)", 0, 0, h_migrate_start_postcopy },
+    { "migrate_recover", "URI", "destination of a paused postcopy "
+      "migration: listen on URI for the source to resume it", 1, 1,
+      h_migrate_recover },
+    { "migrate_pause", "", "cut the connection of a postcopy migration "
+      "(it pauses; resume with migrate_recover and migrate -r)", 0, 0,
+      h_migrate_pause },
 };
 
 static const hmp_cmd *hmp_table(size_t *n)

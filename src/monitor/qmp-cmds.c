@@ -245,9 +245,8 @@ static json_object *cmd_migrate(lm_monitor *m, const lm_cmd *c,
     /* "detach" is accepted for QEMU compatibility: migrate always returns
      * at once and the outcome shows in query-migrate and MIGRATION. */
     if (arg_bool(args, "resume", false)) {
-        livemig_error_set(err, "cannot resume: 'resume' continues a paused "
-                          "postcopy migration and none is paused; start a "
-                          "new migration without 'resume'");
+        livemig_migrate_resume(lm_monitor_engine(m), arg_str(args, "uri"),
+                               err);
         return NULL;
     }
     livemig_migrate(lm_monitor_engine(m), arg_str(args, "uri"), err);
@@ -285,6 +284,22 @@ static json_object *cmd_migrate_cancel(lm_monitor *m, const lm_cmd *c,
         return NULL;
     }
     livemig_cancel(lm_monitor_engine(m), err);
+    return NULL;
+}
+
+static json_object *cmd_migrate_recover(lm_monitor *m, const lm_cmd *c,
+                                        json_object *args, livemig_error *err)
+{
+    (void)c;
+    livemig_postcopy_recover(lm_monitor_engine(m), arg_str(args, "uri"), err);
+    return NULL;
+}
+
+static json_object *cmd_migrate_pause(lm_monitor *m, const lm_cmd *c,
+                                      json_object *args, livemig_error *err)
+{
+    (void)c; (void)args;
+    livemig_migrate_pause(lm_monitor_engine(m), err);
     return NULL;
 }
 
@@ -440,6 +455,10 @@ static const lm_cmd builtins[] = {
       .fn = cmd_migrate_continue },
     { .name = "migrate-start-postcopy", NOARGS, .ret_type = "any",
       .fn = cmd_migrate_start_postcopy },
+    { .name = "migrate-recover", ARGS(a_uri), .ret_type = "any",
+      .fn = cmd_migrate_recover },
+    { .name = "migrate-pause", NOARGS, .ret_type = "any",
+      .fn = cmd_migrate_pause },
     { .name = "query-migrate", NOARGS, .ret_type = "MigrationInfo",
       .fn = cmd_query_migrate },
     { .name = "mc-failover", NOARGS, .ret_type = "any",

@@ -481,6 +481,7 @@ bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err)
     }
     case LM_REC_PC_ADVISE:
     case LM_REC_PC_RUN:
+    case LM_REC_PC_RESUME:
         return true;
     case LM_REC_PC_DISCARD:
         return pc_discard(r, rec, err);

@@ -45,6 +45,8 @@ enum lm_record {
     LM_REC_PC_RUN = 16,    /* postcopy: state sent, run the guest now;
                               the remaining pages follow, END_STREAM
                               when every one was sent */
+    LM_REC_PC_RESUME = 17, /* first record of a new connection that
+                              resumes a paused postcopy migration */
 };
 
 #define LM_PC_DISCARD_MAX_WORDS 4096u     /* bitmap words per record */
@@ -56,6 +58,9 @@ enum lm_reply {
     LM_RP_ACK = 0x83,      /* u64 epoch: checkpoint applied */
     LM_RP_PAGE_REQ = 0x84, /* u32 block, u64 page: postcopy fault */
     LM_RP_PC_DONE = 0x85,  /* u64 pages received: postcopy complete */
+    LM_RP_PC_MISSING = 0x86,/* u32 block, u64 first word, u32 n, n x u64:
+                              pages still missing (postcopy resume) */
+    LM_RP_PC_RESUMED = 0x87,/* (nothing): missing list complete */
 };
 
 enum lm_role { LM_ROLE_MAIN = 0, LM_ROLE_MULTIFD = 1 };

@@ -28,6 +28,8 @@
  *           PC_DISCARD u32 block, u64 first word, u32 nwords, nwords x u64
  *                      bitmap words (bit i of word w: page 64w+i)
  *           PC_RUN     (nothing): postcopy starts, run the guest
+ *           PC_RESUME  (nothing): this connection resumes a paused
+ *                      postcopy migration (same uuid in the header)
  *
  * Pages are sent as runs of adjacent pages with one 17-byte header per
  * run, by reference: the writer gathers record headers (in its arena) and

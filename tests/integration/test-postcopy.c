@@ -14,7 +14,12 @@
  *    (either one): a clear error, the source guest keeps running;
  *  - kill -9 of either side during postcopy: the survivor goes to
  *    postcopy-paused, never completed, and does not run a guest it does
- *    not wholly have (docs/postcopy.md).
+ *    not wholly have (docs/postcopy.md);
+ *  - recovery: the link cut (every packet dropped) 10 times at random
+ *    moments: each time both sides pause by themselves, migrate-recover
+ *    and migrate {resume: true} resume it, and at the end the guest
+ *    verifies; migrate-pause cuts by hand, and a stream of another
+ *    migration is refused while recovering (uuid).
  */
 #include "itest.h"
 
@@ -22,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SPEC "pattern,size=256M,threads=1,dirty-rate=max,fill=random"
 #define SIZE (256 * IT_MiB)
@@ -269,6 +275,115 @@ static void test_kill_destination(void **state)
     kill_during_postcopy(false);
 }
 
+static void recover(pair *p)
+{
+    char uri[64], args[128];
+    it_tcp_uri(it_port(), uri, sizeof(uri));
+    snprintf(args, sizeof(args), "{\"uri\": \"%s\"}", uri);
+    json_object_put(lmh_ok(p->dst->qmp, "migrate-recover", args));
+    snprintf(args, sizeof(args), "{\"uri\": \"%s\", \"resume\": true}",
+             uri);
+    json_object_put(lmh_ok(p->src->qmp, "migrate", args));
+    snprintf(p->uri, sizeof(p->uri), "%s", uri);
+}
+
+static void wait_resumed(lmh_daemon *d, int timeout_ms)
+{
+    long long end = it_now_ms() + timeout_ms;
+    for (;;) {
+        const char *st = it_status(d);
+        if (strcmp(st, "postcopy-active") == 0 ||
+            strcmp(st, "completed") == 0)
+            return;
+        if (it_now_ms() > end)
+            it_fail("not resumed after %d ms: status '%s'", timeout_ms, st);
+        it_sleep_ms(10);
+    }
+}
+
+static void test_recover_after_cuts(void **state)
+{
+    (void)state;
+    pair p = start_pair2(SPEC, SLOW_DST, true, true);
+    it_set_params(p.src, "{\"max-postcopy-bandwidth\": 16777216}");
+    it_migrate(p.src, p.uri);
+    json_object_put(lmh_ok(p.src->qmp, "migrate-start-postcopy", NULL));
+    it_wait_status(p.dst, "postcopy-active", 30000);
+    srand((unsigned)getpid());
+    for (int i = 0; i < 10; i++) {
+        it_sleep_ms(100 + rand() % 500);   /* a random moment */
+        if (strcmp(it_status(p.src), "postcopy-active") != 0)
+            it_fail("cut %d: postcopy no longer active ('%s') before the "
+                    "cut", i + 1, it_status(p.src));
+        long long t0 = it_now_ms();
+        it_link("cut", "drop");
+        it_wait_status(p.src, "postcopy-paused", 30000);
+        it_wait_status(p.dst, "postcopy-paused", 30000);
+        long long paused = it_now_ms() - t0;
+        char st[64];
+        if (it_running(p.src, st, sizeof(st)))
+            it_fail("cut %d: the source resumed its guest", i + 1);
+        if (!it_running(p.dst, st, sizeof(st)))
+            it_fail("cut %d: the destination guest stopped ('%s')", i + 1,
+                    st);
+        it_link("restore", NULL);
+        recover(&p);
+        wait_resumed(p.src, 30000);
+        wait_resumed(p.dst, 30000);
+        fprintf(stderr, "cut %d: both paused after %lld ms, resumed after "
+                "%lld ms; %lld bytes sent after the switch\n", i + 1, paused,
+                it_now_ms() - t0, it_qm_int(p.src, "ram.postcopy-bytes", 0));
+    }
+    it_set_params(p.src, "{\"max-postcopy-bandwidth\": 0}");
+    it_wait_status(p.src, "completed", 60000);
+    it_wait_status(p.dst, "completed", 30000);
+    it_verify_ok(p.dst, "destination");
+    it_wait_guest_writes(p.dst, "destination", 5000);
+}
+
+static void test_pause_and_unrelated_resume(void **state)
+{
+    (void)state;
+    pair p = start_pair2(SPEC, SLOW_DST, true, true);
+    it_set_params(p.src, "{\"max-postcopy-bandwidth\": 16777216}");
+    lmh_err(p.src->qmp, "migrate-pause", NULL, "GenericError",
+            "postcopy-active");
+    lmh_err(p.src->qmp, "migrate", "{\"uri\": \"tcp:127.0.0.1:1\", "
+            "\"resume\": true}", "GenericError", "cannot resume");
+    it_migrate(p.src, p.uri);
+    json_object_put(lmh_ok(p.src->qmp, "migrate-start-postcopy", NULL));
+    it_wait_status(p.dst, "postcopy-active", 30000);
+    json_object_put(lmh_ok(p.src->qmp, "migrate-pause", NULL));
+    it_wait_status(p.src, "postcopy-paused", 30000);
+    it_wait_status(p.dst, "postcopy-paused", 30000);
+    /* Another source knocks on the recovery port: refused (uuid). */
+    char uri[64], args[128];
+    it_tcp_uri(it_port(), uri, sizeof(uri));
+    snprintf(args, sizeof(args), "{\"uri\": \"%s\"}", uri);
+    json_object_put(lmh_ok(p.dst->qmp, "migrate-recover", args));
+    it_wait_status(p.dst, "postcopy-recover", 10000);
+    lmh_daemon *other = it_start(SPEC, NULL, NULL);
+    it_migrate(other, uri);
+    const char *end = it_wait_end(other, 30000);
+    json_object *q = it_qm(other);
+    const char *e = lmh_get_str(q, "error-desc");
+    if (strcmp(end, "failed") != 0 || !e || !strstr(e, "uuid"))
+        it_fail("an unrelated stream on the recovery port: '%s', %s", end,
+                e ? e : "(no error)");
+    json_object_put(q);
+    if (strcmp(it_status(p.dst), "postcopy-recover") != 0)
+        it_fail("the destination left postcopy-recover after refusing a "
+                "stranger: '%s'", it_status(p.dst));
+    snprintf(args, sizeof(args), "{\"uri\": \"%s\", \"resume\": true}",
+             uri);
+    json_object_put(lmh_ok(p.src->qmp, "migrate", args));
+    wait_resumed(p.src, 30000);
+    it_set_params(p.src, "{\"max-postcopy-bandwidth\": 0}");
+    it_wait_status(p.src, "completed", 60000);
+    it_wait_status(p.dst, "completed", 30000);
+    it_verify_ok(p.dst, "destination");
+}
+
 int main(void)
 {
     if (!it_two_hosts()) {
@@ -285,6 +400,9 @@ int main(void)
         cmocka_unit_test_teardown(test_caps_differ_dst_only, it_teardown),
         cmocka_unit_test_teardown(test_kill_source, it_teardown),
         cmocka_unit_test_teardown(test_kill_destination, it_teardown),
+        cmocka_unit_test_teardown(test_pause_and_unrelated_resume,
+                                  it_teardown),
+        cmocka_unit_test_teardown(test_recover_after_cuts, it_teardown),
     };
     return cmocka_run_group_tests_name("two-hosts-postcopy", tests, NULL,
                                        NULL);
