@@ -27,8 +27,9 @@ static void hint(char *buf, size_t len, const lm_verdict_input *in)
                  "raise max-cpu-throttle or downtime-limit, or give the "
                  "migration more bandwidth", in->throttle);
     else
-        snprintf(buf, len, "enable auto-converge, raise downtime-limit, or "
-                 "give the migration more bandwidth");
+        snprintf(buf, len, "switch to postcopy (migrate-start-postcopy), "
+                 "enable auto-converge, raise downtime-limit, or give the "
+                 "migration more bandwidth");
 }
 
 bool lm_verdict_update(lm_verdict *v, const lm_verdict_input *in)

@@ -93,6 +93,12 @@ lm_pc_dst *lm_pc_dst_new(livemig *lm, livemig_error *err)
     }
     if (!(pc->bounce = malloc((size_t)LM_STREAM_MAX_RUN * LM_PAGE_SIZE)))
         goto oom;
+    /* Now, while the source can still fall back: a destination that
+     * cannot serve postcopy must say so before the guest stops there. */
+    if (!(pc->uffd = lm_uffd_missing_open(err))) {
+        lm_pc_dst_free(pc);
+        return NULL;
+    }
     return pc;
 oom:
     lm_pc_dst_free(pc);
@@ -180,8 +186,6 @@ static void *fault_thread(void *arg)
 bool lm_pc_dst_start(lm_pc_dst *pc, lm_reader *r, livemig_error *err)
 {
     livemig *lm = pc->lm;
-    if (!(pc->uffd = lm_uffd_missing_open(err)))
-        return false;
     for (size_t i = 0; i < pc->nblocks; i++)
         if (!lm_uffd_missing_register(pc->uffd, pc->b[i].host,
                                       pc->b[i].pages * LM_PAGE_SIZE, err))

@@ -40,6 +40,7 @@ typedef struct pc_src {
     pc_req *q;
     unsigned qhead, qtail;       /* qhead == qtail: empty */
     bool resumed, done, rp_failed, recovered;
+    bool refused;                /* the destination said no before it ran */
     uint64_t wire_prev;          /* bytes written on broken connections */
     uint64_t load_us, t_resumed_us, received;
     char rp_err[520];
@@ -205,6 +206,9 @@ static void *rp_thread(void *arg)
                 if (lm_read_full(fd, msg, n) == 0)
                     msg[n] = '\0';
             }
+            pthread_mutex_lock(&pc->qlock);
+            pc->refused = !pc->resumed;
+            pthread_mutex_unlock(&pc->qlock);
             rp_fail(pc, "the destination failed during postcopy: %s", msg);
             return NULL;
         } else {
@@ -579,6 +583,16 @@ bool lm_pc_source(out_state *s)
     if (ok) {
         s->stopped_guest = false;
         rc = start_rp(pc) ? send_loop(pc, b0, &served) : -1;
+        pthread_mutex_lock(&pc->qlock);
+        bool refused = rc == 0 && pc->refused;
+        if (refused)
+            livemig_error_set(&s->err, "%s", pc->rp_err);
+        pthread_mutex_unlock(&pc->qlock);
+        if (refused) {
+            /* It never ran the guest: this side may and must go on. */
+            s->stopped_guest = true;
+            rc = -1;
+        }
         while (rc == 0) {
             char why[sizeof(pc->rp_err)];
             pthread_mutex_lock(&pc->qlock);
