@@ -228,11 +228,15 @@ static double num(json_object *o, const char *path)
     return v ? json_object_get_double(v) : 0;
 }
 
+static bool last_stalled;   /* the verdict of the last status() */
+
 static const char *status(daemon_t *d, char *buf, size_t len)
 {
     json_object *r = qmp(d, "query-migrate", NULL);
     json_object *s = get(r, "status");
+    json_object *v = get(r, "convergence.verdict");
     snprintf(buf, len, "%s", s ? json_object_get_string(s) : "?");
+    last_stalled = v && strcmp(json_object_get_string(v), "stalled") == 0;
     json_object_put(r);
     return buf;
 }
@@ -304,12 +308,14 @@ static json_object *run(const char *size, const char *fill, const char *rate,
     if (sc->postcopy)
         qmp_void(&s, "migrate-start-postcopy", NULL);
     char st[64];
-    double t_switch = 0, left_at_switch = 0, w_switch = 0;
+    double t_switch = 0, left_at_switch = 0, w_switch = 0, t_stalled = 0;
     bool converged = true;
     for (;;) {
         status(&s, st, sizeof(st));
         if (!strcmp(st, "completed") || !strcmp(st, "failed"))
             break;
+        if (last_stalled && !t_stalled)
+            t_stalled = now_s();
         if (sc->postcopy && !t_switch && !strcmp(st, "postcopy-active")) {
             t_switch = now_s();
             json_object *r = qmp(&s, "query-migrate", NULL);
@@ -341,6 +347,9 @@ static json_object *run(const char *size, const char *fill, const char *rate,
     json_object_object_add(o, "status", json_object_new_string(st));
     json_object_object_add(o, "converged", json_object_new_boolean(converged));
     json_object_object_add(o, "total-s", json_object_new_double(t_end - t0));
+    if (t_stalled)
+        json_object_object_add(o, "stalled-after-s",
+                               json_object_new_double(t_stalled - t0));
     json_object_object_add(o, "downtime-ms",
                            json_object_new_double(num(qs, "downtime")));
     double bytes = num(qs, "ram.transferred");
