@@ -43,6 +43,10 @@ bool lm_verdict_update(lm_verdict *v, const lm_verdict_input *in)
     uint64_t first = v->expected[(v->passes - 1 - ratios) % LM_VERDICT_WINDOW];
     if (!first)
         ratios = 0;   /* it fitted a pass ago: no trend to read */
+    if (!ratios && v->passes == 1 && in->pass_ms) {
+        first = clamp_ms(in->pass_ms);   /* pass 1 sent the whole guest */
+        ratios = 1;
+    }
     v->shrink = ratios && first
                     ? pow((double)e / (double)first, 1.0 / ratios) : 0;
     double mbs_dirty = (double)in->dirty_rate / 1e6;
@@ -68,14 +72,19 @@ bool lm_verdict_update(lm_verdict *v, const lm_verdict_input *in)
     } else if (v->shrink >= LM_VERDICT_FLAT) {
         char h[200];
         hint(h, sizeof(h), in);
+        char span[40];
+        if (ratios == 1)
+            snprintf(span, sizeof(span), "the last pass");
+        else
+            snprintf(span, sizeof(span), "the last %u passes", ratios);
         v->kind = LM_VERDICT_STALLED;
         snprintf(v->reason, sizeof(v->reason), "the dirty set is not "
                  "shrinking: expected downtime went from %llu ms to %llu "
-                 "ms over the last %u pass%s (x%.2f per pass) against "
+                 "ms over %s (x%.2f per pass) against "
                  "downtime-limit %llu ms; the guest dirtied %.1f MB/s and "
                  "the link carries %.1f MB/s; %s",
-                 (unsigned long long)first, (unsigned long long)e, ratios,
-                 ratios == 1 ? "" : "es", v->shrink, (unsigned long long)in->limit_ms, mbs_dirty,
+                 (unsigned long long)first, (unsigned long long)e, span,
+                 v->shrink, (unsigned long long)in->limit_ms, mbs_dirty,
                  mbs_link, h);
     } else {
         double need = log((double)(in->limit_ms ? in->limit_ms : 1) /

@@ -9,12 +9,15 @@
  * expected downtime moved over the last passes instead:
  *
  *   converged   the expected downtime fits downtime-limit now;
- *   converging  pass 1 only (nothing to compare yet), or it shrinks fast
- *               enough to fit within LM_VERDICT_MAX_PASSES more passes;
+ *   converging  it shrinks fast enough to fit within LM_VERDICT_MAX_PASSES
+ *               more passes;
  *   stalled     it does not shrink (at least LM_VERDICT_FLAT per pass,
  *               geometric mean over the window), or so slowly that more
  *               than LM_VERDICT_MAX_PASSES passes would be needed.
  *
+ * After pass 1 there is no earlier expected downtime: the time pass 1
+ * took stands for it (sending the whole guest), so a guest that dirtied
+ * nearly all of it again is stalled after one pass.
  * Every verdict carries a reason in words with the figures behind it.
  * Owned by whoever holds lm->lock (it lives in lm_stats).
  */
@@ -39,6 +42,8 @@ typedef struct lm_verdict_input {
     uint64_t pass;              /* 1, 2, ... */
     uint64_t remaining;         /* bytes of dirty pages left */
     uint64_t expected_ms;       /* expected downtime of switching now */
+    uint64_t pass_ms;           /* how long this pass took to send what
+                                   it sent (0: unknown) */
     uint64_t limit_ms;          /* downtime-limit */
     uint64_t dirty_rate;        /* bytes/s dirtied during the pass */
     uint64_t bandwidth;         /* bytes/s sent during the pass */

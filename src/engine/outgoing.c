@@ -366,6 +366,7 @@ static void publish(out_state *s, uint64_t pass_bytes, uint64_t pass_pages,
         lm_verdict_input in = {
             .pass = st->dirty_sync_count, .remaining = st->remaining,
             .expected_ms = st->expected_downtime_ms,
+            .pass_ms = pass_us / 1000,
             .limit_ms = s->p.downtime_limit,
             .dirty_rate = st->dirty_pages_rate * LM_PAGE_SIZE,
             .bandwidth = st->bandwidth, .throttle = s->throttle,

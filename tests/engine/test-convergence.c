@@ -62,6 +62,26 @@ static void test_too_slow_stalls(void **state)
     assert_non_null(strstr(v.reason, "too slowly"));
 }
 
+/* Pass 1 took as long as sending the whole guest; a dirty set about as
+ * large again is a stall at once, a small one is not. */
+static void test_pass_1_against_its_own_length(void **state)
+{
+    (void)state;
+    lm_verdict v = { 0 };
+    lm_verdict_input in = { .pass = 1, .remaining = 1u << 30,
+                            .expected_ms = 9100, .pass_ms = 9200,
+                            .limit_ms = 300, .dirty_rate = 113000000,
+                            .bandwidth = 113000000 };
+    assert_true(lm_verdict_update(&v, &in));
+    assert_int_equal(v.kind, LM_VERDICT_STALLED);
+    assert_non_null(strstr(v.reason, "from 9200 ms to 9100 ms over the "
+                                     "last pass "));
+    lm_verdict w = { 0 };
+    in.expected_ms = 2000;   /* 50 MB/s against 113: shrinks x0.22 */
+    assert_false(lm_verdict_update(&w, &in));
+    assert_int_equal(w.kind, LM_VERDICT_CONVERGING);
+}
+
 static void test_window_forgets_old_passes(void **state)
 {
     (void)state;
@@ -85,6 +105,7 @@ int main(void)
         cmocka_unit_test(test_shrinking_converges),
         cmocka_unit_test(test_too_slow_stalls),
         cmocka_unit_test(test_window_forgets_old_passes),
+        cmocka_unit_test(test_pass_1_against_its_own_length),
     };
     return cmocka_run_group_tests_name("convergence", tests, NULL, NULL);
 }
