@@ -170,10 +170,16 @@ bool livemig_buf_put_u64(livemig_buf *b, uint64_t v);   /* big-endian */
 bool livemig_buf_put_u32(livemig_buf *b, uint32_t v);   /* big-endian */
 
 /* A bounded input cursor handed to section load callbacks.  Every get
- * fails (returns false) rather than read past the end. */
+ * fails (returns false) rather than read past the end.  @flags tells the
+ * loader about the RAM it loads against:
+ * LIVEMIG_CURSOR_RAM_PARTIAL - postcopy: pages are still to arrive (a
+ *   missing page reads as zero now), so state must not be checked against
+ *   RAM contents. */
+#define LIVEMIG_CURSOR_RAM_PARTIAL 1u
 typedef struct livemig_cursor {
     const uint8_t *p;
     size_t len;
+    unsigned flags;
 } livemig_cursor;
 bool livemig_cursor_get(livemig_cursor *c, void *out, size_t len);
 bool livemig_cursor_get_u64(livemig_cursor *c, uint64_t *v);
@@ -285,6 +291,24 @@ void livemig_set_warning_cb(livemig *lm, livemig_warning_fn fn,
  * being sent (source) or the destination is confirming it runs the guest
  * (see docs/cancel.md).  With nothing running, true and nothing happens. */
 bool livemig_cancel(livemig *lm, livemig_error *err);
+
+/* QMP migrate-start-postcopy: switch the running precopy migration to
+ * postcopy at the end of the current pass (or of the first one, when
+ * asked during setup).  Needs capability postcopy-ram, on both sides. */
+bool livemig_start_postcopy(livemig *lm, livemig_error *err);
+
+/* Postcopy recovery.  After a broken link both sides wait in status
+ * postcopy-paused (the source keeps every page, the destination's guest
+ * threads wait for theirs).  On the destination livemig_postcopy_recover
+ * listens on @uri (QMP migrate-recover); on the source
+ * livemig_migrate_resume connects to it (QMP migrate with resume: true)
+ * and the migration goes on from where it stopped.  livemig_migrate_pause
+ * (QMP migrate-pause) cuts the connection of a postcopy-active migration
+ * by hand, on either side. */
+bool livemig_postcopy_recover(livemig *lm, const char *uri,
+                              livemig_error *err);
+bool livemig_migrate_resume(livemig *lm, const char *uri, livemig_error *err);
+bool livemig_migrate_pause(livemig *lm, livemig_error *err);
 
 /* Proceed from a pause state (e.g. "pre-switchover"). */
 bool livemig_continue(livemig *lm, const char *state, livemig_error *err);

@@ -25,6 +25,7 @@
 #include "livemig/livemig.h"
 #include "codec/xbzrle-cache.h"
 #include "engine/mc-hist.h"
+#include "engine/convergence.h"
 #include "ram/tracker.h"
 #include "transport/transport.h"
 #include "tunables/tunables.h"
@@ -55,6 +56,18 @@ typedef struct lm_downtime {
     uint64_t stop_us, sync_us, send_us, load_us, confirm_us;
 } lm_downtime;
 
+/* Postcopy counters (QEMU 10.1's names in query-migrate). */
+#define LM_PC_LAT_BUCKETS 24     /* bucket N: [2^N, 2^(N+1)) us */
+typedef struct lm_pc_stats {
+    bool on;                     /* this migration switched to postcopy */
+    uint64_t requests;           /* pages asked for (dst) / served (src) */
+    uint64_t bytes;              /* bytes sent / received after the switch */
+    uint64_t faults;             /* requests answered (dst) */
+    uint64_t blocktime_us;       /* guest threads waited for pages (dst) */
+    uint64_t latency_us_total;   /* sum of request latencies (dst) */
+    uint64_t latency_dist[LM_PC_LAT_BUCKETS];
+} lm_pc_stats;
+
 /* Counters shown by query-migrate; under lm->lock. */
 typedef struct lm_stats {
     uint64_t start_ms;           /* CLOCK_MONOTONIC at migrate */
@@ -77,11 +90,13 @@ typedef struct lm_stats {
     uint64_t sent_pages;         /* pages sent in any form (progress) */
     bool held;                   /* switchover-hold keeps it from ending */
     bool converged;              /* the remainder fits downtime-limit now */
+    lm_verdict verdict;          /* trend over the last passes */
     uint64_t cpu_throttle;       /* percent auto-converge applies now */
     bool xbzrle_on;
     lm_xbzrle_cache_stats xbzrle;
     struct json_object *multifd; /* per-channel stats (owned) */
     lm_downtime dt;
+    lm_pc_stats pc;
 } lm_stats;
 
 /* A held output (output commit). */
@@ -162,6 +177,12 @@ struct livemig {
                                     the stream (source) or RESUMED
                                     (destination) is being sent; a cancel
                                     is refused (docs/cancel.md) */
+    bool postcopy_requested;     /* migrate-start-postcopy asked */
+    bool pc_resume;              /* postcopy recovery asked: source: a new
+                                    connection in pc_conn; destination:
+                                    listening on lm->listener */
+    lm_conn pc_conn;
+    uint8_t mig_uuid[16];        /* of the outgoing migration's stream */
     lm_mc_stats mc;
     atomic_bool cancel;
 
@@ -215,6 +236,9 @@ lm_section *lm_find_section(livemig *lm, const char *name);
 /* A checkpoint was acknowledged (primary) / applied (backup): the first
  * one moves the status to checkpointing and emits MC_CHECKPOINTING. */
 void lm_mc_note_checkpoint(livemig *lm, const char *role, uint64_t epoch);
+
+/* query.c: the data of MIGRATION_CONVERGENCE (caller holds lm->lock). */
+struct json_object *lm_verdict_event(const lm_stats *st);
 
 /* mc-backup.c: after MC_START on the destination; returns true when
  * the backup took over (failover), false with @err otherwise. */

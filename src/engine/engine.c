@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "engine/engine-int.h"
+#include "engine/postcopy.h"
 #include "engine/engine.h"
 #include "engine/multifd.h"
 #include "tls/tls.h"
@@ -104,6 +105,7 @@ livemig *livemig_new(livemig_error *err)
     lm->status = LIVEMIG_STATUS_NONE;
     lm->runstate = LIVEMIG_RUN_PRELAUNCH;
     lm->conn = (lm_conn)LM_CONN_INIT;
+    lm->pc_conn = (lm_conn)LM_CONN_INIT;
     lm->listener.fd = -1;
     lm->listener.pending = (lm_conn)LM_CONN_INIT;
     lm->ram_pristine = true;
@@ -501,7 +503,15 @@ static const unsigned edges[LIVEMIG_STATUS__MAX] = {
     [LIVEMIG_STATUS_NONE] = B(SETUP) | B(FAILED) | B(ACTIVE),
     [LIVEMIG_STATUS_SETUP] = B(ACTIVE) | B(FAILED) | B(CANCELLING),
     [LIVEMIG_STATUS_ACTIVE] = B(PRE_SWITCHOVER) | B(DEVICE) | B(COMPLETED) |
-                              B(FAILED) | B(CANCELLING) | B(CHECKPOINTING),
+                              B(FAILED) | B(CANCELLING) | B(CHECKPOINTING) |
+                              B(POSTCOPY_ACTIVE),
+    [LIVEMIG_STATUS_POSTCOPY_ACTIVE] = B(COMPLETED) | B(FAILED) |
+                                       B(CANCELLING) | B(POSTCOPY_PAUSED),
+    [LIVEMIG_STATUS_POSTCOPY_PAUSED] = B(POSTCOPY_RECOVER) | B(FAILED) |
+                                       B(CANCELLING),
+    [LIVEMIG_STATUS_POSTCOPY_RECOVER] = B(POSTCOPY_ACTIVE) |
+                                        B(POSTCOPY_PAUSED) | B(FAILED) |
+                                        B(CANCELLING),
     [LIVEMIG_STATUS_PRE_SWITCHOVER] = B(DEVICE) | B(FAILED) | B(CANCELLING),
     [LIVEMIG_STATUS_DEVICE] = B(COMPLETED) | B(FAILED) | B(CANCELLING) |
                               B(CHECKPOINTING),
@@ -615,6 +625,8 @@ static bool start_thread(livemig *lm, bool incoming, livemig_error *err)
     lm->continue_requested = false;
     lm->mc_failover = false;
     lm->committed = false;
+    lm->postcopy_requested = false;
+    lm->pc_resume = false;
     memset(&lm->mc, 0, sizeof(lm->mc));
     lm->error_desc[0] = '\0';
     json_object_put(lm->stats.multifd);
@@ -686,6 +698,8 @@ bool livemig_migrate(livemig *lm, const char *uri, livemig_error *err)
                           "turn one of the two capabilities off");
         return false;
     }
+    if (!lm_pc_check_migrate(&p, uri, err))
+        return false;
     if (strlen(uri) >= sizeof(lm->uri)) {
         livemig_error_set(err, "migration URI is longer than %zu bytes",
                           sizeof(lm->uri) - 1);
@@ -816,7 +830,16 @@ static bool cancel(livemig *lm, bool force, livemig_error *err)
     pthread_mutex_lock(&lm->lock);
     bool active = is_active(lm->status) && lm->status != LIVEMIG_STATUS_CANCELLING;
     if (active && lm->committed && !force) {
-        if (lm->incoming)
+        if (lm->status == LIVEMIG_STATUS_POSTCOPY_ACTIVE ||
+            lm->status == LIVEMIG_STATUS_POSTCOPY_PAUSED ||
+            lm->status == LIVEMIG_STATUS_POSTCOPY_RECOVER)
+            livemig_error_set(err, "too late to cancel: postcopy has "
+                              "started and the guest runs on the "
+                              "destination with pages only the source has; "
+                              "let it complete (a broken link pauses it: "
+                              "recover with migrate-recover and migrate "
+                              "resume=true)");
+        else if (lm->incoming)
             livemig_error_set(err, "too late to cancel: this destination "
                               "has told the source it runs the guest; the "
                               "migration completes here");

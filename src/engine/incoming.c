@@ -18,6 +18,7 @@
 #include "common/buf.h"
 #include "engine/engine-int.h"
 #include "engine/multifd.h"
+#include "engine/postcopy.h"
 #include "stream/stream.h"
 
 static void reply_error(livemig *lm, const char *msg)
@@ -34,8 +35,10 @@ static void reply_error(livemig *lm, const char *msg)
     (void)lm_conn_write_all(&lm->conn, b, 3 + n);
 }
 
+/* @partial: postcopy, pages are still to come (the loader must not
+ * check its state against RAM). */
 static bool load_section(livemig *lm, const lm_rec *rec, bool *loaded,
-                         livemig_error *err)
+                         bool partial, livemig_error *err)
 {
     lm_section *s = lm_find_section(lm, rec->name);
     if (!s) {
@@ -50,7 +53,8 @@ static bool load_section(livemig *lm, const lm_rec *rec, bool *loaded,
                           "destination", rec->name, rec->version, s->version);
         return false;
     }
-    livemig_cursor c = { rec->data, rec->len };
+    livemig_cursor c = { rec->data, rec->len,
+                         partial ? LIVEMIG_CURSOR_RAM_PARTIAL : 0 };
     if (!s->ops.load(s->opaque, rec->version, &c, err)) {
         livemig_error_set(err, "loading state section '%s' failed",
                           rec->name);
@@ -287,12 +291,15 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
     lm->ram_pristine = false;
 
     uint64_t normal = 0, dup = 0, pass = 0, load_t0 = 0, n = 0;
-    bool mc = false, pages_done = false, paused = false;
+    bool mc = false, pages_done = false, paused = false, first = true;
     bool *loaded = calloc(lm->nsections + 1, sizeof(bool));
     if (!loaded) {
         livemig_error_set(err, "out of memory");
         ok = false;
     }
+    struct lm_params p;
+    lm_tunables_snapshot(lm->tun, &p);
+    lm_pc_dst *pc = NULL;
     lm_rec rec;
     while (ok) {
         if (lm_cancelled(lm)) {
@@ -304,11 +311,55 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
             ok = false;
             break;
         }
+        if (first && p.cap_postcopy_ram && rec.type != LM_REC_PC_ADVISE) {
+            livemig_error_set(err, "this destination has capability "
+                              "'postcopy-ram' on and the source has it off; "
+                              "set it the same on both sides");
+            ok = false;
+            break;
+        }
+        first = false;
+        if (rec.type == LM_REC_PC_ADVISE) {
+            ok = !pc && (pc = lm_pc_dst_new(lm, err)) != NULL;
+            continue;
+        }
+        if (rec.type == LM_REC_PC_DISCARD) {
+            if (!pc)
+                livemig_error_set(err, "a postcopy record arrived without "
+                                  "postcopy being advised; the stream is "
+                                  "corrupt");
+            ok = pc && lm_pc_dst_discard(pc, &rec, err);
+            continue;
+        }
+        if (rec.type == LM_REC_PC_RUN) {
+            if (!pc || lm_pc_dst_running(pc)) {
+                livemig_error_set(err, "an unexpected postcopy start record; "
+                                  "the stream is corrupt");
+                ok = false;
+                break;
+            }
+            if (!load_t0)
+                load_t0 = lm_now_us();
+            if (!(ok = all_sections_loaded(lm, loaded, err)) ||
+                !(ok = lm_pc_dst_start(pc, r, err)))
+                break;
+            /* The guest runs here from now on: a cancel is refused (one
+             * that came first wins, and the source resumes its own). */
+            if (!(ok = lm_commit(lm))) {
+                livemig_error_set(err, "cancelled");
+                break;
+            }
+            lm_guest_cont(lm);
+            lm_pc_dst_resumed(pc, lm_now_us() - load_t0);
+            publish(lm, r, normal, dup, pass);
+            ok = lm_pc_dst_stream(pc, r, err);
+            break;
+        }
         bool ram = rec.type == LM_REC_RAM_RAW ||
                    rec.type == LM_REC_RAM_XBZRLE ||
                    rec.type == LM_REC_RAM_ZERO;
         if ((rec.type == LM_REC_SECTION || rec.type == LM_REC_END_STREAM ||
-             rec.type == LM_REC_MC_START) && !pages_done) {
+             rec.type == LM_REC_MC_START) && !pages_done && !pc) {
             /* State and resume only once every channel landed its pages
              * up to the last sync point, the channels are closed (no page
              * lands later) and every page arrived at least once. */
@@ -338,7 +389,7 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
         } else if (rec.type == LM_REC_SECTION) {
             if (!load_t0)
                 load_t0 = lm_now_us();
-            ok = load_section(lm, &rec, loaded, err);
+            ok = load_section(lm, &rec, loaded, pc != NULL, err);
         } else if (rec.type == LM_REC_RUNSTATE) {
             paused = true;
         } else if (rec.type == LM_REC_END_STREAM) {
@@ -362,7 +413,17 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
         }
     }
     free(loaded);
+    if (lm_pc_dst_running(pc)) {
+        /* The guest runs here already: a broken stream cannot fail back
+         * to the source; wait for a recovery instead. */
+        lm_reader *nr;
+        while (!ok && !lm_cancelled(lm) && (nr = lm_pc_dst_recover(pc, err)))
+            ok = lm_pc_dst_stream(pc, nr, err);
+        lm_pc_dst_free(pc);
+        return ok;
+    }
     publish(lm, r, normal, dup, pass);
+    lm_pc_dst_free(pc);
     if (!ok || mc)
         return ok;   /* a backup that took over already runs the guest */
 

@@ -169,7 +169,7 @@ static bool apply(stage *st, livemig_error *err)
     apply_pages(st);
     for (size_t i = 0; i < st->nsecs; i++) {
         lm_section *s = lm_find_section(lm, st->secs[i].name);
-        livemig_cursor c = { st->data + st->secs[i].off, st->secs[i].len };
+        livemig_cursor c = { st->data + st->secs[i].off, st->secs[i].len, 0 };
         if (!s->ops.load(s->opaque, st->secs[i].version, &c, err)) {
             /* RAM is already updated: this backup can no longer take over
              * consistently, so the caller must not fail over. */

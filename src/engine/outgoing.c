@@ -31,6 +31,7 @@
 #include "engine/engine-int.h"
 #include "engine/multifd.h"
 #include "engine/outgoing-int.h"
+#include "engine/postcopy.h"
 #include "stream/stream.h"
 
 /* ---- sending pages ----------------------------------------------------- */
@@ -522,7 +523,24 @@ static void publish(out_state *s, uint64_t pass_bytes, uint64_t pass_pages,
                           : (s->dirty_pages ? UINT64_MAX / 2 : 0);
     }
     st->converged = st->expected_downtime_ms <= s->p.downtime_limit;
+    bool changed = false;
+    json_object *ev = NULL;
+    if (pass_us > 0) {
+        lm_verdict_input in = {
+            .pass = st->dirty_sync_count, .remaining = st->remaining,
+            .expected_ms = st->expected_downtime_ms,
+            .pass_ms = pass_us / 1000,
+            .limit_ms = s->p.downtime_limit,
+            .dirty_rate = st->dirty_pages_rate * LM_PAGE_SIZE,
+            .bandwidth = st->bandwidth, .throttle = s->throttle,
+            .auto_converge = s->p.cap_auto_converge };
+        changed = lm_verdict_update(&st->verdict, &in);
+    }
+    if (changed && s->p.cap_events)
+        ev = lm_verdict_event(st);
     pthread_mutex_unlock(&lm->lock);
+    if (ev)
+        lm_emit(lm, "MIGRATION_CONVERGENCE", ev);
 }
 
 static void set_throttle(out_state *s, unsigned pct)
@@ -873,6 +891,9 @@ static bool setup(out_state *s)
     h->role = LM_ROLE_MAIN;
     if (getrandom(h->uuid, sizeof(h->uuid), 0) != sizeof(h->uuid))
         memset(h->uuid, 0, sizeof(h->uuid));
+    pthread_mutex_lock(&lm->lock);
+    memcpy(lm->mig_uuid, h->uuid, sizeof(h->uuid));
+    pthread_mutex_unlock(&lm->lock);
     h->nblocks = (uint32_t)lm->nram;
     for (size_t i = 0; i < lm->nram; i++) {
         snprintf(h->blocks[i].name, sizeof(h->blocks[i].name), "%s",
@@ -927,11 +948,13 @@ static bool setup(out_state *s)
 static bool migrate(out_state *s)
 {
     livemig *lm = s->lm;
-    if (!setup(s))
+    if (!setup(s) || !lm_pc_advise(s))
         return false;
     for (uint64_t pass = 1; !lm_cancelled(lm); pass++) {
         if (!do_pass(s, pass))
             return false;
+        if (lm_pc_wanted(s))
+            return lm_pc_source(s);
         /* Decide with the tunables as they are now: a limit or the hold
          * may have changed while the pass ran. */
         lm_tunables_snapshot(lm->tun, &s->p);

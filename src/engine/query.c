@@ -10,6 +10,31 @@ static void add_u64(json_object *o, const char *k, uint64_t v)
     json_object_object_add(o, k, json_object_new_uint64(v));
 }
 
+/* The verdict and the figures behind it: query-migrate's "convergence"
+ * and the MIGRATION_CONVERGENCE event share them. */
+static void add_verdict(json_object *c, const lm_stats *st)
+{
+    const lm_verdict *v = &st->verdict;
+    json_object_object_add(c, "verdict", json_object_new_string(
+        lm_verdict_name(v->passes ? v->kind : LM_VERDICT_CONVERGING)));
+    if (v->passes)
+        json_object_object_add(c, "reason", json_object_new_string(v->reason));
+    add_u64(c, "pass", st->dirty_sync_count);
+    add_u64(c, "expected-downtime", st->expected_downtime_ms);
+    add_u64(c, "dirty-bytes-rate", st->dirty_pages_rate * LM_PAGE_SIZE);
+    add_u64(c, "bandwidth", st->bandwidth);
+    if (v->shrink > 0)
+        json_object_object_add(c, "shrink-per-pass",
+                               json_object_new_double(v->shrink));
+}
+
+json_object *lm_verdict_event(const lm_stats *st)
+{
+    json_object *d = json_object_new_object();
+    add_verdict(d, st);
+    return d;
+}
+
 json_object *livemig_query_migrate(livemig *lm)
 {
     json_object *o = json_object_new_object();
@@ -79,7 +104,9 @@ json_object *livemig_query_migrate(livemig *lm)
     add_u64(ram, "dirty-sync-count", st.dirty_sync_count);
     add_u64(ram, "precopy-bytes", st.precopy_bytes);
     add_u64(ram, "downtime-bytes", st.downtime_bytes);
-    add_u64(ram, "postcopy-bytes", 0);
+    add_u64(ram, "postcopy-bytes", st.pc.bytes);
+    if (st.pc.on)
+        add_u64(ram, "postcopy-requests", st.pc.requests);
     add_u64(ram, "pages-per-second", st.pages_per_second);
     add_u64(ram, "page-size", LM_PAGE_SIZE);
     json_object_object_add(o, "ram", ram);
@@ -116,12 +143,7 @@ json_object *livemig_query_migrate(livemig *lm)
     }
     if (!incoming) {
         json_object *c = json_object_new_object();
-        bool stalled = st.dirty_sync_count > 1 && st.bandwidth &&
-                       st.dirty_pages_rate * LM_PAGE_SIZE >= st.bandwidth;
-        json_object_object_add(c, "verdict", json_object_new_string(
-            st.converged ? "converged" : stalled ? "stalled" : "converging"));
-        add_u64(c, "dirty-bytes-rate", st.dirty_pages_rate * LM_PAGE_SIZE);
-        add_u64(c, "bandwidth", st.bandwidth);
+        add_verdict(c, &st);
         json_object_object_add(c, "bandwidth-source", json_object_new_string(
             st.bandwidth_source ? "avail-switchover-bandwidth" : "measured"));
         json_object_object_add(c, "would-switchover",
@@ -188,6 +210,19 @@ json_object *livemig_query_migrate(livemig *lm)
                                    json_object_new_string(mc.failover_reason));
         }
         json_object_object_add(o, "mc", m);
+    }
+    if (st.pc.on && incoming) {
+        /* QEMU 10.1's names: blocktime in ms, average latency in ns, and
+         * a log2 histogram of request latencies (bucket N: [2^N, 2^(N+1))
+         * microseconds). */
+        add_u64(o, "postcopy-blocktime", st.pc.blocktime_us / 1000);
+        add_u64(o, "postcopy-latency", st.pc.faults
+                    ? st.pc.latency_us_total * 1000 / st.pc.faults : 0);
+        json_object *dist = json_object_new_array();
+        for (unsigned k = 0; k < LM_PC_LAT_BUCKETS; k++)
+            json_object_array_add(dist,
+                json_object_new_uint64(st.pc.latency_dist[k]));
+        json_object_object_add(o, "postcopy-latency-dist", dist);
     }
     json_object_put(commit);
     if (err[0])

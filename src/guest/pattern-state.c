@@ -71,7 +71,7 @@ static void fmt_size(uint64_t v, char *buf, size_t len)
 static bool state_matches(const lm_pattern *p, unsigned threads,
                           lm_pattern_fill fill, const uint64_t *gen,
                           const uint64_t *cur, uint64_t written,
-                          livemig_error *err)
+                          bool ram_partial, livemig_error *err)
 {
     /* The source's slices and fill, not this guest's own (it takes the
      * source's workload over only once everything is checked). */
@@ -96,6 +96,8 @@ static bool state_matches(const lm_pattern *p, unsigned threads,
                           over ? "more than " : "", over ? UINT64_MAX : expect);
         return false;
     }
+    if (ram_partial)
+        return true;   /* postcopy: the pages around the cursors may come later */
     for (unsigned i = 0; i < threads; i++) {
         char why[256];
         for (int k = 0; k < 2; k++) {
@@ -202,7 +204,7 @@ static bool section_load(void *opaque, uint32_t version, livemig_cursor *in,
         return false;
     }
     if (!state_matches(p, threads, (lm_pattern_fill)fill, gen, cur, written,
-                       err))
+                       in->flags & LIVEMIG_CURSOR_RAM_PARTIAL, err))
         return false;
 
     /* Everything checked: take the source's workload over (the workers

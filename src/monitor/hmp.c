@@ -450,19 +450,24 @@ static json_object *uri_args(const char *key, const char *val)
 static void h_migrate(hmp_ctx *h)
 {
     int i = 0;
-    bool detach = false;
+    bool detach = false, resume = false;
     if (h->argc == 2) {
-        if (strcmp(h->argv[0], "-d")) {
+        if (strcmp(h->argv[0], "-d") == 0) {
+            detach = true;
+        } else if (strcmp(h->argv[0], "-r") == 0) {
+            resume = true;
+        } else {
             fprintf(h->out, "Error: unknown option '%s'; usage: migrate "
-                    "[-d] URI\n", h->argv[0]);
+                    "[-d|-r] URI\n", h->argv[0]);
             return;
         }
-        detach = true;
         i = 1;
     }
     json_object *a = uri_args("uri", h->argv[i]);
     if (detach)
         json_object_object_add(a, "detach", json_object_new_boolean(true));
+    if (resume)
+        json_object_object_add(a, "resume", json_object_new_boolean(true));
     qmp_void(h, "migrate", a);
 }
 
@@ -481,6 +486,21 @@ static void h_migrate_continue(hmp_ctx *h)
     qmp_void(h, "migrate-continue", uri_args("state", h->argv[0]));
 }
 
+static void h_migrate_recover(hmp_ctx *h)
+{
+    qmp_void(h, "migrate-recover", uri_args("uri", h->argv[0]));
+}
+
+static void h_migrate_pause(hmp_ctx *h)
+{
+    qmp_void(h, "migrate-pause", NULL);
+}
+
+static void h_migrate_start_postcopy(hmp_ctx *h)
+{
+    qmp_void(h, "migrate-start-postcopy", NULL);
+}
+
 static const hmp_cmd table[] = {
     { "help", NULL, "[COMMAND]", "show this help, or one command's", 0, 1,
       h_help },
@@ -497,9 +517,10 @@ static const hmp_cmd table[] = {
     { "c", NULL, "", "resume the guest (short for cont)", 0, 0, h_cont },
     { "quit", "q", "", "stop the daemon (its guest and any migration end)",
       0, 0, h_quit },
-    { "migrate", NULL, "[-d] URI",
+    { "migrate", NULL, "[-d|-r] URI",
       "start migrating to URI (tcp:HOST:PORT, unix:PATH, file:PATH, "
-      "exec:CMD); returns at once, 'info migrate' shows progress", 1, 2,
+      "exec:CMD); returns at once, 'info migrate' shows progress; -r "
+      "resumes a paused postcopy migration", 1, 2,
       h_migrate },
     { "migrate_incoming", "migrate-incoming", "URI",
       "wait for an incoming migration on URI", 1, 1, h_migrate_incoming },
@@ -514,6 +535,15 @@ static const hmp_cmd table[] = {
     { "guest_verify", "guest-verify", "",
       "check every page of the built-in guest against its pattern", 0, 0,
       h_guest_verify },
+    { "migrate_start_postcopy", "migrate-start-postcopy", "",
+      "switch the running migration to postcopy (capability postcopy-ram "
+      "on both sides)", 0, 0, h_migrate_start_postcopy },
+    { "migrate_recover", "migrate-recover", "URI", "destination of a paused "
+      "postcopy migration: listen on URI for the source to resume it", 1, 1,
+      h_migrate_recover },
+    { "migrate_pause", "migrate-pause", "", "cut the connection of a "
+      "postcopy migration (it pauses; resume with migrate_recover and "
+      "migrate -r)", 0, 0, h_migrate_pause },
 };
 
 static const hmp_cmd *hmp_table(size_t *n)

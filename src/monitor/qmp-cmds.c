@@ -256,9 +256,8 @@ static json_object *cmd_migrate(lm_monitor *m, const lm_cmd *c,
     /* "detach" is accepted for QEMU compatibility: migrate always returns
      * at once and the outcome shows in query-migrate and MIGRATION. */
     if (arg_bool(args, "resume", false)) {
-        livemig_error_set(err, "cannot resume: 'resume' continues a paused "
-                          "postcopy migration and none is paused; start a "
-                          "new migration without 'resume'");
+        livemig_migrate_resume(lm_monitor_engine(m), arg_str(args, "uri"),
+                               err);
         return NULL;
     }
     livemig_migrate(lm_monitor_engine(m), arg_str(args, "uri"), err);
@@ -285,7 +284,43 @@ static json_object *cmd_migrate_cancel(lm_monitor *m, const lm_cmd *c,
                                        json_object *args, livemig_error *err)
 {
     (void)c; (void)args;
+    /* After the postcopy switch the guest lives on both sides at once:
+     * a cancel would lose it (QEMU refuses it too). */
+    const char *st = livemig_status_name(livemig_get_status(lm_monitor_engine(m)));
+    if (strncmp(st, "postcopy-", 9) == 0) {
+        livemig_error_set(err, "cannot cancel a migration in status '%s': "
+                          "the guest already runs on the destination and "
+                          "needs the pages the source holds; let it finish",
+                          st);
+        return NULL;
+    }
     livemig_cancel(lm_monitor_engine(m), err);
+    return NULL;
+}
+
+static json_object *cmd_migrate_recover(lm_monitor *m, const lm_cmd *c,
+                                        json_object *args, livemig_error *err)
+{
+    (void)c;
+    livemig_postcopy_recover(lm_monitor_engine(m), arg_str(args, "uri"), err);
+    return NULL;
+}
+
+static json_object *cmd_migrate_pause(lm_monitor *m, const lm_cmd *c,
+                                      json_object *args, livemig_error *err)
+{
+    (void)c; (void)args;
+    livemig_migrate_pause(lm_monitor_engine(m), err);
+    return NULL;
+}
+
+static json_object *cmd_migrate_start_postcopy(lm_monitor *m,
+                                               const lm_cmd *c,
+                                               json_object *args,
+                                               livemig_error *err)
+{
+    (void)c; (void)args;
+    livemig_start_postcopy(lm_monitor_engine(m), err);
     return NULL;
 }
 
@@ -429,6 +464,12 @@ static const lm_cmd builtins[] = {
       .fn = cmd_migrate_cancel },
     { .name = "migrate-continue", ARGS(a_continue), .ret_type = "any",
       .fn = cmd_migrate_continue },
+    { .name = "migrate-start-postcopy", NOARGS, .ret_type = "any",
+      .fn = cmd_migrate_start_postcopy },
+    { .name = "migrate-recover", ARGS(a_uri), .ret_type = "any",
+      .fn = cmd_migrate_recover },
+    { .name = "migrate-pause", NOARGS, .ret_type = "any",
+      .fn = cmd_migrate_pause },
     { .name = "query-migrate", NOARGS, .ret_type = "MigrationInfo",
       .fn = cmd_query_migrate },
     { .name = "mc-failover", NOARGS, .ret_type = "any",

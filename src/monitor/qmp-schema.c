@@ -279,11 +279,17 @@ static void add_fixed_types(schema *s)
     add_object(s, "q_obj_MIGRATION-arg", ev_migration);
     static const char *const ev_pass[] = { "pass:int", NULL };
     add_object(s, "q_obj_MIGRATION_PASS-arg", ev_pass);
+    static const char *const ev_conv[] = {
+        "verdict:str", "?reason:str", "pass:int", "expected-downtime:int",
+        "dirty-bytes-rate:int", "bandwidth:int", "?shrink-per-pass:number",
+        NULL };
+    add_object(s, "q_obj_MIGRATION_CONVERGENCE-arg", ev_conv);
     static const char *const ev_shutdown[] = { "guest:bool", "reason:str",
                                                NULL };
     add_object(s, "q_obj_SHUTDOWN-arg", ev_shutdown);
     add_event(s, "MIGRATION", "q_obj_MIGRATION-arg");
     add_event(s, "MIGRATION_PASS", "q_obj_MIGRATION_PASS-arg");
+    add_event(s, "MIGRATION_CONVERGENCE", "q_obj_MIGRATION_CONVERGENCE-arg");
     add_event(s, "STOP", "q_empty");
     add_event(s, "RESUME", "q_empty");
     add_event(s, "SHUTDOWN", "q_obj_SHUTDOWN-arg");

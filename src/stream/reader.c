@@ -431,6 +431,59 @@ static bool mf_pages(lm_reader *r, lm_rec *rec, livemig_error *err)
     return true;
 }
 
+/* A postcopy discard bitmap: the words must lie inside the block's
+ * bitmap; they are decoded into the section buffer. */
+static bool pc_discard(lm_reader *r, lm_rec *rec, livemig_error *err)
+{
+    uint8_t b[16];
+    RD(r, b, 16, "a postcopy discard record");
+    rec->block = lm_get_be32(b);
+    rec->first = lm_get_be64(b + 4);
+    rec->npages = lm_get_be32(b + 12);   /* words */
+    if (rec->block >= r->hdr.nblocks || !r->hdr.blocks[rec->block].host) {
+        livemig_error_set(err, "postcopy discard record names block %u, "
+                          "but the stream declared %u blocks", rec->block,
+                          r->hdr.nblocks);
+        return false;
+    }
+    uint64_t pages = r->hdr.blocks[rec->block].size / r->page_size;
+    uint64_t words = (pages + 63) / 64;
+    if (rec->npages == 0 || rec->npages > LM_PC_DISCARD_MAX_WORDS ||
+        rec->first >= words || rec->npages > words - rec->first) {
+        livemig_error_set(err, "postcopy discard record for bitmap words "
+                          "%llu+%u is outside block '%s' (%llu words) or "
+                          "longer than %u words",
+                          (unsigned long long)rec->first, rec->npages,
+                          r->hdr.blocks[rec->block].name,
+                          (unsigned long long)words, LM_PC_DISCARD_MAX_WORDS);
+        return false;
+    }
+    size_t len = (size_t)rec->npages * 8;
+    if (len > r->section_cap) {
+        uint8_t *p = realloc(r->section, len);
+        if (!p) {
+            livemig_error_set(err, "out of memory for a discard record");
+            return false;
+        }
+        r->section = p;
+        r->section_cap = len;
+    }
+    RD(r, r->section, len, "a postcopy discard record");
+    uint64_t *w = (uint64_t *)(void *)r->section;
+    for (uint32_t i = 0; i < rec->npages; i++)
+        w[i] = lm_get_be64(r->section + (size_t)i * 8);
+    /* The last word may not name pages past the end of the block. */
+    if (rec->first + rec->npages == words && pages % 64 &&
+        (w[rec->npages - 1] >> (pages % 64))) {
+        livemig_error_set(err, "postcopy discard record names pages past "
+                          "the end of block '%s'",
+                          r->hdr.blocks[rec->block].name);
+        return false;
+    }
+    rec->words = w;
+    return true;
+}
+
 bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err)
 {
     uint8_t type;
@@ -562,6 +615,12 @@ bool lm_rd_record(lm_reader *r, lm_rec *rec, livemig_error *err)
             return false;
         }
         return true;
+    case LM_REC_PC_ADVISE:
+    case LM_REC_PC_RUN:
+    case LM_REC_PC_RESUME:
+        return true;
+    case LM_REC_PC_DISCARD:
+        return pc_discard(r, rec, err);
     case LM_REC_CKPT_BEGIN:
     case LM_REC_CKPT_END: {
         uint8_t b[8];

@@ -38,13 +38,24 @@ enum lm_record {
                               the backup must not take over */
     LM_REC_MF_SYNC = 12,   /* u64 sync point: the channel's pages of
                               everything before it are all sent */
-    LM_REC_RUNSTATE = 14,  /* u8 LM_RUN_PAUSED: the guest was stopped on
+    LM_REC_PC_ADVISE = 14, /* the source may switch to postcopy */
+    LM_REC_PC_DISCARD = 15,/* u32 block, u64 first word, u32 nwords, words:
+                              pages the destination must drop and receive
+                              again (postcopy) */
+    LM_REC_PC_RUN = 16,    /* postcopy: state sent, run the guest now;
+                              the remaining pages follow, END_STREAM
+                              when every one was sent */
+    LM_REC_PC_RESUME = 17, /* first record of a new connection that
+                              resumes a paused postcopy migration */
+    LM_REC_RUNSTATE = 18,  /* u8 LM_RUN_PAUSED: the guest was stopped on
                               the source and stays so; sent (before
                               END_STREAM) only then */
 };
 
 /* RUNSTATE values. */
 enum { LM_RUN_PAUSED = 1 };
+
+#define LM_PC_DISCARD_MAX_WORDS 4096u     /* bitmap words per record */
 
 /* Return-path messages, destination to source. */
 enum lm_reply {
@@ -55,6 +66,11 @@ enum lm_reply {
                               and still this primary's backup */
     LM_RP_TOOK_OVER = 0x85,/* u64 epoch: the backup runs the guest now */
     LM_RP_STOOD_DOWN = 0x86,/* u64 epoch: the backup will not take over */
+    LM_RP_PAGE_REQ = 0x87, /* u32 block, u64 page: postcopy fault */
+    LM_RP_PC_DONE = 0x88,  /* u64 pages received: postcopy complete */
+    LM_RP_PC_MISSING = 0x89,/* u32 block, u64 first word, u32 n, n x u64:
+                              pages still missing (postcopy resume) */
+    LM_RP_PC_RESUMED = 0x8a,/* (nothing): missing list complete */
 };
 
 enum lm_role { LM_ROLE_MAIN = 0, LM_ROLE_MULTIFD = 1 };
@@ -135,6 +151,12 @@ bool lm_wr_ckpt(lm_writer *w, int type, uint64_t epoch);  /* BEGIN/END */
 bool lm_wr_heartbeat(lm_writer *w);
 bool lm_wr_mc_end(lm_writer *w);
 bool lm_wr_runstate(lm_writer *w, uint8_t state);   /* LM_RUN_PAUSED */
+/* Postcopy: ADVISE or RUN (no payload). */
+bool lm_wr_pc(lm_writer *w, int type);
+/* Postcopy: @nwords bitmap words from word @first of @block's bitmap
+ * (copied now); at most LM_PC_DISCARD_MAX_WORDS. */
+bool lm_wr_pc_discard(lm_writer *w, uint32_t block, uint64_t first,
+                      const uint64_t *words, uint32_t nwords);
 /* multifd: a batch of pages of one block, all of them @base-relative.
  * @zero marks the zero pages; the others are sent raw by reference, or
  * as @clen bytes of @cdata (copied) when compressed (@cdata != NULL). */
@@ -189,6 +211,7 @@ typedef struct lm_rec {
     uint64_t pass;             /* END_PASS; epoch for CKPT_* */
     uint32_t heartbeat_ms;     /* MC_START */
     uint8_t runstate;          /* RUNSTATE */
+    const uint64_t *words;     /* PC_DISCARD: @npages words from @first */
     char name[256];
     uint32_t version;
     const uint8_t *data;       /* section bytes (valid until next record) */

@@ -24,6 +24,12 @@
  *                      then the non-zero pages raw, or u32 length and the
  *                      channel's compressed batch (multifd channels)
  *           MF_SYNC    u64 sync point (multifd channels)
+ *           PC_ADVISE  (nothing): postcopy may follow
+ *           PC_DISCARD u32 block, u64 first word, u32 nwords, nwords x u64
+ *                      bitmap words (bit i of word w: page 64w+i)
+ *           PC_RUN     (nothing): postcopy starts, run the guest
+ *           PC_RESUME  (nothing): this connection resumes a paused
+ *                      postcopy migration (same uuid in the header)
  *           RUNSTATE   u8 1: the guest was paused and stays so (sent
  *                      only then, just before END_STREAM)
  *
@@ -469,4 +475,29 @@ bool lm_page_is_zero(const void *p)
             return false;
     }
     return true;
+}
+
+bool lm_wr_pc(lm_writer *w, int type)
+{
+    uint8_t *p = hdr(w, 1);
+    if (!p)
+        return false;
+    p[0] = (uint8_t)type;
+    return push(w, p, 1);
+}
+
+bool lm_wr_pc_discard(lm_writer *w, uint32_t block, uint64_t first,
+                      const uint64_t *words, uint32_t nwords)
+{
+    uint8_t *p, *c;
+    if (!reserve2(w, 17, (size_t)nwords * 8, &p, &c))
+        return false;
+    for (uint32_t i = 0; i < nwords; i++)
+        lm_put_be64(c + (size_t)i * 8, words[i]);
+    p[0] = LM_REC_PC_DISCARD;
+    lm_put_be32(p + 1, block);
+    lm_put_be64(p + 5, first);
+    lm_put_be32(p + 13, nwords);
+    return push(w, p, 17) && push(w, c, (size_t)nwords * 8) &&
+           maybe_flush(w);
 }

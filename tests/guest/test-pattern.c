@@ -542,7 +542,7 @@ static void save_state(lm_pattern *p, livemig_buf *out)
 static bool load_state(lm_pattern *p, uint32_t version, const livemig_buf *b,
                        size_t len, livemig_error *err)
 {
-    livemig_cursor c = { b->p, len };
+    livemig_cursor c = { b->p, len, 0 };
     return lm_pattern_section_ops()->load(p, version, &c, err);
 }
 

@@ -122,6 +122,11 @@ char *lmh_path(const lmh_daemon *d, const char *name, char *buf, size_t len)
 
 lmh_daemon *lmh_startv(const char *const *args)
 {
+    return lmh_startv_netns(NULL, args);
+}
+
+lmh_daemon *lmh_startv_netns(const char *netns, const char *const *args)
+{
     static bool registered;
     if (!registered) {
         atexit(safety_net);
@@ -142,12 +147,21 @@ lmh_daemon *lmh_startv(const char *const *args)
     snprintf(d->addr, sizeof(d->addr), "unix:%s", d->sock);
     snprintf(d->log, sizeof(d->log), "%s/livemigd.log", d->dir);
 
-    const char *argv[64];
+    const char *argv[72];
     int n = 0;
+    const char *exe = bin;
+    if (netns && netns[0]) {
+        /* ip netns exec execs livemigd in place: d->pid is the daemon. */
+        exe = "ip";
+        argv[n++] = "ip";
+        argv[n++] = "netns";
+        argv[n++] = "exec";
+        argv[n++] = netns;
+    }
     argv[n++] = bin;
     argv[n++] = "--qmp";
     argv[n++] = d->addr;
-    for (int i = 0; args && args[i] && n < 63; i++)
+    for (int i = 0; args && args[i] && n < 71; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
 
@@ -173,8 +187,8 @@ lmh_daemon *lmh_startv(const char *const *args)
             dup2(nul, 0);
         if (chdir(d->dir) < 0)
             _exit(126);
-        execv(bin, (char *const *)argv);
-        fprintf(stderr, "cannot run '%s': %s\n", bin, strerror(errno));
+        execvp(exe, (char *const *)argv);
+        fprintf(stderr, "cannot run '%s': %s\n", exe, strerror(errno));
         _exit(127);
     }
     d->pid = pid;

@@ -54,6 +54,9 @@ typedef struct lmh_daemon {
  * lmh_start("--guest", "pattern,size=64M", NULL)). */
 lmh_daemon *lmh_start(const char *arg, ...);
 lmh_daemon *lmh_startv(const char *const *args);   /* NULL-terminated */
+/* The same inside network namespace @netns (ip netns exec; NULL: this
+ * one).  The QMP socket is a path, so it works across namespaces. */
+lmh_daemon *lmh_startv_netns(const char *netns, const char *const *args);
 
 /* A path inside the daemon's directory (static buffer per call site is
  * not needed: writes into @buf of @len bytes and returns it). */

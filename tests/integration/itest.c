@@ -69,7 +69,10 @@ lmh_daemon *it_start(const char *spec, const char *incoming, ...)
     if (slot < 0)
         fail_msg("test bug: more than %d daemons in one test",
                  IT_MAX_DAEMONS);
-    lmh_daemon *d = lmh_startv(args);
+    /* Under scripts/two-hosts the source and the destination are two
+     * hosts: each daemon runs in its namespace. */
+    lmh_daemon *d = lmh_startv_netns(
+        getenv(incoming ? "LM_NETNS_DST" : "LM_NETNS_SRC"), args);
     daemons[slot] = d;
     return d;
 }
@@ -134,8 +137,30 @@ int it_port(void)
 
 char *it_tcp_uri(int port, char *buf, size_t len)
 {
-    snprintf(buf, len, "tcp:127.0.0.1:%d", port);
+    const char *dst = getenv("LM_NETNS_DST_ADDR");
+    snprintf(buf, len, "tcp:%s:%d", dst && dst[0] ? dst : "127.0.0.1",
+             port);
     return buf;
+}
+
+bool it_two_hosts(void)
+{
+    const char *s = getenv("LM_NETNS_SRC");
+    return s && s[0] && getenv("LM_TWO_HOSTS");
+}
+
+void it_link(const char *action, const char *arg)
+{
+    if (!it_two_hosts())
+        fail_msg("test bug: it_link('%s') outside scripts/two-hosts run",
+                 action);
+    const char *argv[] = { getenv("LM_TWO_HOSTS"), action, arg, NULL };
+    char *err = NULL;
+    int rc = lmh_run(argv, NULL, NULL, &err, 20000);
+    if (rc != 0)
+        it_fail("two-hosts %s %s failed (%d): %s", action, arg ? arg : "",
+                rc, err ? err : "");
+    free(err);
 }
 
 json_object *it_qm(lmh_daemon *d)

@@ -52,8 +52,17 @@ void it_sleep_ms(int ms);
 /* A free TCP port on 127.0.0.1 from this process's range. */
 int it_port(void);
 
-/* "tcp:127.0.0.1:PORT" into @buf. */
+/* "tcp:127.0.0.1:PORT" into @buf; under scripts/two-hosts the
+ * destination's veth address instead. */
 char *it_tcp_uri(int port, char *buf, size_t len);
+
+/* Two hosts (scripts/two-hosts run): it_start() puts a daemon with
+ * --incoming in the destination's namespace, the others in the source's,
+ * and it_tcp_uri() names the destination's address. */
+bool it_two_hosts(void);
+/* Act on the link of the run: it_link("cut", "drop"), ("restore", NULL),
+ * ("shape", "1gbit").  Fails the test if it cannot. */
+void it_link(const char *action, const char *arg);
 
 /* query-migrate of @d (new reference). */
 json_object *it_qm(lmh_daemon *d);

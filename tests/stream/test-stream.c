@@ -312,6 +312,68 @@ static void test_every_page_must_arrive(void **state)
     free(buf);
 }
 
+/* Postcopy records: a discard bitmap round-trips; one naming words or
+ * pages outside the block is refused with the reason. */
+static bool pc_stream(uint64_t first, const uint64_t *words, uint32_t n,
+                      uint64_t *got, livemig_error *err)
+{
+    FILE *f = tmpfile();
+    lm_writer *w = malloc(sizeof(*w));
+    lm_writer_init(w, fileno(f), NULL);
+    lm_stream_header h = { .version = LM_STREAM_VERSION, .page_size = PS,
+                           .nblocks = 1 };
+    strcpy(h.blocks[0].name, "ram");
+    h.blocks[0].size = 100 * PS;   /* 100 pages: 2 words, 36 bits in the last */
+    assert_true(lm_wr_header(w, &h));
+    assert_true(lm_wr_pc(w, LM_REC_PC_ADVISE));
+    assert_true(lm_wr_pc_discard(w, 0, first, words, n));
+    assert_true(lm_wr_pc(w, LM_REC_PC_RUN));
+    assert_true(lm_wr_end_stream(w));
+    lm_writer_destroy(w);
+    free(w);
+    rewind(f);
+    static uint8_t dst[100 * PS];
+    lm_reader r;
+    bool ok = lm_reader_init(&r, fileno(f), err) && lm_rd_header(&r, err);
+    lm_stream_block local = { .size = sizeof(dst), .host = dst };
+    strcpy(local.name, "ram");
+    ok = ok && lm_rd_bind(&r, &local, 1, err);
+    lm_rec rec;
+    int seen = 0;
+    while (ok && lm_rd_record(&r, &rec, err)) {
+        if (rec.type == LM_REC_PC_DISCARD) {
+            memcpy(got, rec.words, rec.npages * sizeof(uint64_t));
+            seen++;
+        } else if (rec.type == LM_REC_PC_ADVISE || rec.type == LM_REC_PC_RUN) {
+            seen++;
+        } else if (rec.type == LM_REC_END_STREAM) {
+            break;
+        }
+        if (rec.type == LM_REC_END_STREAM)
+            break;
+    }
+    ok = ok && !livemig_error_is_set(err) && seen == 3;
+    lm_reader_destroy(&r);
+    fclose(f);
+    return ok;
+}
+
+static void test_postcopy_records(void **state)
+{
+    (void)state;
+    uint64_t words[2] = { 0x8000000000000001ull, 0xfffffffffull }, got[2];
+    livemig_error err = { 0 };
+    assert_true(pc_stream(0, words, 2, got, &err));
+    assert_memory_equal(got, words, sizeof(words));
+    livemig_error_clear(&err);
+    uint64_t past[1] = { 1ull << 36 };   /* page 100 of a 100-page block */
+    assert_false(pc_stream(1, past, 1, got, &err));
+    assert_non_null(strstr(err.desc, "past the end of block 'ram'"));
+    livemig_error_clear(&err);
+    assert_false(pc_stream(2, words, 1, got, &err));
+    assert_non_null(strstr(err.desc, "outside block 'ram'"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -322,6 +384,7 @@ int main(void)
         cmocka_unit_test(test_random_corruption),
         cmocka_unit_test(test_zero_page_detection),
         cmocka_unit_test(test_every_page_must_arrive),
+        cmocka_unit_test(test_postcopy_records),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,582 @@
+/*
+ * postcopy-recv.c - the destination side of postcopy (see postcopy.h).
+ *
+ * The RAM was populated and filled by precopy; PC_DISCARD names the pages
+ * that changed since, which are dropped here (MADV_DONTNEED) and become
+ * "missing".  PC_RUN registers the blocks with a userfaultfd in MISSING
+ * mode: a present page never faults, a missing one stops the thread that
+ * touches it until UFFDIO_COPY places it.  The stream reader never writes
+ * into guest RAM from then on (that would fault on the reader itself):
+ * pages are staged in a bounce buffer and placed atomically.
+ *
+ * Per page: missing (set by discards, incoming thread only), received
+ * (atomic, set when placed), asked_us (atomic: when the first fault asked
+ * for it, 0 when not outstanding).  The fault thread sends one request
+ * per page; the placement computes the latency from asked_us.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include "common/buf.h"
+#include "engine/postcopy.h"
+#include "ram/uffd-missing.h"
+#include "transport/transport.h"
+
+typedef struct pc_block {
+    uint8_t *host;
+    size_t pages, words;
+    uint64_t *missing;
+    _Atomic uint64_t *received;
+    _Atomic uint64_t *asked_us;
+} pc_block;
+
+struct lm_pc_dst {
+    livemig *lm;
+    size_t nblocks;
+    pc_block *b;
+    uint64_t missing_total;
+    lm_uffd_missing *uffd;
+    uint8_t *bounce;
+    pthread_t fault;
+    bool fault_started, running;
+    atomic_bool stop;
+    pthread_mutex_t rp_lock;     /* return-path writes */
+    uint64_t received_total;
+    uint8_t uuid[16];            /* of the migration being received */
+    lm_reader *rr;               /* reader of a resumed connection */
+    uint64_t wire_before;        /* bytes of the connections before rr */
+};
+
+static void reply(lm_pc_dst *pc, const uint8_t *b, size_t n)
+{
+    pthread_mutex_lock(&pc->rp_lock);
+    if (pc->lm->conn.wfd >= 0)
+        (void)lm_write_all(pc->lm->conn.wfd, b, n);
+    pthread_mutex_unlock(&pc->rp_lock);
+}
+
+lm_pc_dst *lm_pc_dst_new(livemig *lm, livemig_error *err)
+{
+    struct lm_params p;
+    lm_tunables_snapshot(lm->tun, &p);
+    if (!p.cap_postcopy_ram) {
+        livemig_error_set(err, "the source has capability 'postcopy-ram' "
+                          "on and this destination has it off; set it the "
+                          "same on both sides");
+        return NULL;
+    }
+    lm_pc_dst *pc = calloc(1, sizeof(*pc));
+    if (!pc)
+        goto oom;
+    pc->lm = lm;
+    pthread_mutex_init(&pc->rp_lock, NULL);
+    pc->nblocks = lm->nram;
+    if (!(pc->b = calloc(lm->nram, sizeof(*pc->b))))
+        goto oom;
+    for (size_t i = 0; i < lm->nram; i++) {
+        pc_block *b = &pc->b[i];
+        b->host = lm->ram[i]->host;
+        b->pages = lm->ram[i]->pages;
+        b->words = (b->pages + 63) / 64;
+        b->missing = calloc(b->words, sizeof(uint64_t));
+        b->received = calloc(b->words, sizeof(uint64_t));
+        b->asked_us = calloc(b->pages, sizeof(uint64_t));
+        if (!b->missing || !b->received || !b->asked_us)
+            goto oom;
+    }
+    if (!(pc->bounce = malloc((size_t)LM_STREAM_MAX_RUN * LM_PAGE_SIZE)))
+        goto oom;
+    /* Now, while the source can still fall back: a destination that
+     * cannot serve postcopy must say so before the guest stops there. */
+    if (!(pc->uffd = lm_uffd_missing_open(err))) {
+        lm_pc_dst_free(pc);
+        return NULL;
+    }
+    return pc;
+oom:
+    lm_pc_dst_free(pc);
+    livemig_error_set(err, "out of memory for postcopy's page bitmaps");
+    return NULL;
+}
+
+bool lm_pc_dst_discard(lm_pc_dst *pc, const lm_rec *rec, livemig_error *err)
+{
+    if (pc->running || rec->block >= pc->nblocks) {
+        livemig_error_set(err, "a postcopy discard record arrived after "
+                          "the guest started or for block %u; the stream "
+                          "is corrupt", rec->block);
+        return false;
+    }
+    pc_block *b = &pc->b[rec->block];
+    for (uint32_t k = 0; k < rec->npages; k++) {
+        uint64_t w = rec->words[k], wi = rec->first + k;
+        w &= ~b->missing[wi];
+        b->missing[wi] |= w;
+        pc->missing_total += (uint64_t)__builtin_popcountll(w);
+        while (w) {
+            unsigned lo = (unsigned)__builtin_ctzll(w);
+            unsigned hi = lo;
+            while (hi < 64 && (w >> hi & 1))
+                hi++;
+            uint64_t first = wi * 64 + lo;
+            if (madvise(b->host + first * LM_PAGE_SIZE,
+                        (size_t)(hi - lo) * LM_PAGE_SIZE, MADV_DONTNEED)) {
+                livemig_error_set(err, "dropping stale pages for postcopy "
+                                  "failed: %s", strerror(errno));
+                return false;
+            }
+            w &= hi == 64 ? 0 : ~0ull << hi;
+        }
+    }
+    return true;
+}
+
+static uint8_t *stage(void *opaque, uint32_t block, uint64_t first,
+                      uint32_t npages, livemig_error *err)
+{
+    (void)block; (void)first; (void)npages; (void)err;
+    return ((lm_pc_dst *)opaque)->bounce;   /* npages <= LM_STREAM_MAX_RUN */
+}
+
+static void *fault_thread(void *arg)
+{
+    lm_pc_dst *pc = arg;
+    livemig *lm = pc->lm;
+    while (!atomic_load(&pc->stop)) {
+        uint64_t addr;
+        livemig_error err = { 0 };
+        int rc = lm_uffd_missing_read(pc->uffd, 100, &addr, &err);
+        if (rc < 0)
+            break;
+        if (rc == 0)
+            continue;
+        for (size_t i = 0; i < pc->nblocks; i++) {
+            pc_block *b = &pc->b[i];
+            uint64_t start = (uint64_t)(uintptr_t)b->host;
+            if (addr < start || addr >= start + b->pages * LM_PAGE_SIZE)
+                continue;
+            uint64_t page = (addr - start) / LM_PAGE_SIZE;
+            if (atomic_load(&b->received[page / 64]) & (1ull << (page % 64)))
+                break;   /* placed meanwhile: the thread is awake */
+            uint64_t zero = 0, now = lm_now_us();
+            if (!atomic_compare_exchange_strong(&b->asked_us[page], &zero,
+                                                now))
+                break;   /* asked for already */
+            uint8_t m[13];
+            m[0] = LM_RP_PAGE_REQ;
+            lm_put_be32(m + 1, (uint32_t)i);
+            lm_put_be64(m + 5, page);
+            reply(pc, m, sizeof(m));
+            pthread_mutex_lock(&lm->lock);
+            lm->stats.pc.requests++;
+            pthread_mutex_unlock(&lm->lock);
+            break;
+        }
+    }
+    return NULL;
+}
+
+bool lm_pc_dst_start(lm_pc_dst *pc, lm_reader *r, livemig_error *err)
+{
+    livemig *lm = pc->lm;
+    for (size_t i = 0; i < pc->nblocks; i++)
+        if (!lm_uffd_missing_register(pc->uffd, pc->b[i].host,
+                                      pc->b[i].pages * LM_PAGE_SIZE, err))
+            return false;
+    if (pthread_create(&pc->fault, NULL, fault_thread, pc) != 0) {
+        livemig_error_set(err, "cannot start the postcopy fault thread");
+        return false;
+    }
+    pc->fault_started = true;
+    memcpy(pc->uuid, r->hdr.uuid, sizeof(pc->uuid));
+    lm_pc_watch_link(lm->conn.rfd);
+    r->stage = stage;
+    r->stage_opaque = pc;
+    r->skip_zero = false;
+    pc->running = true;
+    pthread_mutex_lock(&lm->lock);
+    lm->stats.pc.on = true;
+    bool ok = lm_set_status_locked(lm, LIVEMIG_STATUS_ACTIVE,
+                                   LIVEMIG_STATUS_POSTCOPY_ACTIVE);
+    pthread_mutex_unlock(&lm->lock);
+    if (!ok)
+        livemig_error_set(err, "cancelled");
+    return ok;
+}
+
+bool lm_pc_dst_running(const lm_pc_dst *pc)
+{
+    return pc && pc->running;
+}
+
+void lm_pc_dst_resumed(lm_pc_dst *pc, uint64_t load_us)
+{
+    uint8_t m[9];
+    m[0] = LM_RP_RESUMED;
+    lm_put_be64(m + 1, load_us);
+    reply(pc, m, sizeof(m));
+}
+
+static bool place(lm_pc_dst *pc, const lm_rec *rec, livemig_error *err)
+{
+    if (rec->type != LM_REC_RAM_RAW && rec->type != LM_REC_RAM_ZERO) {
+        livemig_error_set(err, "record type %d cannot carry postcopy pages",
+                          rec->type);
+        return false;
+    }
+    pc_block *b = &pc->b[rec->block];
+    if (lm_uffd_missing_place(pc->uffd, b->host + rec->first * LM_PAGE_SIZE,
+                              rec->type == LM_REC_RAM_RAW ? pc->bounce : NULL,
+                              rec->npages, LM_PAGE_SIZE, err) < 0)
+        return false;
+    uint64_t now = lm_now_us(), lat_total = 0, answered = 0;
+    uint64_t dist[LM_PC_LAT_BUCKETS] = { 0 };
+    for (uint32_t i = 0; i < rec->npages; i++) {
+        uint64_t page = rec->first + i;
+        uint64_t bit = 1ull << (page % 64);
+        uint64_t was = atomic_fetch_or(&b->received[page / 64], bit);
+        if (!(was & bit) && (b->missing[page / 64] & bit))
+            pc->received_total++;
+        uint64_t t0 = atomic_exchange(&b->asked_us[page], 0);
+        if (t0 && t0 != UINT64_MAX) {
+            uint64_t lat = now > t0 ? now - t0 : 0;
+            unsigned k = lat ? 63u - (unsigned)__builtin_clzll(lat) : 0;
+            dist[k < LM_PC_LAT_BUCKETS ? k : LM_PC_LAT_BUCKETS - 1]++;
+            lat_total += lat;
+            answered++;
+        }
+        /* A fault that comes after this cannot be for a missing page. */
+        if (t0 == 0)
+            atomic_store(&b->asked_us[page], UINT64_MAX);
+    }
+    pthread_mutex_lock(&pc->lm->lock);
+    lm_pc_stats *st = &pc->lm->stats.pc;
+    st->bytes += (uint64_t)rec->npages * LM_PAGE_SIZE;
+    st->faults += answered;
+    st->latency_us_total += lat_total;
+    st->blocktime_us += lat_total;
+    for (unsigned k = 0; k < LM_PC_LAT_BUCKETS; k++)
+        st->latency_dist[k] += dist[k];
+    pthread_mutex_unlock(&pc->lm->lock);
+    return true;
+}
+
+static bool finish(lm_pc_dst *pc, livemig_error *err)
+{
+    for (size_t i = 0; i < pc->nblocks; i++) {
+        pc_block *b = &pc->b[i];
+        for (size_t w = 0; w < b->words; w++) {
+            uint64_t lost = b->missing[w] & ~atomic_load(&b->received[w]);
+            if (lost) {
+                livemig_error_set(err, "postcopy ended with %llu of %llu "
+                                  "pages never received (first: page %llu "
+                                  "of block %zu); the source must resend "
+                                  "them", (unsigned long long)(
+                                      pc->missing_total - pc->received_total),
+                                  (unsigned long long)pc->missing_total,
+                                  (unsigned long long)(w * 64 +
+                                      (uint64_t)__builtin_ctzll(lost)), i);
+                return false;
+            }
+        }
+    }
+    uint8_t m[9];
+    m[0] = LM_RP_PC_DONE;
+    lm_put_be64(m + 1, pc->received_total);
+    reply(pc, m, sizeof(m));
+    return true;
+}
+
+void lm_pc_dst_free(lm_pc_dst *pc)
+{
+    if (!pc)
+        return;
+    atomic_store(&pc->stop, true);
+    if (pc->fault_started)
+        pthread_join(pc->fault, NULL);
+    lm_uffd_missing_close(pc->uffd);
+    for (size_t i = 0; pc->b && i < pc->nblocks; i++) {
+        free(pc->b[i].missing);
+        free((void *)pc->b[i].received);
+        free((void *)pc->b[i].asked_us);
+    }
+    free(pc->b);
+    free(pc->bounce);
+    if (pc->rr) {
+        lm_reader_destroy(pc->rr);
+        free(pc->rr);
+    }
+    pthread_mutex_destroy(&pc->rp_lock);
+    free(pc);
+}
+
+void lm_pc_set_error_locked(livemig *lm, const char *msg)
+{
+    size_t n = strnlen(msg, sizeof(lm->error_desc) - 1);
+    memcpy(lm->error_desc, msg, n);
+    lm->error_desc[n] = '\0';
+}
+
+void lm_pc_watch_link(int fd)
+{
+    /* A cut link (cable, blackhole) sends no RST: without these a blocked
+     * read or write would wait for minutes before either side pauses. */
+    int one = 1, idle = 1, intvl = 1, cnt = 3;
+    unsigned timeout_ms = 3000;
+    (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms,
+                     sizeof(timeout_ms));
+}
+
+bool lm_pc_dst_stream(lm_pc_dst *pc, lm_reader *r, livemig_error *err)
+{
+    livemig *lm = pc->lm;
+    uint64_t last = 0;
+    lm_rec rec;
+    for (;;) {
+        if (lm_cancelled(lm)) {
+            livemig_error_set(err, "cancelled");
+            return false;
+        }
+        if (!lm_rd_record(r, &rec, err))
+            return false;
+        if (rec.type == LM_REC_END_STREAM)
+            break;
+        if (!place(pc, &rec, err))
+            return false;
+        uint64_t now = lm_now_us();
+        if (now - last >= 50000) {   /* progress for query-migrate */
+            last = now;
+            pthread_mutex_lock(&lm->lock);
+            lm->stats.transferred = pc->wire_before + r->total;
+            pthread_mutex_unlock(&lm->lock);
+        }
+    }
+    pthread_mutex_lock(&lm->lock);
+    lm->stats.transferred = pc->wire_before + r->total;
+    pthread_mutex_unlock(&lm->lock);
+    return finish(pc, err);
+}
+
+/* Tell the source what is still missing (dropped and not placed), then
+ * ask again for the pages faulting threads wait for. */
+static void send_missing(lm_pc_dst *pc)
+{
+    uint8_t *m = malloc(17 + (size_t)LM_PC_DISCARD_MAX_WORDS * 8);
+    if (!m)
+        return;   /* the link breaks again below: the source pauses */
+    for (size_t i = 0; i < pc->nblocks; i++) {
+        pc_block *b = &pc->b[i];
+        for (size_t w = 0; w < b->words; w += LM_PC_DISCARD_MAX_WORDS) {
+            size_t n = b->words - w;
+            if (n > LM_PC_DISCARD_MAX_WORDS)
+                n = LM_PC_DISCARD_MAX_WORDS;
+            bool any = false;
+            for (size_t k = 0; k < n; k++) {
+                uint64_t x = b->missing[w + k] &
+                             ~atomic_load(&b->received[w + k]);
+                lm_put_be64(m + 17 + k * 8, x);
+                any |= x != 0;
+            }
+            if (!any)
+                continue;
+            m[0] = LM_RP_PC_MISSING;
+            lm_put_be32(m + 1, (uint32_t)i);
+            lm_put_be64(m + 5, w);
+            lm_put_be32(m + 13, (uint32_t)n);
+            reply(pc, m, 17 + n * 8);
+        }
+    }
+    m[0] = LM_RP_PC_RESUMED;
+    reply(pc, m, 1);
+    free(m);
+    for (size_t i = 0; i < pc->nblocks; i++) {
+        pc_block *b = &pc->b[i];
+        for (uint64_t page = 0; page < b->pages; page++) {
+            uint64_t t = atomic_load(&b->asked_us[page]);
+            if (!t || t == UINT64_MAX)
+                continue;
+            uint8_t q[13];
+            q[0] = LM_RP_PAGE_REQ;
+            lm_put_be32(q + 1, (uint32_t)i);
+            lm_put_be64(q + 5, page);
+            reply(pc, q, sizeof(q));
+        }
+    }
+}
+
+static void refuse(lm_conn *c, const char *msg)
+{
+    size_t n = strlen(msg) > 400 ? 400 : strlen(msg);
+    uint8_t b[3 + 400];
+    b[0] = LM_RP_ERROR;
+    lm_put_be16(b + 1, (uint16_t)n);
+    memcpy(b + 3, msg, n);
+    if (c->wfd >= 0)
+        (void)lm_write_all(c->wfd, b, 3 + n);
+    lm_conn_close(c);
+}
+
+/* A new connection: is it the source of this migration resuming it? */
+static lm_reader *hello_resume(lm_pc_dst *pc, lm_conn *c, livemig_error *err)
+{
+    livemig *lm = pc->lm;
+    lm_reader *r = malloc(sizeof(*r));
+    if (!r || !lm_reader_init(r, c->rfd, err)) {
+        free(r);
+        return NULL;
+    }
+    r->timeout_ms = 10000;
+    lm_rec rec;
+    bool ok = lm_rd_header(r, err);
+    if (ok && (r->hdr.role != LM_ROLE_MAIN ||
+               memcmp(r->hdr.uuid, pc->uuid, sizeof(pc->uuid)) != 0)) {
+        livemig_error_set(err, "the connection is a stream of another "
+                          "migration (its uuid differs from the paused "
+                          "one's); resume with migrate {uri, resume: true} "
+                          "on this migration's source");
+        ok = false;
+    }
+    if (ok && !lm_rd_record(r, &rec, err))
+        ok = false;
+    else if (ok && rec.type != LM_REC_PC_RESUME) {
+        livemig_error_set(err, "the connection does not resume the paused "
+                          "postcopy migration (record %d first); use "
+                          "migrate with resume: true on the source",
+                          rec.type);
+        ok = false;
+    }
+    if (ok) {
+        lm_stream_block local[LM_STREAM_MAX_BLOCKS];
+        for (size_t i = 0; i < lm->nram; i++) {
+            snprintf(local[i].name, sizeof(local[i].name), "%s",
+                     lm->ram[i]->name);
+            local[i].size = lm->ram[i]->size;
+            local[i].host = lm->ram[i]->host;
+        }
+        ok = lm_rd_bind(r, local, (uint32_t)lm->nram, err);
+    }
+    if (!ok) {
+        lm_reader_destroy(r);
+        free(r);
+        return NULL;
+    }
+    r->timeout_ms = 0;
+    r->stage = stage;
+    r->stage_opaque = pc;
+    return r;
+}
+
+lm_reader *lm_pc_dst_recover(lm_pc_dst *pc, livemig_error *err)
+{
+    livemig *lm = pc->lm;
+    char msg[700];
+    snprintf(msg, sizeof(msg), "postcopy paused: %s; the guest runs here "
+             "and its threads wait for the pages still at the source; "
+             "recover with migrate-recover {uri} here, then migrate {uri, "
+             "resume: true} on the source", err->desc);
+    pthread_mutex_lock(&lm->lock);
+    lm_pc_set_error_locked(lm, msg);
+    lm_set_status_locked(lm, LIVEMIG_STATUS__MAX,
+                         LIVEMIG_STATUS_POSTCOPY_PAUSED);
+    pthread_mutex_unlock(&lm->lock);
+    for (;;) {
+        pthread_mutex_lock(&lm->lock);
+        while (!lm_cancelled(lm) && !lm->pc_resume)
+            pthread_cond_wait(&lm->cond, &lm->lock);
+        if (lm_cancelled(lm)) {
+            pthread_mutex_unlock(&lm->lock);
+            return NULL;
+        }
+        lm->pc_resume = false;
+        lm_set_status_locked(lm, LIVEMIG_STATUS_POSTCOPY_PAUSED,
+                             LIVEMIG_STATUS_POSTCOPY_RECOVER);
+        pthread_mutex_unlock(&lm->lock);
+        /* Accept until the source of this migration comes back; anything
+         * else is refused with the reason and we keep listening. */
+        lm_reader *r = NULL;
+        lm_conn c;
+        while (!r && !lm_cancelled(lm)) {
+            livemig_error e = { 0 };
+            int rc = lm_listener_accept(&lm->listener, 100, &c, &e);
+            if (rc < 0) {
+                lm_set_error(lm, e.desc);
+                break;
+            }
+            if (rc == 0)
+                continue;
+            if (!(r = hello_resume(pc, &c, &e))) {
+                refuse(&c, e.desc);
+                char m2[700];
+                snprintf(m2, sizeof(m2), "refused a connection while "
+                         "recovering postcopy: %s", e.desc);
+                pthread_mutex_lock(&lm->lock);
+                lm_pc_set_error_locked(lm, m2);
+                pthread_mutex_unlock(&lm->lock);
+            }
+        }
+        if (!r) {
+            pthread_mutex_lock(&lm->lock);
+            lm_set_status_locked(lm, LIVEMIG_STATUS_POSTCOPY_RECOVER,
+                                 LIVEMIG_STATUS_POSTCOPY_PAUSED);
+            pthread_mutex_unlock(&lm->lock);
+            continue;
+        }
+        /* The new connection replaces the broken one (the fault thread
+         * writes requests to lm->conn under rp_lock). */
+        lm_pc_watch_link(c.rfd);
+        pthread_mutex_lock(&pc->rp_lock);
+        pthread_mutex_lock(&lm->lock);
+        lm_conn_close(&lm->conn);
+        lm->conn = c;
+        lm_listener_close(&lm->listener);
+        pthread_mutex_unlock(&lm->lock);
+        pthread_mutex_unlock(&pc->rp_lock);
+        if (pc->rr) {
+            pc->wire_before += pc->rr->total;
+            lm_reader_destroy(pc->rr);
+            free(pc->rr);
+        }
+        pc->rr = r;
+        send_missing(pc);
+        livemig_error_clear(err);
+        pthread_mutex_lock(&lm->lock);
+        lm->error_desc[0] = '\0';
+        lm_set_status_locked(lm, LIVEMIG_STATUS_POSTCOPY_RECOVER,
+                             LIVEMIG_STATUS_POSTCOPY_ACTIVE);
+        pthread_mutex_unlock(&lm->lock);
+        return r;
+    }
+}
+
+bool livemig_postcopy_recover(livemig *lm, const char *uri, livemig_error *err)
+{
+    pthread_mutex_lock(&lm->lock);
+    bool ok = lm->incoming && lm->status == LIVEMIG_STATUS_POSTCOPY_PAUSED &&
+              !lm->pc_resume;
+    if (!ok) {
+        livemig_error_set(err, "migrate-recover resumes a paused postcopy "
+                          "migration on its destination; this side is in "
+                          "status '%s'%s", livemig_status_name(lm->status),
+                          lm->incoming ? "" : " as a source");
+    } else {
+        lm_listener_close(&lm->listener);
+        ok = lm_transport_listen(uri, &lm->listener, err);
+        if (ok) {
+            lm->pc_resume = true;
+            pthread_cond_broadcast(&lm->cond);
+        }
+    }
+    pthread_mutex_unlock(&lm->lock);
+    return ok;
+}

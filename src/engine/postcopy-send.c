@@ -1,0 +1,686 @@
+/*
+ * postcopy-send.c - the source side of postcopy (see postcopy.h).
+ *
+ * After the switch the migration thread owns the remaining-pages bitmap
+ * (the blocks' dirty bitmaps, final since the guest is stopped for good)
+ * and sends each page once: pages the destination asked for first, in
+ * runs of one page flushed at once and not charged to
+ * max-postcopy-bandwidth, then the background sweep in chunks of
+ * PC_CHUNK pages, paced by max-postcopy-bandwidth.  A return-path thread
+ * reads the destination's messages into a queue.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "common/buf.h"
+#include "engine/postcopy.h"
+#include "transport/transport.h"
+
+#define PC_CHUNK 32u          /* background pages per flush (128 KiB) */
+#define PC_QUEUE 65536u       /* outstanding page requests */
+
+typedef struct pc_req {
+    uint32_t block;
+    uint64_t page;
+} pc_req;
+
+typedef struct pc_src {
+    out_state *s;
+    livemig *lm;
+    pthread_t rp;
+    bool rp_started;
+
+    /* qlock: the request queue and what the return path said */
+    pthread_mutex_t qlock;
+    pthread_cond_t qcond;
+    pc_req *q;
+    unsigned qhead, qtail;       /* qhead == qtail: empty */
+    bool resumed, done, rp_failed, recovered;
+    bool refused;                /* the destination said no before it ran */
+    uint64_t wire_prev;          /* bytes written on broken connections */
+    uint64_t load_us, t_resumed_us, received;
+    char rp_err[520];
+} pc_src;
+
+bool lm_pc_check_migrate(const struct lm_params *p, const char *uri,
+                         livemig_error *err)
+{
+    if (!p->cap_postcopy_ram)
+        return true;
+    if (strncmp(uri, "tcp:", 4) != 0 && strncmp(uri, "unix:", 5) != 0) {
+        livemig_error_set(err, "postcopy-ram needs a tcp: or unix: URI (the "
+                          "destination asks for pages over the return "
+                          "path), not '%s'; turn postcopy-ram off for it",
+                          uri);
+        return false;
+    }
+    if (p->cap_multifd) {
+        livemig_error_set(err, "postcopy-ram and multifd cannot be combined "
+                          "yet; turn one of the two capabilities off");
+        return false;
+    }
+    if (p->cap_micro_checkpointing) {
+        livemig_error_set(err, "postcopy-ram and micro-checkpointing "
+                          "exclude each other; turn one of the two "
+                          "capabilities off");
+        return false;
+    }
+    return true;
+}
+
+bool lm_pc_wanted(out_state *s)
+{
+    if (!s->p.cap_postcopy_ram)
+        return false;
+    pthread_mutex_lock(&s->lm->lock);
+    bool want = s->lm->postcopy_requested;
+    pthread_mutex_unlock(&s->lm->lock);
+    return want;
+}
+
+bool lm_pc_advise(out_state *s)
+{
+    if (!s->p.cap_postcopy_ram)
+        return true;
+    if (lm_wr_pc(s->w, LM_REC_PC_ADVISE))
+        return true;
+    lm_out_explain_write_error(s);
+    return false;
+}
+
+bool livemig_start_postcopy(livemig *lm, livemig_error *err)
+{
+    struct lm_params p;
+    lm_tunables_snapshot(lm->tun, &p);
+    pthread_mutex_lock(&lm->lock);
+    bool ok = false;
+    if (!p.cap_postcopy_ram)
+        livemig_error_set(err, "postcopy is not enabled: set capability "
+                          "'postcopy-ram' on both sides before 'migrate'");
+    else if (lm->incoming)
+        livemig_error_set(err, "'migrate-start-postcopy' is for the source; "
+                          "this side receives the migration");
+    else if (lm->status != LIVEMIG_STATUS_SETUP &&
+             lm->status != LIVEMIG_STATUS_ACTIVE)
+        livemig_error_set(err, "no precopy migration runs here (status "
+                          "'%s'); start one with 'migrate' and then switch "
+                          "it with 'migrate-start-postcopy'",
+                          livemig_status_name(lm->status));
+    else
+        ok = true;
+    if (ok && !lm->stats.pc.on && !lm->postcopy_requested) {
+        lm->postcopy_requested = true;
+        lm->kicked = true;
+        pthread_cond_broadcast(&lm->cond);
+    }
+    pthread_mutex_unlock(&lm->lock);
+    return ok;
+}
+
+/* ---- return path ------------------------------------------------------- */
+
+static void rp_fail(pc_src *pc, const char *fmt, const char *detail)
+{
+    pthread_mutex_lock(&pc->qlock);
+    if (!pc->rp_failed && !pc->done) {
+        pc->rp_failed = true;
+        snprintf(pc->rp_err, sizeof(pc->rp_err), fmt, detail);
+    }
+    pthread_cond_broadcast(&pc->qcond);
+    pthread_mutex_unlock(&pc->qlock);
+}
+
+static void *rp_thread(void *arg)
+{
+    pc_src *pc = arg;
+    int fd = pc->lm->conn.rfd;
+    for (;;) {
+        uint8_t type, b[12];
+        int rc = lm_read_full(fd, &type, 1);
+        if (rc != 0) {
+            rp_fail(pc, "the return path from the destination broke (%s); "
+                    "the link failed or the destination stopped",
+                    rc > 0 ? "closed" : strerror(errno));
+            return NULL;
+        }
+        if (type == LM_RP_PAGE_REQ) {
+            if (lm_read_full(fd, b, 12) != 0)
+                continue;   /* EOF is seen on the next read */
+            pc_req r = { lm_get_be32(b), lm_get_be64(b + 4) };
+            pthread_mutex_lock(&pc->qlock);
+            if (pc->qtail - pc->qhead < PC_QUEUE) {
+                pc->q[pc->qtail % PC_QUEUE] = r;
+                pc->qtail++;
+            }
+            pthread_mutex_unlock(&pc->qlock);
+        } else if (type == LM_RP_PC_MISSING) {
+            uint8_t h[16];
+            if (lm_read_full(fd, h, 16) != 0)
+                continue;
+            uint32_t bi = lm_get_be32(h), n = lm_get_be32(h + 12);
+            uint64_t first = lm_get_be64(h + 4);
+            if (bi >= pc->lm->nram || n > LM_PC_DISCARD_MAX_WORDS ||
+                first > pc->lm->ram[bi]->bitmap_words ||
+                n > pc->lm->ram[bi]->bitmap_words - first) {
+                rp_fail(pc, "%s", "the destination's list of missing pages "
+                        "does not fit the guest RAM; is it the same guest?");
+                return NULL;
+            }
+            for (uint32_t k = 0; k < n; k++) {
+                if (lm_read_full(fd, b, 8) != 0)
+                    break;
+                /* Pages lost in flight when the link broke: again. */
+                pc->lm->ram[bi]->dirty[first + k] |= lm_get_be64(b);
+            }
+        } else if (type == LM_RP_PC_RESUMED) {
+            pthread_mutex_lock(&pc->qlock);
+            pc->recovered = true;
+            pthread_cond_broadcast(&pc->qcond);
+            pthread_mutex_unlock(&pc->qlock);
+        } else if (type == LM_RP_RESUMED || type == LM_RP_PC_DONE) {
+            if (lm_read_full(fd, b, 8) != 0)
+                continue;
+            pthread_mutex_lock(&pc->qlock);
+            if (type == LM_RP_RESUMED) {
+                pc->resumed = true;
+                pc->load_us = lm_get_be64(b);
+                pc->t_resumed_us = lm_now_us();
+            } else {
+                pc->done = true;
+                pc->received = lm_get_be64(b);
+            }
+            pthread_cond_broadcast(&pc->qcond);
+            pthread_mutex_unlock(&pc->qlock);
+            if (type == LM_RP_PC_DONE)
+                return NULL;
+        } else if (type == LM_RP_ERROR) {
+            char msg[401] = "";
+            if (lm_read_full(fd, b, 2) == 0) {
+                size_t n = lm_get_be16(b);
+                if (n > 400)
+                    n = 400;
+                if (lm_read_full(fd, msg, n) == 0)
+                    msg[n] = '\0';
+            }
+            pthread_mutex_lock(&pc->qlock);
+            pc->refused = !pc->resumed;
+            pthread_mutex_unlock(&pc->qlock);
+            rp_fail(pc, "the destination failed during postcopy: %s", msg);
+            return NULL;
+        } else {
+            char t[8];
+            snprintf(t, sizeof(t), "0x%02x", type);
+            rp_fail(pc, "unexpected reply %s from the destination during "
+                    "postcopy; is it a livemig engine of the same version?",
+                    t);
+            return NULL;
+        }
+    }
+}
+
+/* ---- sending ----------------------------------------------------------- */
+
+static bool take_bit(livemig_ram *r, uint64_t page)
+{
+    uint64_t m = 1ull << (page % 64);
+    if (!(r->dirty[page / 64] & m))
+        return false;
+    r->dirty[page / 64] &= ~m;
+    return true;
+}
+
+/* @n pages from @first, all of them taken from the bitmap already. */
+static bool send_run(pc_src *pc, uint32_t bi, uint64_t first, uint32_t n)
+{
+    out_state *s = pc->s;
+    livemig_ram *r = pc->lm->ram[bi];
+    uint64_t i = 0;
+    while (i < n) {
+        const uint8_t *p = r->host + (first + i) * LM_PAGE_SIZE;
+        bool zero = lm_page_is_zero(p);
+        uint64_t j = i + 1;
+        while (j < n &&
+               lm_page_is_zero(r->host + (first + j) * LM_PAGE_SIZE) == zero)
+            j++;
+        bool ok = zero ? lm_wr_ram_zero(s->w, bi, first + i, (uint32_t)(j - i))
+                       : lm_wr_ram_raw(s->w, bi, first + i, (uint32_t)(j - i), p);
+        if (!ok)
+            return false;
+        if (zero)
+            s->duplicate += j - i;
+        else
+            s->normal += j - i;
+        s->pages_done += j - i;
+        i = j;
+    }
+    return true;
+}
+
+/* Pages asked for: sent and flushed at once, outside the rate limit. */
+static bool serve_requests(pc_src *pc, uint64_t *served)
+{
+    out_state *s = pc->s;
+    bool any = false;
+    for (;;) {
+        pc_req batch[64];
+        unsigned n = 0;
+        pthread_mutex_lock(&pc->qlock);
+        while (n < 64 && pc->qhead != pc->qtail)
+            batch[n++] = pc->q[pc->qhead++ % PC_QUEUE];
+        pthread_mutex_unlock(&pc->qlock);
+        if (!n)
+            break;
+        for (unsigned i = 0; i < n; i++) {
+            if (batch[i].block >= pc->lm->nram ||
+                batch[i].page >= pc->lm->ram[batch[i].block]->pages) {
+                livemig_error_set(&s->err, "the destination asked for page "
+                                  "%llu of block %u, which does not exist",
+                                  (unsigned long long)batch[i].page,
+                                  batch[i].block);
+                return false;
+            }
+            if (!take_bit(pc->lm->ram[batch[i].block], batch[i].page))
+                continue;   /* sent already: it is on its way */
+            if (!send_run(pc, batch[i].block, batch[i].page, 1))
+                return false;
+            (*served)++;
+            any = true;
+        }
+    }
+    if (!any)
+        return true;
+    uint64_t rate = s->w->rate;
+    s->w->rate = 0;
+    bool ok = lm_wr_flush(s->w);
+    s->w->rate = rate;
+    return ok;
+}
+
+/* The next background chunk from the cursor; false at the end. */
+static bool next_chunk(pc_src *pc, uint32_t *bi, uint64_t *page,
+                       uint32_t *n)
+{
+    for (; *bi < pc->lm->nram; (*bi)++, *page = 0) {
+        livemig_ram *r = pc->lm->ram[*bi];
+        for (uint64_t w = *page / 64; w < r->bitmap_words; w++) {
+            uint64_t bits = r->dirty[w];
+            if (w == *page / 64)
+                bits &= ~0ull << (*page % 64);
+            if (!bits)
+                continue;
+            uint64_t first = w * 64 + (uint64_t)__builtin_ctzll(bits);
+            uint32_t len = 0;
+            while (len < PC_CHUNK && first + len < r->pages &&
+                   take_bit(r, first + len))
+                len++;
+            *page = first;   /* the caller moves past the run */
+            *n = len;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void publish_pc(pc_src *pc, uint64_t b0, uint64_t served,
+                       uint64_t left)
+{
+    livemig *lm = pc->lm;
+    out_state *s = pc->s;
+    pthread_mutex_lock(&lm->lock);
+    lm->stats.transferred = pc->wire_prev + s->w->total + s->w->pending;
+    lm->stats.pc.bytes = lm->stats.transferred - b0;
+    lm->stats.pc.requests = served;
+    lm->stats.remaining = left * LM_PAGE_SIZE;
+    lm->stats.normal = s->normal;
+    lm->stats.duplicate = s->duplicate;
+    pthread_mutex_unlock(&lm->lock);
+}
+
+static uint64_t count_left(livemig *lm)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < lm->nram; i++)
+        for (size_t w = 0; w < lm->ram[i]->bitmap_words; w++)
+            n += (uint64_t)__builtin_popcountll(lm->ram[i]->dirty[w]);
+    return n;
+}
+
+static bool send_switch(pc_src *pc)
+{
+    out_state *s = pc->s;
+    livemig *lm = pc->lm;
+    for (uint32_t bi = 0; bi < lm->nram; bi++) {
+        livemig_ram *r = lm->ram[bi];
+        for (uint64_t w = 0; w < r->bitmap_words; w += LM_PC_DISCARD_MAX_WORDS) {
+            uint64_t n = r->bitmap_words - w;
+            if (n > LM_PC_DISCARD_MAX_WORDS)
+                n = LM_PC_DISCARD_MAX_WORDS;
+            bool any = false;
+            for (uint64_t k = 0; k < n && !any; k++)
+                any = r->dirty[w + k] != 0;
+            if (any && !lm_wr_pc_discard(s->w, bi, w, r->dirty + w,
+                                         (uint32_t)n))
+                return false;
+        }
+    }
+    livemig_buf b = LM_BUF_INIT;
+    bool ok = true;
+    for (size_t i = 0; ok && i < lm->nsections; i++) {
+        lm_section *sec = &lm->sections[i];
+        ok = lm_out_save_section(s, sec, &b) &&
+             lm_wr_section(s->w, sec->name, sec->version, b.p,
+                           (uint32_t)b.len);
+    }
+    lm_buf_release(&b);
+    /* The point of no return: a cancel from here on is refused, as the
+     * guest may run on the destination once PC_RUN (the last byte of
+     * the flush) is there.  A cancel that came first wins. */
+    if (ok && !lm_commit(lm)) {
+        livemig_error_set(&s->err, "cancelled");
+        return false;
+    }
+    return ok && lm_wr_pc(s->w, LM_REC_PC_RUN) && lm_wr_flush(s->w);
+}
+
+static bool start_rp(pc_src *pc)
+{
+    pc->rp_failed = pc->recovered = false;
+    pc->rp_err[0] = '\0';
+    pc->qhead = pc->qtail = 0;
+    /* A short send queue keeps asked-for pages close behind the
+     * background ones. */
+    int sndbuf = 512 * 1024;
+    (void)setsockopt(pc->lm->conn.wfd, SOL_SOCKET, SO_SNDBUF, &sndbuf,
+                     sizeof(sndbuf));
+    lm_pc_watch_link(pc->lm->conn.wfd);
+    pc->rp_started = pthread_create(&pc->rp, NULL, rp_thread, pc) == 0;
+    if (!pc->rp_started)
+        livemig_error_set(&pc->s->err, "cannot start the postcopy return "
+                          "path thread");
+    return pc->rp_started;
+}
+
+static void stop_rp(pc_src *pc)
+{
+    if (!pc->rp_started)
+        return;
+    pthread_mutex_lock(&pc->lm->lock);
+    lm_conn_shutdown(&pc->lm->conn);
+    pthread_mutex_unlock(&pc->lm->lock);
+    pthread_join(pc->rp, NULL);
+    pc->rp_started = false;
+}
+
+static bool rp_failed(pc_src *pc)
+{
+    pthread_mutex_lock(&pc->qlock);
+    bool f = pc->rp_failed;
+    pthread_mutex_unlock(&pc->qlock);
+    return f;
+}
+
+/* Send every remaining page, then END_STREAM, then wait for PC_DONE.
+ * 1: done; 0: the link broke (pause); -1: cancelled. */
+static int send_loop(pc_src *pc, uint64_t b0, uint64_t *served)
+{
+    out_state *s = pc->s;
+    livemig *lm = pc->lm;
+    uint32_t bi = 0, n = 0;
+    uint64_t page = 0, last_pub = 0;
+    for (;;) {
+        if (lm_cancelled(lm))
+            return -1;
+        if (rp_failed(pc))
+            return 0;
+        if (!serve_requests(pc, served))
+            return livemig_error_is_set(&s->err) && !s->w->error ? -1 : 0;
+        uint64_t now = lm_now_us();
+        if (now - last_pub >= 50000) {
+            last_pub = now;
+            struct lm_params p;
+            lm_tunables_snapshot(lm->tun, &p);
+            if (p.max_postcopy_bandwidth != s->w->rate)
+                lm_writer_set_rate(s->w, p.max_postcopy_bandwidth);
+            publish_pc(pc, b0, *served, count_left(lm));
+        }
+        if (!next_chunk(pc, &bi, &page, &n))
+            break;
+        if (!send_run(pc, bi, page, n) || !lm_wr_flush(s->w)) {
+            /* The pages of a failed write may not have arrived. */
+            for (uint32_t i = 0; i < n; i++)
+                lm->ram[bi]->dirty[(page + i) / 64] |= 1ull << ((page + i) % 64);
+            return lm_cancelled(lm) ? -1 : 0;
+        }
+        page += n;
+    }
+    if (!lm_wr_end_stream(s->w))
+        return lm_cancelled(lm) ? -1 : 0;
+    /* Every page went out: wait for the destination to confirm it has
+     * them all (asked-for pages still in flight are ignored there). */
+    pthread_mutex_lock(&pc->qlock);
+    while (!pc->done && !pc->rp_failed && !lm_cancelled(lm)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&pc->qcond, &pc->qlock, &ts);
+    }
+    int rc = pc->done ? 1 : lm_cancelled(lm) ? -1 : 0;
+    pthread_mutex_unlock(&pc->qlock);
+    return rc;
+}
+
+/* The link broke after the switch: the guest ran on the destination, so
+ * nothing may resume here.  Keep every page and wait in postcopy-paused
+ * for migrate {resume: true} (a new connection) or a cancel.  Then say
+ * who we are (same uuid, PC_RESUME) and take back the pages the
+ * destination still misses.  False when cancelled. */
+static bool pause_and_resume(pc_src *pc, const char *why)
+{
+    livemig *lm = pc->lm;
+    out_state *s = pc->s;
+    stop_rp(pc);
+    char msg[700];
+    snprintf(msg, sizeof(msg), "postcopy paused: %s; the source keeps every "
+             "page and the guest stays stopped here; resume with migrate "
+             "{uri, resume: true} after migrate-recover on the destination",
+             why);
+    pthread_mutex_lock(&lm->lock);
+    lm_pc_set_error_locked(lm, msg);
+    lm_set_status_locked(lm, LIVEMIG_STATUS__MAX,
+                         LIVEMIG_STATUS_POSTCOPY_PAUSED);
+    while (!lm_cancelled(lm) && !lm->pc_resume)
+        pthread_cond_wait(&lm->cond, &lm->lock);
+    if (lm_cancelled(lm)) {
+        pthread_mutex_unlock(&lm->lock);
+        return false;
+    }
+    lm->pc_resume = false;
+    lm_conn_close(&lm->conn);
+    lm->conn = lm->pc_conn;
+    lm->pc_conn = (lm_conn)LM_CONN_INIT;
+    lm_set_status_locked(lm, LIVEMIG_STATUS_POSTCOPY_PAUSED,
+                         LIVEMIG_STATUS_POSTCOPY_RECOVER);
+    lm_stream_header *h = calloc(1, sizeof(*h));
+    if (h) {
+        memcpy(h->uuid, lm->mig_uuid, sizeof(h->uuid));
+        h->version = LM_STREAM_VERSION;
+        h->page_size = LM_PAGE_SIZE;
+        h->role = LM_ROLE_MAIN;
+        h->nblocks = (uint32_t)lm->nram;
+        for (size_t i = 0; i < lm->nram; i++) {
+            snprintf(h->blocks[i].name, sizeof(h->blocks[i].name), "%s",
+                     lm->ram[i]->name);
+            h->blocks[i].size = lm->ram[i]->size;
+        }
+    }
+    pthread_mutex_unlock(&lm->lock);
+    uint64_t rate = s->w->rate;
+    pc->wire_prev += s->w->total;
+    lm_writer_destroy(s->w);
+    lm_writer_init(s->w, lm->conn.wfd, &lm->cancel);
+    lm_writer_set_rate(s->w, rate);
+    bool ok = h && lm_wr_header(s->w, h) &&
+              lm_wr_pc(s->w, LM_REC_PC_RESUME) && lm_wr_flush(s->w) &&
+              start_rp(pc);
+    free(h);
+    /* The destination lists what it still misses, then PC_RESUMED. */
+    pthread_mutex_lock(&pc->qlock);
+    while (ok && !pc->recovered && !pc->rp_failed && !lm_cancelled(lm))
+        pthread_cond_wait(&pc->qcond, &pc->qlock);
+    ok = ok && pc->recovered;
+    char err[sizeof(pc->rp_err)];
+    snprintf(err, sizeof(err), "%s", pc->rp_err);
+    pthread_mutex_unlock(&pc->qlock);
+    if (lm_cancelled(lm))
+        return false;
+    if (!ok)
+        return pause_and_resume(pc, err[0] ? err
+                                           : "the resumed connection broke");
+    pthread_mutex_lock(&lm->lock);
+    lm->error_desc[0] = '\0';
+    lm_set_status_locked(lm, LIVEMIG_STATUS_POSTCOPY_RECOVER,
+                         LIVEMIG_STATUS_POSTCOPY_ACTIVE);
+    pthread_mutex_unlock(&lm->lock);
+    return true;
+}
+
+bool lm_pc_source(out_state *s)
+{
+    livemig *lm = s->lm;
+    pc_src *pc = calloc(1, sizeof(*pc));
+    if (!pc || !(pc->q = calloc(PC_QUEUE, sizeof(*pc->q)))) {
+        free(pc);
+        livemig_error_set(&s->err, "out of memory for postcopy");
+        return false;
+    }
+    pc->s = s;
+    pc->lm = lm;
+    pthread_mutex_init(&pc->qlock, NULL);
+    pthread_cond_init(&pc->qcond, NULL);
+
+    uint64_t t0 = lm_now_us();
+    lm_guest_stop(lm, LIVEMIG_RUN_FINISH_MIGRATE);
+    s->stopped_guest = true;
+    s->unthrottled = true;   /* lm_out_tick leaves the rate to us */
+    s->xbzrle_on = false;
+    bool ok = lm_out_sync_dirty(s);
+    pthread_mutex_lock(&lm->lock);
+    ok = ok && lm_set_status_locked(lm, LIVEMIG_STATUS_ACTIVE,
+                                    LIVEMIG_STATUS_POSTCOPY_ACTIVE);
+    if (ok)
+        lm->stats.pc.on = true;
+    pthread_mutex_unlock(&lm->lock);
+    uint64_t b0 = s->w->total + s->w->pending, served = 0;
+    if (ok && !send_switch(pc)) {
+        if (!livemig_error_is_set(&s->err))
+            lm_out_explain_write_error(s);
+        ok = false;
+    }
+    /* Before PC_RUN reached the destination the source may still resume;
+     * from here on it never may: the guest could already run there. */
+    int rc = -1;
+    if (ok) {
+        s->stopped_guest = false;
+        rc = start_rp(pc) ? send_loop(pc, b0, &served) : -1;
+        pthread_mutex_lock(&pc->qlock);
+        bool refused = rc == 0 && pc->refused;
+        if (refused)
+            livemig_error_set(&s->err, "%s", pc->rp_err);
+        pthread_mutex_unlock(&pc->qlock);
+        if (refused) {
+            /* It never ran the guest: this side may and must go on. */
+            s->stopped_guest = true;
+            rc = -1;
+        }
+        while (rc == 0) {
+            char why[sizeof(pc->rp_err)];
+            pthread_mutex_lock(&pc->qlock);
+            snprintf(why, sizeof(why), "%s", pc->rp_err[0] ? pc->rp_err
+                     : "the link to the destination broke");
+            pthread_mutex_unlock(&pc->qlock);
+            if (!pause_and_resume(pc, why)) {
+                rc = -1;
+                break;
+            }
+            rc = send_loop(pc, b0, &served);
+        }
+    }
+    publish_pc(pc, b0, served, count_left(lm));
+    stop_rp(pc);
+    bool done = rc == 1;
+    if (done) {
+        pthread_mutex_lock(&lm->lock);
+        /* The guest was down from the stop here until the destination
+         * said it runs. */
+        lm->stats.dt.load_us = pc->load_us;
+        lm->stats.downtime_ms = pc->t_resumed_us > t0
+                                    ? (pc->t_resumed_us - t0 + 500) / 1000
+                                    : 0;
+        lm->stats.downtime_bytes = 0;
+        lm->error_desc[0] = '\0';   /* a pause on the way is over */
+        pthread_mutex_unlock(&lm->lock);
+    } else if (!livemig_error_is_set(&s->err)) {
+        livemig_error_set(&s->err, "postcopy ended without the "
+                          "destination confirming every page");
+    }
+    pthread_mutex_destroy(&pc->qlock);
+    pthread_cond_destroy(&pc->qcond);
+    free(pc->q);
+    free(pc);
+    return done;
+}
+
+bool livemig_migrate_resume(livemig *lm, const char *uri, livemig_error *err)
+{
+    pthread_mutex_lock(&lm->lock);
+    bool ok = !lm->incoming &&
+              lm->status == LIVEMIG_STATUS_POSTCOPY_PAUSED && !lm->pc_resume;
+    if (!ok)
+        livemig_error_set(err, "cannot resume: 'resume' continues a paused "
+                          "postcopy migration and this side is in status "
+                          "'%s'%s; start a new migration without 'resume'",
+                          livemig_status_name(lm->status),
+                          lm->incoming ? " as a destination" : "");
+    pthread_mutex_unlock(&lm->lock);
+    if (!ok)
+        return false;
+    lm_conn c;
+    if (!lm_transport_connect(uri, &c, err))
+        return false;
+    pthread_mutex_lock(&lm->lock);
+    ok = lm->status == LIVEMIG_STATUS_POSTCOPY_PAUSED && !lm->pc_resume;
+    if (ok) {
+        lm->pc_conn = c;
+        lm->pc_resume = true;
+        pthread_cond_broadcast(&lm->cond);
+    } else {
+        lm_conn_close(&c);
+        livemig_error_set(err, "the migration left postcopy-paused "
+                          "meanwhile (status '%s')",
+                          livemig_status_name(lm->status));
+    }
+    pthread_mutex_unlock(&lm->lock);
+    return ok;
+}
+
+bool livemig_migrate_pause(livemig *lm, livemig_error *err)
+{
+    pthread_mutex_lock(&lm->lock);
+    bool ok = lm->status == LIVEMIG_STATUS_POSTCOPY_ACTIVE;
+    if (ok)
+        lm_conn_shutdown(&lm->conn);   /* both sides see the link break */
+    else
+        livemig_error_set(err, "migrate-pause only cuts a migration in "
+                          "status 'postcopy-active', not '%s'",
+                          livemig_status_name(lm->status));
+    pthread_mutex_unlock(&lm->lock);
+    return ok;
+}
