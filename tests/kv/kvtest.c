@@ -30,12 +30,61 @@ void kvt_need_redis_cli(void)
     }
 }
 
+#define MAX_DAEMONS 64
+
+static lmh_daemon *daemons[MAX_DAEMONS];
+
 lmh_daemon *kvt_start(int port, const char *extra, const char *incoming)
 {
     char spec[256];
     snprintf(spec, sizeof(spec), "kv,size=64M,port=%d%s", port,
              extra ? extra : "");
-    return it_start(spec, incoming, NULL);
+    const char *args[] = { "--guest", spec, incoming ? "--incoming" : NULL,
+                           incoming, NULL };
+    int slot = -1;
+    for (int i = 0; i < MAX_DAEMONS && slot < 0; i++)
+        if (!daemons[i])
+            slot = i;
+    if (slot < 0)
+        fail_msg("test bug: more than %d kv daemons at once", MAX_DAEMONS);
+    daemons[slot] = lmh_startv(args);
+    return daemons[slot];
+}
+
+void kvt_forget(lmh_daemon *d)
+{
+    for (int i = 0; i < MAX_DAEMONS; i++)
+        if (daemons[i] == d)
+            daemons[i] = NULL;
+    lmh_free(d);
+}
+
+int kvt_teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < MAX_DAEMONS; i++) {
+        lmh_free(daemons[i]);
+        daemons[i] = NULL;
+    }
+    return 0;
+}
+
+void kvt_fail(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    for (int i = 0; i < MAX_DAEMONS; i++) {
+        if (daemons[i] && daemons[i]->pid > 0) {
+            fprintf(stderr, "==== kv daemon %d (pid %d)\n", i,
+                    (int)daemons[i]->pid);
+            lmh_dump_log(daemons[i]);
+        }
+    }
+    fail_msg("%s", msg);
+    abort();
 }
 
 static int connect_port(int port)
@@ -70,7 +119,7 @@ kvt_conn *kvt_open(int port, int timeout_ms)
     int fd;
     while ((fd = connect_port(port)) < 0) {
         if (it_now_ms() > end)
-            it_fail("cannot connect to the kv store on port %d within %d ms",
+            kvt_fail("cannot connect to the kv store on port %d within %d ms",
                     port, timeout_ms);
         it_sleep_ms(10);
     }
@@ -269,11 +318,11 @@ char *kvt_cmd(kvt_conn *c, const char *line)
          t = strtok_r(NULL, " ", &save))
         argv[argc++] = t;
     if (!kvt_send_argv(c, argc, argv, NULL))
-        it_fail("cannot send '%s': the connection is gone", line);
+        kvt_fail("cannot send '%s': the connection is gone", line);
     free(dup);
     char *r = kvt_reply(c, 30000);
     if (!r)
-        it_fail("no reply to '%s' within 30 s", line);
+        kvt_fail("no reply to '%s' within 30 s", line);
     return r;
 }
 
@@ -281,7 +330,7 @@ void kvt_expect(kvt_conn *c, const char *line, const char *want)
 {
     char *got = kvt_cmd(c, line);
     if (strcmp(got, want) != 0)
-        it_fail("'%s' replied '%s', expected '%s'", line, got, want);
+        kvt_fail("'%s' replied '%s', expected '%s'", line, got, want);
     free(got);
 }
 
@@ -320,7 +369,7 @@ void kvt_wait_serving(int port, int timeout_ms)
         }
         it_sleep_ms(10);
     }
-    it_fail("the kv store on port %d did not serve within %d ms", port,
+    kvt_fail("the kv store on port %d did not serve within %d ms", port,
             timeout_ms);
 }
 
@@ -340,7 +389,7 @@ char *kvt_cli(int port, const char *const *args)
     char *out = NULL, *err = NULL;
     int st = lmh_run(argv, NULL, &out, &err, 30000);
     if (st != 0)
-        it_fail("redis-cli %s ... exited with %d: %s", args[0], st, err);
+        kvt_fail("redis-cli %s ... exited with %d: %s", args[0], st, err);
     free(err);
     size_t l = strlen(out);
     while (l && out[l - 1] == '\n')
@@ -583,9 +632,9 @@ void kvt_checker_wait_progress(kvt_checker *k, uint64_t more, int timeout_ms)
     long long end = it_now_ms() + timeout_ms;
     while (kvt_checker_acked(k) < want) {
         if (k->failure[0])
-            it_fail("checker: %s", k->failure);
+            kvt_fail("checker: %s", k->failure);
         if (it_now_ms() > end)
-            it_fail("the checker got only %llu of %llu more acknowledged "
+            kvt_fail("the checker got only %llu of %llu more acknowledged "
                     "writes within %d ms",
                     (unsigned long long)(kvt_checker_acked(k) + more - want),
                     (unsigned long long)more, timeout_ms);
@@ -601,7 +650,7 @@ void kvt_checker_stop(kvt_checker *k)
         k->joined = true;
     }
     if (k->failure[0])
-        it_fail("checker: %s", k->failure);
+        kvt_fail("checker: %s", k->failure);
 }
 
 uint64_t kvt_checker_verify(kvt_checker *k, int port)
@@ -636,7 +685,7 @@ uint64_t kvt_checker_verify(kvt_checker *k, int port)
             assert_true(kvt_send_argv(v, n + 1, argv, lens));
             char *r = kvt_reply(v, 30000);
             if (!r)
-                it_fail("no reply to MGET while verifying");
+                kvt_fail("no reply to MGET while verifying");
             /* "*[$v1,$v2,...]" */
             char *p = r + 2;
             for (int j = 0; j < n; j++) {
@@ -646,7 +695,7 @@ uint64_t kvt_checker_verify(kvt_checker *k, int port)
                 size_t wl = strlen(want);
                 if (strncmp(p, want, wl) != 0 ||
                     (p[wl] != ',' && p[wl] != ']'))
-                    it_fail("acknowledged write lost: key ck:%d:%llu should "
+                    kvt_fail("acknowledged write lost: key ck:%d:%llu should "
                             "hold %llu, the store has %.20s", i,
                             (unsigned long long)seqs[j],
                             (unsigned long long)seqs[j], p);
@@ -662,7 +711,7 @@ uint64_t kvt_checker_verify(kvt_checker *k, int port)
         free(r);
         if (val < c->incr_acked ||
             val > c->incr_acked + (long long)c->incr_after)
-            it_fail("counter cnt:%d is %lld: its last acknowledged value "
+            kvt_fail("counter cnt:%d is %lld: its last acknowledged value "
                     "was %lld and %llu INCRs were sent after it", i, val,
                     c->incr_acked, (unsigned long long)c->incr_after);
         checked++;

@@ -21,8 +21,15 @@
 void kvt_need_redis_cli(void);
 
 /* Start "livemigd --guest kv,size=64M,port=PORT<extra>" (incoming may be
- * NULL). */
+ * NULL).  Remembered until kvt_teardown (every test's cmocka teardown),
+ * which stops each by PID through the harness. */
 lmh_daemon *kvt_start(int port, const char *extra, const char *incoming);
+/* Free one daemon now (e.g. after it was killed) and forget it. */
+void kvt_forget(lmh_daemon *d);
+int kvt_teardown(void **state);
+/* Print the logs of the live kv daemons, then fail the test. */
+void kvt_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2),
+                                                   noreturn));
 /* Wait until a PING on @port gets +PONG. */
 void kvt_wait_serving(int port, int timeout_ms);
 /* True if something accepts connections on @port now. */

@@ -46,11 +46,11 @@ static void protocol_error(int port, const char *bad, size_t len,
     assert_true(kvt_send(c, bad, len));
     char *r = kvt_reply(c, 10000);
     if (!r || strcmp(r, want))
-        it_fail("sent %.40s...: got '%s', expected '%s'", bad,
+        kvt_fail("sent %.40s...: got '%s', expected '%s'", bad,
                 r ? r : "(nothing)", want);
     free(r);
     if (!kvt_wait_closed(c, 10000))
-        it_fail("the connection stayed open after '%s'", want);
+        kvt_fail("the connection stayed open after '%s'", want);
     kvt_close(c);
 }
 
@@ -84,7 +84,7 @@ static void test_malformed_resp(void **state)
         free(r);
         r = kvt_reply(c, 10000);
         if (!r || strcmp(r, cases[i].want))
-            it_fail("'%s': got '%s', expected '%s'", cases[i].in,
+            kvt_fail("'%s': got '%s', expected '%s'", cases[i].in,
                     r ? r : "(nothing)", cases[i].want);
         free(r);
         assert_true(kvt_wait_closed(c, 10000));
@@ -267,7 +267,7 @@ static void test_client_never_reads(void **state)
     /* Keep asking until the server gives up on this client. */
     while (kvt_info_int(o, "clients_dropped_for_output") < 1) {
         if (it_now_ms() > end)
-            it_fail("a client that never reads was not dropped within 30 s "
+            kvt_fail("a client that never reads was not dropped within 30 s "
                     "(out-limit=1M)");
         for (int i = 0; i < 64; i++) {
             struct pollfd p = { c->fd, POLLOUT, 0 };
@@ -317,7 +317,7 @@ static void test_full_block(void **state)
     free(r);
     /* Most of the 4 MiB held data before it said so. */
     if (stored < 150)
-        it_fail("only %d values of 16 KiB fit in a 4 MiB store", stored);
+        kvt_fail("only %d values of 16 KiB fit in a 4 MiB store", stored);
     /* Small values still fit; fill those up too. */
     int small = 0;
     for (int i = 0; i < 100000; i++) {
@@ -396,12 +396,12 @@ static void test_ten_thousand_clients(void **state)
     for (int i = 0; i < n; i++) {
         char *r = kvt_reply(cs[i], 30000);
         if (!r || strcmp(r, "$hi"))
-            it_fail("client %d of %d got '%s'", i, n, r ? r : "(nothing)");
+            kvt_fail("client %d of %d got '%s'", i, n, r ? r : "(nothing)");
         free(r);
     }
     long long clients = kvt_info_int(cs[0], "connected_clients");
     if (clients < n)
-        it_fail("INFO says %lld clients, %d are connected", clients, n);
+        kvt_fail("INFO says %lld clients, %d are connected", clients, n);
     for (int i = 0; i < n; i++)
         kvt_close(cs[i]);
     free(cs);
@@ -411,13 +411,13 @@ static void test_ten_thousand_clients(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_malformed_resp, it_teardown),
-        cmocka_unit_test_teardown(test_huge_bulk_length, it_teardown),
-        cmocka_unit_test_teardown(test_million_arguments, it_teardown),
-        cmocka_unit_test_teardown(test_binary_keys, it_teardown),
-        cmocka_unit_test_teardown(test_client_never_reads, it_teardown),
-        cmocka_unit_test_teardown(test_full_block, it_teardown),
-        cmocka_unit_test_teardown(test_ten_thousand_clients, it_teardown),
+        cmocka_unit_test_teardown(test_malformed_resp, kvt_teardown),
+        cmocka_unit_test_teardown(test_huge_bulk_length, kvt_teardown),
+        cmocka_unit_test_teardown(test_million_arguments, kvt_teardown),
+        cmocka_unit_test_teardown(test_binary_keys, kvt_teardown),
+        cmocka_unit_test_teardown(test_client_never_reads, kvt_teardown),
+        cmocka_unit_test_teardown(test_full_block, kvt_teardown),
+        cmocka_unit_test_teardown(test_ten_thousand_clients, kvt_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

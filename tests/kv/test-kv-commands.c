@@ -169,9 +169,9 @@ static void test_every_command(void **state)
             /* PTTL right after PX 100000 */
             long long v = strtoll(got + strlen("(integer) "), NULL, 10);
             if (strncmp(got, "(integer) ", 10) || v <= 90000 || v > 100000)
-                it_fail("PTTL after PX 100000 replied '%s'", got);
+                kvt_fail("PTTL after PX 100000 replied '%s'", got);
         } else if (strcmp(got, cases[i].want) != 0) {
-            it_fail("redis-cli %s %s %s: got\n%s\nexpected\n%s",
+            kvt_fail("redis-cli %s %s %s: got\n%s\nexpected\n%s",
                     cases[i].args[0], cases[i].args[1] ? cases[i].args[1] : "",
                     cases[i].args[1] && cases[i].args[2] ? cases[i].args[2]
                                                          : "",
@@ -187,7 +187,7 @@ static void test_every_command(void **state)
         "mc_epoch:", "connected_clients:", "used_memory:" };
     for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
         if (!strstr(got, sections[i]))
-            it_fail("INFO lacks '%s':\n%s", sections[i], got);
+            kvt_fail("INFO lacks '%s':\n%s", sections[i], got);
     free(got);
     /* SCAN walks every key exactly as KEYS lists them. */
     kvt_conn *c = kvt_open(port, 5000);
@@ -214,7 +214,7 @@ static void test_every_command(void **state)
     } while (strcmp(cursor, "0") != 0);
     for (int i = 0; i < 300; i++)
         if (!seen[i])
-            it_fail("SCAN never returned scan:%d", i);
+            kvt_fail("SCAN never returned scan:%d", i);
     kvt_close(c);
 }
 
@@ -239,9 +239,9 @@ static void test_pipelining(void **state)
              path);
     char *out = NULL;
     if (kvt_sh(cmd, &out, 60000) != 0)
-        it_fail("redis-cli --pipe failed: %s", out);
+        kvt_fail("redis-cli --pipe failed: %s", out);
     if (!strstr(out, "errors: 0, replies: 10000"))
-        it_fail("redis-cli --pipe said: %s", out);
+        kvt_fail("redis-cli --pipe said: %s", out);
     free(out);
     kvt_conn *c = kvt_open(port, 5000);
     kvt_expect(c, "GET ctr", "$5000");
@@ -257,7 +257,7 @@ static void test_pipelining(void **state)
         char want[32];
         snprintf(want, sizeof(want), ":%d", i);
         if (!r || strcmp(r, want))
-            it_fail("pipelined reply %d was '%s'", i, r ? r : "(none)");
+            kvt_fail("pipelined reply %d was '%s'", i, r ? r : "(none)");
         free(r);
     }
     /* A command split across writes, byte by byte. */
@@ -317,7 +317,7 @@ static void test_expiry(void **state)
         if (done)
             break;
         if (it_now_ms() > end)
-            it_fail("expired keys still counted after 30 s");
+            kvt_fail("expired keys still counted after 30 s");
         it_sleep_ms(20);
     }
     kvt_expect(c, "GET gone", "$nil");
@@ -342,7 +342,7 @@ static void test_benchmark_load(void **state)
              "-r 1000 -c 20 -P 16 -t set,get,incr,lpush,rpush,lpop,rpop,"
              "sadd,hset,spop,lrange,mset --csv", port);
     if (kvt_sh(cmd, &out, 120000) != 0)
-        it_fail("redis-benchmark failed: %s", out);
+        kvt_fail("redis-benchmark failed: %s", out);
     static const char *const tests[] = { "\"SET\"", "\"GET\"", "\"INCR\"",
         "\"LPUSH\"", "\"RPUSH\"", "\"LPOP\"", "\"RPOP\"", "\"SADD\"",
         "\"HSET\"", "\"SPOP\"", "\"LRANGE_100 (first 100 elements)\"",
@@ -350,10 +350,10 @@ static void test_benchmark_load(void **state)
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
         char *l = strstr(out, tests[i]);
         if (!l)
-            it_fail("redis-benchmark did not report %s:\n%s", tests[i], out);
+            kvt_fail("redis-benchmark did not report %s:\n%s", tests[i], out);
         double rps = atof(l + strlen(tests[i]) + 2);
         if (rps <= 0)
-            it_fail("redis-benchmark %s: %.0f requests/s", tests[i], rps);
+            kvt_fail("redis-benchmark %s: %.0f requests/s", tests[i], rps);
     }
     free(out);
     kvt_conn *c = kvt_open(port, 5000);
@@ -367,10 +367,10 @@ static void test_benchmark_load(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_every_command, it_teardown),
-        cmocka_unit_test_teardown(test_pipelining, it_teardown),
-        cmocka_unit_test_teardown(test_expiry, it_teardown),
-        cmocka_unit_test_teardown(test_benchmark_load, it_teardown),
+        cmocka_unit_test_teardown(test_every_command, kvt_teardown),
+        cmocka_unit_test_teardown(test_pipelining, kvt_teardown),
+        cmocka_unit_test_teardown(test_expiry, kvt_teardown),
+        cmocka_unit_test_teardown(test_benchmark_load, kvt_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
