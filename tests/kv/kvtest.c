@@ -69,6 +69,21 @@ int kvt_teardown(void **state)
     return 0;
 }
 
+void kvt_finish(void)
+{
+    for (int i = 0; i < MAX_DAEMONS; i++) {
+        lmh_daemon *d = daemons[i];
+        if (!d || d->pid <= 0)
+            continue;
+        if (!lmh_stop(d)) {
+            lmh_dump_log(d);
+            fail_msg("kv daemon %d did not exit cleanly on quit (wait "
+                     "status 0x%x)", i, (unsigned)d->status);
+        }
+    }
+    kvt_teardown(NULL);
+}
+
 void kvt_fail(const char *fmt, ...)
 {
     char msg[1024];
@@ -161,7 +176,8 @@ bool kvt_send_argv(kvt_conn *c, int argc, const char *const *argv,
     for (int i = 0; i < argc; i++)
         cap += (lens ? lens[i] : strlen(argv[i])) + 32;
     char *b = malloc(cap);
-    assert_non_null(b);
+    if (!b)
+        kvt_fail("out of memory building a %zu-byte command", cap);
     size_t n = (size_t)sprintf(b, "*%d\r\n", argc);
     for (int i = 0; i < argc; i++) {
         size_t l = lens ? lens[i] : strlen(argv[i]);

@@ -27,6 +27,9 @@ lmh_daemon *kvt_start(int port, const char *extra, const char *incoming);
 /* Free one daemon now (e.g. after it was killed) and forget it. */
 void kvt_forget(lmh_daemon *d);
 int kvt_teardown(void **state);
+/* The end of a test that passed: every live daemon must exit with status
+ * 0 on quit (so a sanitizer report fails the test); then forget them. */
+void kvt_finish(void);
 /* Print the logs of the live kv daemons, then fail the test. */
 void kvt_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2),
                                                    noreturn));

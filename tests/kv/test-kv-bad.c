@@ -116,6 +116,7 @@ static void test_malformed_resp(void **state)
         kvt_close(c);
     }
     still_fine(port);
+    kvt_finish();
 }
 
 static void test_huge_bulk_length(void **state)
@@ -132,6 +133,7 @@ static void test_huge_bulk_length(void **state)
     protocol_error(port, hdr, strlen(hdr),
                    "-ERR Protocol error: invalid bulk length");
     still_fine(port);
+    kvt_finish();
 }
 
 static void test_million_arguments(void **state)
@@ -186,6 +188,7 @@ static void test_million_arguments(void **state)
     kvt_expect(c, "DEL big", ":1");
     kvt_close(c);
     still_fine(port);
+    kvt_finish();
 }
 
 static void test_binary_keys(void **state)
@@ -244,6 +247,7 @@ static void test_binary_keys(void **state)
     kvt_expect(c, "DBSIZE", ":4");
     kvt_close(c);
     still_fine(port);
+    kvt_finish();
 }
 
 static void test_client_never_reads(void **state)
@@ -286,6 +290,7 @@ static void test_client_never_reads(void **state)
     assert_true(kvt_wait_closed(c, 30000));
     kvt_close(c);
     still_fine(port);
+    kvt_finish();
 }
 
 static void test_full_block(void **state)
@@ -370,6 +375,7 @@ static void test_full_block(void **state)
     assert_true(kvt_info_int(c, "rejected_oom") >= 2);
     kvt_close(c);
     still_fine(port);
+    kvt_finish();
 }
 
 static void test_ten_thousand_clients(void **state)
@@ -406,6 +412,7 @@ static void test_ten_thousand_clients(void **state)
         kvt_close(cs[i]);
     free(cs);
     still_fine(port);
+    kvt_finish();
 }
 
 int main(void)

@@ -216,6 +216,7 @@ static void test_every_command(void **state)
         if (!seen[i])
             kvt_fail("SCAN never returned scan:%d", i);
     kvt_close(c);
+    kvt_finish();
 }
 
 static void test_pipelining(void **state)
@@ -291,6 +292,7 @@ static void test_pipelining(void **state)
     free(r);
     free(b);
     kvt_close(c);
+    kvt_finish();
 }
 
 static void test_expiry(void **state)
@@ -324,6 +326,7 @@ static void test_expiry(void **state)
     kvt_expect(c, "GET stays", "$v");
     assert_true(kvt_info_int(c, "expired_keys") >= 101);
     kvt_close(c);
+    kvt_finish();
 }
 
 static void test_benchmark_load(void **state)
@@ -362,6 +365,7 @@ static void test_benchmark_load(void **state)
     free(r);
     assert_true(kvt_info_int(c, "total_commands_processed") >= 12 * 20000);
     kvt_close(c);
+    kvt_finish();
 }
 
 int main(void)

@@ -82,6 +82,7 @@ static void test_mc_kills(void **state)
            (unsigned long long)acked, (unsigned long long)unknown,
            (unsigned long long)reconnects, (unsigned long long)checked);
     kvt_checker_free(k);
+    kvt_finish();
 }
 
 int main(void)

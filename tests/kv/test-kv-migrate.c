@@ -99,18 +99,21 @@ static void chain(const char *tracker)
                  elapsed, 60000 - elapsed + 100);
     free(r);
     kvt_close(c);
+    kvt_finish();
 }
 
 static void test_migrate_manual(void **state)
 {
     (void)state;
     chain("manual");
+    kvt_finish();
 }
 
 static void test_migrate_uffd(void **state)
 {
     (void)state;
     chain("uffd-wp-async");
+    kvt_finish();
 }
 
 int main(void)
