@@ -31,28 +31,28 @@ static void protect(lmh_daemon *pri, lmh_daemon *bak, const char *uri)
                  lmh_migration_status(pri->qmp));
 }
 
-static lmh_daemon *new_backup(int *port, char *uri, size_t len)
+static lmh_daemon *new_backup(int *port, char *uri, size_t len,
+                              const char *extra)
 {
     *port = it_port();
     snprintf(uri, len, "tcp:127.0.0.1:%d", it_port());
-    return kvt_start(*port, NULL, uri);
+    return kvt_start(*port, extra, uri);
 }
 
-static void test_mc_kills(void **state)
+static void kills(int nkills, const char *extra)
 {
-    (void)state;
     srand((unsigned)getpid());
     int pport = it_port(), bport;
     char uri[64];
-    lmh_daemon *pri = kvt_start(pport, NULL, NULL);
+    lmh_daemon *pri = kvt_start(pport, extra, NULL);
     kvt_wait_serving(pport, 30000);
-    lmh_daemon *bak = new_backup(&bport, uri, sizeof(uri));
+    lmh_daemon *bak = new_backup(&bport, uri, sizeof(uri), extra);
     protect(pri, bak, uri);
 
     kvt_checker *k = kvt_checker_start(30);
     int ports[2] = { pport, bport };
     kvt_checker_ports(k, ports, 2);
-    for (int round = 1; round <= KILLS; round++) {
+    for (int round = 1; round <= nkills; round++) {
         kvt_checker_wait_progress(k, 200, 30000);
         /* The backup serves nothing while it is one. */
         if (kvt_port_open(bport))
@@ -67,7 +67,7 @@ static void test_mc_kills(void **state)
         kvt_wait_serving(bport, 30000);
         pri = bak;
         pport = bport;
-        bak = new_backup(&bport, uri, sizeof(uri));
+        bak = new_backup(&bport, uri, sizeof(uri), extra);
         ports[0] = pport;
         ports[1] = bport;
         kvt_checker_ports(k, ports, 2);
@@ -77,18 +77,33 @@ static void test_mc_kills(void **state)
     uint64_t acked, unknown, reconnects;
     kvt_checker_stats(k, &acked, &unknown, &reconnects);
     uint64_t checked = kvt_checker_verify(k, pport);
-    printf("%d kills: %llu writes acknowledged, %llu unknown outcomes, "
-           "%llu connections, %llu keys and counters checked\n", KILLS,
+    printf("%s: %d kills: %llu writes acknowledged, %llu unknown outcomes, "
+           "%llu connections, %llu keys and counters checked\n",
+           extra ? extra + 1 : "tracker=manual", nkills,
            (unsigned long long)acked, (unsigned long long)unknown,
            (unsigned long long)reconnects, (unsigned long long)checked);
     kvt_checker_free(k);
     kvt_finish();
 }
 
+static void test_mc_kills(void **state)
+{
+    (void)state;
+    kills(KILLS, NULL);
+}
+
+/* The same with the kernel finding the written pages. */
+static void test_mc_kills_uffd(void **state)
+{
+    (void)state;
+    kills(5, ",tracker=uffd-wp-async");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_mc_kills, kvt_teardown),
+        cmocka_unit_test_teardown(test_mc_kills_uffd, kvt_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
