@@ -16,6 +16,10 @@
  * JSON, then a table.  Every process it starts it stops by PID.
  *
  *   bench-kv [BUILD_DIR]    (default: the directory above this program's)
+ *   bench-kv --trackers [BUILD_DIR]
+ *                           only MC at 20 ms, manual vs uffd-wp-async, at
+ *                           50 clients -P 1 and -P 16, three times each,
+ *                           alternating (to choose the default tracker)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -471,6 +475,11 @@ static void rm_tmp(void)
 int main(int argc, char **argv)
 {
     char self[PATH_MAX];
+    bool trackers = argc > 1 && !strcmp(argv[1], "--trackers");
+    if (trackers) {
+        argv++;
+        argc--;
+    }
     const char *build = argc > 1 ? argv[1] : NULL;
     if (!build) {
         ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -510,6 +519,27 @@ int main(int argc, char **argv)
           .tracker = "uffd-wp-async", .only_load = 1 },
     };
     size_t ns = sizeof(sc) / sizeof(sc[0]);
+    if (trackers) {
+        printf("tracker        load   test   ops/s   p50 ms   p99 ms  pause us\n");
+        for (int rep = 0; rep < 3; rep++) {
+            for (int t = 0; t < 2; t++) {
+                scen x = { .name = t ? "uffd-wp-async" : "manual",
+                           .mc_delay = 20, .tracker = t ? "uffd-wp-async"
+                                                        : "manual",
+                           .only_load = -1 };
+                x.only_load = 1;
+                run_kv(&x);
+                for (int k = 0; k < 2; k++) {
+                    result *r = k ? &x.get[1] : &x.set[1];
+                    printf("%-14s 50x16  %s %9.0f %8.3f %8.3f %9.0f\n",
+                           x.name, k ? "GET" : "SET", r->rps, r->p50, r->p99,
+                           x.pause_us);
+                }
+            }
+        }
+        rm_tmp();
+        return 0;
+    }
     run_redis(&sc[0]);
     for (size_t i = 1; i < ns; i++)
         run_kv(&sc[i]);
