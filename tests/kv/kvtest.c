@@ -2,6 +2,7 @@
  * kvtest.c - see kvtest.h.
  */
 #include "kvtest.h"
+#include "ram/tracker.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -33,6 +34,18 @@ void kvt_need_redis_cli(void)
 #define MAX_DAEMONS 64
 
 static lmh_daemon *daemons[MAX_DAEMONS];
+
+void kvt_need_tracker(const char *name)
+{
+    livemig_tracker_kind k;
+    livemig_error why = { 0 };
+    if (!livemig_tracker_parse(name, &k, &why) ||
+        !lm_tracker_available(k, &why)) {
+        printf("SKIP: the %s dirty tracker is not available here: %s\n", name,
+               why.desc);
+        skip();
+    }
+}
 
 lmh_daemon *kvt_start(int port, const char *extra, const char *incoming)
 {

@@ -20,6 +20,9 @@
 /* Skip the test (with the reason printed) when redis-cli is missing. */
 void kvt_need_redis_cli(void);
 
+/* Skip the test (saying why) when this kernel lacks the tracker @name. */
+void kvt_need_tracker(const char *name);
+
 /* Start "livemigd --guest kv,size=64M,port=PORT<extra>" (incoming may be
  * NULL).  Remembered until kvt_teardown (every test's cmocka teardown),
  * which stops each by PID through the harness. */

@@ -96,6 +96,7 @@ static void test_mc_kills(void **state)
 static void test_mc_kills_uffd(void **state)
 {
     (void)state;
+    kvt_need_tracker("uffd-wp-async");
     kills(5, ",tracker=uffd-wp-async");
 }
 

@@ -27,6 +27,7 @@ static void wait_port_closed(int port, int timeout_ms)
 
 static void chain(const char *tracker)
 {
+    kvt_need_tracker(tracker);
     int port[HOPS + 1];
     lmh_daemon *d[HOPS + 1];
     char extra[64];
