@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "guest/kv/kv.h"
 #include "guest/pattern.h"
 #include "livemig/livemig.h"
 #include "monitor/monitor.h"
@@ -56,6 +57,8 @@ static void usage(FILE *f)
         "\n"
         "  --guest SPEC         the workload, e.g. pattern,size=1G,threads=1,"
         "dirty-rate=50M,fill=random\n"
+        "                       or kv,size=1G,port=6379 (a Redis-protocol "
+        "store, docs/kv.md)\n"
         "  --qmp ADDR           serve QMP on a UNIX socket (mode 0600) or, "
         "when asked, TCP; repeatable\n"
         "  --incoming URI       wait for a migration on tcp:HOST:PORT, "
@@ -104,6 +107,14 @@ static void on_warning(void *opaque, const char *msg)
 {
     (void)opaque;
     fprintf(stderr, "livemigd: warning: %s\n", msg);
+}
+
+static json_object *cmd_query_kv(void *opaque, json_object *args,
+                                 livemig_error *err)
+{
+    (void)args;
+    (void)err;
+    return lm_kv_query(opaque);
 }
 
 int main(int argc, char **argv)
@@ -159,12 +170,16 @@ int main(int argc, char **argv)
 
     livemig *lm = livemig_new(&err);
     lm_pattern *pat = NULL;
+    lm_kv *kv = NULL;
     lm_monitor *mon = NULL;
     int rc = 1;
     if (!lm)
         goto out;
-    if (guest && !(pat = lm_pattern_new(guest, lm, incoming != NULL, tracker,
-                                        &err)))
+    if (lm_kv_spec_is_kv(guest)) {
+        if (!(kv = lm_kv_new(guest, lm, incoming != NULL, tracker, &err)))
+            goto out;
+    } else if (guest && !(pat = lm_pattern_new(guest, lm, incoming != NULL,
+                                               tracker, &err)))
         goto out;
     if (!guest) {
         /* No workload: the engine still serves its monitor and tunables. */
@@ -178,8 +193,11 @@ int main(int argc, char **argv)
     for (int i = 0; i < nqmp; i++)
         if (!lm_monitor_listen(mon, qmp[i], &err))
             goto out;
-    if (!lm_monitor_add_command(mon, "query-guest", cmd_query_guest, pat,
-                                &err) ||
+    if (kv && !lm_monitor_add_command(mon, "query-guest", cmd_query_kv, kv,
+                                      &err))
+        goto out;
+    if ((!kv && !lm_monitor_add_command(mon, "query-guest", cmd_query_guest,
+                                        pat, &err)) ||
         !lm_monitor_add_command(mon, "guest-verify", cmd_guest_verify, pat,
                                 &err))
         goto out;
@@ -216,8 +234,10 @@ out:
      * tracks), then the engine (its threads call the guest and the
      * monitor), then the rest. */
     lm_pattern_halt(pat);
+    lm_kv_halt(kv);
     livemig_free(lm);
     lm_monitor_free(mon);
     lm_pattern_free(pat);
+    lm_kv_free(kv);
     return rc;
 }
