@@ -49,9 +49,9 @@ static const struct { const char *qmp, *hmp; } hmp_names[] = {
     { "query-status", "info status" },
 };
 
-static void hmp_error(hmp_ctx *h, const char *desc)
+/* @desc with its QMP command names put as HMP ones. */
+static void put_hmp_words(hmp_ctx *h, const char *desc)
 {
-    fputs("Error: ", h->out);
     for (const char *p = desc; *p;) {
         size_t i, n = sizeof(hmp_names) / sizeof(hmp_names[0]);
         for (i = 0; i < n; i++) {
@@ -69,6 +69,12 @@ static void hmp_error(hmp_ctx *h, const char *desc)
         if (i == n)
             fputc(*p++, h->out);
     }
+}
+
+static void hmp_error(hmp_ctx *h, const char *desc)
+{
+    fputs("Error: ", h->out);
+    put_hmp_words(h, desc);
     fputc('\n', h->out);
 }
 
@@ -355,8 +361,11 @@ static void info_migrate(hmp_ctx *h)
     if (json_object_object_get_ex(r, "convergence", &o))
         print_object(h, "convergence", o);
     const char *e = get_str(r, "error-desc");
-    if (e)
-        fprintf(h->out, "error: %s\n", e);
+    if (e) {   /* a migration's own error: its hints, too, in HMP words */
+        fputs("error: ", h->out);
+        put_hmp_words(h, e);
+        fputc('\n', h->out);
+    }
     if (json_object_object_get_ex(r, "mc", &o))   /* last: livemig-ctl */
         info_mc(h, o);                              /* status shows it */
     json_object_put(r);

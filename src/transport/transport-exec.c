@@ -72,4 +72,4 @@ static bool exec_listen(const char *rest, lm_listener *out, livemig_error *err)
 }
 
 const lm_transport_ops lm_transport_exec = { "exec:", exec_connect,
-                                             exec_listen };
+                                             exec_listen, NULL };

@@ -99,4 +99,4 @@ static bool file_listen(const char *rest, lm_listener *out, livemig_error *err)
 }
 
 const lm_transport_ops lm_transport_file = { "file:", file_connect,
-                                             file_listen };
+                                             file_listen, NULL };

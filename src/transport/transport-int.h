@@ -12,6 +12,8 @@ typedef struct lm_transport_ops {
     bool (*connect)(const char *rest, atomic_bool *cancel, lm_conn *out,
                     livemig_error *err);
     bool (*listen)(const char *rest, lm_listener *out, livemig_error *err);
+    /* Optional: refuse a malformed address at once, opening nothing. */
+    bool (*check)(const char *rest, livemig_error *err);
 } lm_transport_ops;
 
 /* *@cancel is set (NULL: never); sets "cancelled" in @err when it is. */

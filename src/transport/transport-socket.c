@@ -301,6 +301,20 @@ int lm_listener_accept(lm_listener *l, int timeout_ms, lm_conn *out,
     return 1;
 }
 
-const lm_transport_ops lm_transport_tcp = { "tcp:", tcp_connect, tcp_listen };
+static bool tcp_check(const char *rest, livemig_error *err)
+{
+    char host[256];
+    const char *port;
+    return split_host_port(rest, host, sizeof(host), &port, err);
+}
+
+const lm_transport_ops lm_transport_tcp = { "tcp:", tcp_connect, tcp_listen,
+                                            tcp_check };
+static bool unix_check(const char *path, livemig_error *err)
+{
+    struct sockaddr_un sa;
+    return unix_addr(path, &sa, err);
+}
+
 const lm_transport_ops lm_transport_unix = { "unix:", unix_connect,
-                                             unix_listen };
+                                             unix_listen, unix_check };

@@ -44,7 +44,8 @@ static const lm_transport_ops *find(const char *uri, const char **rest,
 bool lm_transport_check(const char *uri, livemig_error *err)
 {
     const char *rest;
-    return find(uri, &rest, err) != NULL;
+    const lm_transport_ops *t = find(uri, &rest, err);
+    return t && (!t->check || t->check(rest, err));
 }
 
 bool lm_transport_cancelled(atomic_bool *cancel, livemig_error *err)

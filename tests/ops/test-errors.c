@@ -81,21 +81,33 @@ static void test_hint_after_cancel(void **state)
     if (strcmp(end, "failed") && strcmp(end, "cancelled"))
         it_fail("the destination ended '%s' after the cancel", end);
 
+    /* migrate answers at once and connects on the migration thread: the
+     * hint is in the failed migration's error-desc, in HMP words at HMP */
     it_set_params(src, "{\"max-bandwidth\": 0}");
-    json_object *a = json_object_new_object();
-    json_object_object_add(a, "uri", json_object_new_string(uri));
-    lmh_err_obj(src->qmp, "migrate", a, "GenericError",
-                "run migrate-incoming");
+    it_migrate(src, uri);
+    end = it_wait_end(src, 30000);
+    if (strcmp(end, "failed"))
+        it_fail("a migrate to a destination that stopped listening ended "
+                "'%s', not 'failed'", end);
+    json_object *q = it_qm(src);
+    const char *desc = lmh_get_str(q, "error-desc");
+    if (!desc || !strstr(desc, "run migrate-incoming"))
+        it_fail("the error names no migrate-incoming: %s",
+                desc ? desc : "(no error-desc)");
+    json_object_put(q);
     char *t;
     char line[128];
     snprintf(line, sizeof(line), "migrate %s", uri);
     t = lmh_hmp(src->qmp, line);
-    if (!strstr(t, "migrate_incoming"))
-        it_fail("HMP migrate's hint names no migrate_incoming: %s", t);
+    free(t);
+    end = it_wait_end(src, 30000);
+    t = lmh_hmp(src->qmp, "info migrate");
+    if (!strstr(t, "run migrate_incoming"))
+        it_fail("HMP info migrate's hint names no migrate_incoming: %s", t);
     free(t);
 
     /* following the hint works */
-    a = json_object_new_object();
+    json_object *a = json_object_new_object();
     json_object_object_add(a, "uri", json_object_new_string(uri));
     json_object_put(lmh_ok_obj(dst->qmp, "migrate-incoming", a));
     it_migrate(src, uri);
