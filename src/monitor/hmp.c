@@ -228,7 +228,7 @@ static void mc_latency(hmp_ctx *h, json_object *mc, const char *label,
         if (get_i64(o, "max", &c))
             fprintf(h->out, ", max %lld us", (long long)c);
         if (get_i64(o, "count", &c))
-            fprintf(h->out, " (%lld checkpoints)", (long long)c);
+            fprintf(h->out, " (last %lld)", (long long)c);
         fprintf(h->out, "\n");
         return;
     }
@@ -266,7 +266,7 @@ static void info_mc(hmp_ctx *h, json_object *mc)
         mc_latency(h, mc, "guest pause", "pause-us", "pause-last-us",
                    "pause-avg-us", "pause-max-us");
     mc_latency(h, mc, backup ? "apply" : "acknowledgement",
-               backup ? "apply-us" : "ack-us",
+               "ack-us",
                backup ? "apply-last-us" : "ack-latency-last-us",
                backup ? "apply-avg-us" : "ack-latency-avg-us", NULL);
     if (!backup)   /* output commit: submitted to released */
@@ -282,6 +282,20 @@ static void info_mc(hmp_ctx *h, json_object *mc)
         get_i64(mc, "outputs-released", &w))
         fprintf(h->out, "  outputs: %lld held, %lld released\n",
                 (long long)v, (long long)w);
+    if (!backup && get_i64(mc, "shadow-bytes", &v) &&
+        get_i64(mc, "shadow-peak-bytes", &w))
+        fprintf(h->out, "  checkpoint pool: %lld bytes, peak %lld bytes\n",
+                (long long)v, (long long)w);
+    json_object *fb;
+    if (!backup && json_object_object_get_ex(mc, "falling-behind", &fb) &&
+        json_object_get_boolean(fb)) {
+        fprintf(h->out, "  falling behind: epochs of %lld ms",
+                get_i64(mc, "epoch-ms", &v) ? (long long)v : -1LL);
+        if (get_i64(mc, "link-bytes-per-epoch", &v))
+            fprintf(h->out, ", the link sends %lld bytes per mc-delay",
+                    (long long)v);
+        fprintf(h->out, " (mc-throttle slows the guest to fit)\n");
+    }
     if (get_i64(mc, "failover-epoch", &v))
         fprintf(h->out, "  took over from checkpoint %lld: %s\n",
                 (long long)v, get_str(mc, "failover-reason")

@@ -245,8 +245,9 @@ static void test_mc_everywhere(void **state)
 
     char *t = lmh_hmp(pri->qmp, "info migrate");
     if (!strstr(t, "micro-checkpointing: primary, epoch ") ||
-        !strstr(t, "guest pause: ") || !strstr(t, "acknowledgement: ") ||
-        !strstr(t, "outputs: "))
+        !strstr(t, "guest pause: p50 ") ||
+        !strstr(t, "acknowledgement: p50 ") ||
+        !strstr(t, "checkpoint pool: ") || !strstr(t, "outputs: "))
         it_fail("HMP info migrate on the primary: %s", t);
     free(t);
     t = ctl_out(pri, "status", NULL);
@@ -256,7 +257,7 @@ static void test_mc_everywhere(void **state)
     free(t);
     t = lmh_hmp(bak->qmp, "info migrate");
     if (!strstr(t, "micro-checkpointing: backup, epoch ") ||
-        !strstr(t, "apply: "))
+        !strstr(t, "apply: p50 "))
         it_fail("HMP info migrate on the backup: %s", t);
     free(t);
 
