@@ -834,11 +834,11 @@ static bool cancel(livemig *lm, bool force, livemig_error *err)
             lm->status == LIVEMIG_STATUS_POSTCOPY_PAUSED ||
             lm->status == LIVEMIG_STATUS_POSTCOPY_RECOVER)
             livemig_error_set(err, "too late to cancel: postcopy has "
-                              "started and the guest runs on the "
-                              "destination with pages only the source has; "
-                              "let it complete (a broken link pauses it: "
-                              "recover with migrate-recover and migrate "
-                              "resume=true)");
+                              "started, the guest already runs on the "
+                              "destination and needs the pages the source "
+                              "holds; let it complete (a broken link "
+                              "pauses it: recover with migrate-recover and "
+                              "migrate resume=true)");
         else if (lm->incoming)
             livemig_error_set(err, "too late to cancel: this destination "
                               "has told the source it runs the guest; the "

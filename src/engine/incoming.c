@@ -340,15 +340,17 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
             }
             if (!load_t0)
                 load_t0 = lm_now_us();
-            if (!(ok = all_sections_loaded(lm, loaded, err)) ||
-                !(ok = lm_pc_dst_start(pc, r, err)))
+            if (!(ok = all_sections_loaded(lm, loaded, err)))
                 break;
             /* The guest runs here from now on: a cancel is refused (one
-             * that came first wins, and the source resumes its own). */
+             * that came first wins: the source then hears ERROR and
+             * resumes its own).  Committed before postcopy-active shows. */
             if (!(ok = lm_commit(lm))) {
                 livemig_error_set(err, "cancelled");
                 break;
             }
+            if (!(ok = lm_pc_dst_start(pc, r, err)))
+                break;
             lm_guest_cont(lm);
             lm_pc_dst_resumed(pc, lm_now_us() - load_t0);
             publish(lm, r, normal, dup, pass);

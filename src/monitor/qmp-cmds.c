@@ -284,16 +284,8 @@ static json_object *cmd_migrate_cancel(lm_monitor *m, const lm_cmd *c,
                                        json_object *args, livemig_error *err)
 {
     (void)c; (void)args;
-    /* After the postcopy switch the guest lives on both sides at once:
-     * a cancel would lose it (QEMU refuses it too). */
-    const char *st = livemig_status_name(livemig_get_status(lm_monitor_engine(m)));
-    if (strncmp(st, "postcopy-", 9) == 0) {
-        livemig_error_set(err, "cannot cancel a migration in status '%s': "
-                          "the guest already runs on the destination and "
-                          "needs the pages the source holds; let it finish",
-                          st);
-        return NULL;
-    }
+    /* The engine refuses it past the point of no return (postcopy's
+     * included), under its lock: see docs/cancel.md. */
     livemig_cancel(lm_monitor_engine(m), err);
     return NULL;
 }
