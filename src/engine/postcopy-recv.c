@@ -654,10 +654,11 @@ lm_reader *lm_pc_dst_recover(lm_pc_dst *pc, livemig_error *err)
     char msg[700], why[400] = "";
     if (pc->pre && lm_pc_pre_dst_broken(pc->pre, why + 2, sizeof(why) - 2))
         memcpy(why, "; ", 2);
-    snprintf(msg, sizeof(msg), "postcopy paused: %s%s; the guest runs here "
-             "and its threads wait for the pages still at the source; "
-             "recover with migrate-recover {uri} here, then migrate {uri, "
-             "resume: true} on the source", err->desc, why);
+    /* Short enough that the hint at the end fits error-desc. */
+    snprintf(msg, sizeof(msg), "postcopy paused: %.180s%.120s; the guest "
+             "runs here and its threads wait for the pages still at the "
+             "source; recover with migrate-recover {uri} here, then migrate "
+             "{uri, resume: true} on the source", err->desc, why);
     pthread_mutex_lock(&lm->lock);
     lm_pc_set_error_locked(lm, msg);
     lm_set_status_locked(lm, LIVEMIG_STATUS__MAX,
