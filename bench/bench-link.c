@@ -11,7 +11,11 @@
  * downtime, bytes, the guest's write rate during the migration relative
  * to before, and for postcopy the time from the switch to completed
  * against (bytes left at the switch / link rate) and the fault latency
- * p50/p99 (from the destination's log2 histogram: a bucket's upper bound).
+ * p50/p99 (from the destination's log2 histogram: a bucket's upper bound),
+ * each postcopy also with postcopy-preempt (requested pages on their own
+ * connection).  BENCH_LINK_ONLY=WORD runs only the scenarios whose name
+ * contains WORD (e.g. "postcopy"), and BENCH_LINK_FILLS=random only that
+ * fill.
  * A precopy that does not converge in 25 s is cancelled and says so.
  * JSON on stdout; progress on stderr.
  */
@@ -384,6 +388,8 @@ static json_object *run(const char *size, const char *fill, const char *rate,
                                json_object_new_double(quantile(dist, 0.99)));
         json_object_object_add(o, "postcopy-requests", json_object_new_double(
             num(qd, "ram.postcopy-requests")));
+        json_object_object_add(o, "postcopy-preempt-pages",
+            json_object_new_double(num(qd, "ram.postcopy-preempt-pages")));
         if (sc->pc_cap)
             json_object_object_add(o, "max-postcopy-bandwidth-vs-link",
                                    json_object_new_double(0.9));
@@ -443,7 +449,17 @@ int main(int argc, char **argv)
         { "postcopy-capped",
           "[{\"capability\": \"postcopy-ram\", \"state\": true}]", "{}", true,
           true },
+        { "postcopy-preempt",
+          "[{\"capability\": \"postcopy-ram\", \"state\": true}, "
+          "{\"capability\": \"postcopy-preempt\", \"state\": true}]", "{}",
+          true, false },
+        { "postcopy-preempt-capped",
+          "[{\"capability\": \"postcopy-ram\", \"state\": true}, "
+          "{\"capability\": \"postcopy-preempt\", \"state\": true}]", "{}",
+          true, true },
     };
+    const char *only = getenv("BENCH_LINK_ONLY");
+    const char *only_fill = getenv("BENCH_LINK_FILLS");
     const char *fills[] = { "random", "text" };
     const char *rates[] = { "0", "max" };
     json_object *out = json_object_new_object();
@@ -458,7 +474,10 @@ int main(int argc, char **argv)
                  * a postcopy of nothing would measure nothing. */
                 if (!strcmp(rates[r], "0") &&
                     (!strcmp(scs[i].name, "auto-converge") ||
-                     !strcmp(scs[i].name, "postcopy-capped")))
+                     strstr(scs[i].name, "capped")))
+                    continue;
+                if ((only && !strstr(scs[i].name, only)) ||
+                    (only_fill && strcmp(fills[f], only_fill)))
                     continue;
                 json_object_array_add(res, run(size, fills[f], rates[r],
                                                &scs[i], link));

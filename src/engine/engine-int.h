@@ -61,6 +61,8 @@ typedef struct lm_downtime {
 typedef struct lm_pc_stats {
     bool on;                     /* this migration switched to postcopy */
     uint64_t requests;           /* pages asked for (dst) / served (src) */
+    uint64_t preempt_pages;      /* sent (src) / placed (dst) on the
+                                    postcopy-preempt channel */
     uint64_t bytes;              /* bytes sent / received after the switch */
     uint64_t faults;             /* requests answered (dst) */
     uint64_t blocktime_us;       /* guest threads waited for pages (dst) */
@@ -182,6 +184,8 @@ struct livemig {
                                     connection in pc_conn; destination:
                                     listening on lm->listener */
     lm_conn pc_conn;
+    char pc_uri[1024];           /* source: where pc_conn goes (the
+                                    preempt channel follows it there) */
     uint8_t mig_uuid[16];        /* of the outgoing migration's stream */
     lm_mc_stats mc;
     atomic_bool cancel;
@@ -256,6 +260,10 @@ void lm_mc_take_over(livemig *lm, uint64_t epoch, const char *reason);
 bool lm_secure_check(livemig *lm, const char *uri, bool incoming,
                      livemig_error *err);
 bool lm_secure_client(livemig *lm, lm_conn *c, livemig_error *err);
+/* The same for a connection to @uri (a postcopy recovery's, which may
+ * differ from the migration's first): its host is the name checked. */
+bool lm_secure_client_to(livemig *lm, lm_conn *c, const char *uri,
+                         livemig_error *err);
 bool lm_secure_server(livemig *lm, lm_conn *c, livemig_error *err);
 
 void *lm_outgoing_thread(void *arg);

@@ -63,6 +63,14 @@ static bool check_tunables(void *opaque, const lm_params *cur,
                            const lm_params *next, livemig_error *err)
 {
     (void)opaque;
+    if (next->cap_postcopy_preempt && !next->cap_postcopy_ram) {
+        livemig_error_set(err, "capability 'postcopy-preempt' needs "
+                          "'postcopy-ram': set postcopy-ram too (in the "
+                          "same migrate-set-capabilities, or first)%s",
+                          cur->cap_postcopy_preempt
+                              ? ", or clear postcopy-preempt with it" : "");
+        return false;
+    }
     if (next->xbzrle_cache_size != cur->xbzrle_cache_size) {
         /* The migration thread resizes at its next pass; make sure now
          * that the memory can be had (QEMU also allocates at set time).

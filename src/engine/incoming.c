@@ -243,9 +243,13 @@ static bool accept_all(livemig *lm, conns *cs, livemig_error *err)
             deadline = lm_now_ms() + 10000;
         }
     }
-    pthread_mutex_lock(&lm->lock);
-    lm_listener_close(&lm->listener);
-    pthread_mutex_unlock(&lm->lock);
+    /* With postcopy-preempt the source connects one more channel at its
+     * postcopy switch: postcopy takes the listener over (lm_pc_dst_new). */
+    if (!cs->main->hdr.pc_preempt) {
+        pthread_mutex_lock(&lm->lock);
+        lm_listener_close(&lm->listener);
+        pthread_mutex_unlock(&lm->lock);
+    }
     return true;
 }
 
@@ -320,7 +324,7 @@ static bool load(livemig *lm, conns *cs, livemig_error *err)
         }
         first = false;
         if (rec.type == LM_REC_PC_ADVISE) {
-            ok = !pc && (pc = lm_pc_dst_new(lm, err)) != NULL;
+            ok = !pc && (pc = lm_pc_dst_new(lm, &r->hdr, err)) != NULL;
             continue;
         }
         if (rec.type == LM_REC_PC_DISCARD) {

@@ -900,6 +900,7 @@ static bool setup(out_state *s)
                  lm->ram[i]->name);
         h->blocks[i].size = lm->ram[i]->size;
     }
+    h->pc_preempt = s->p.cap_postcopy_ram && s->p.cap_postcopy_preempt;
     if (s->p.cap_multifd) {
         h->index = (uint8_t)s->p.multifd_channels;
         h->compression = (uint8_t)s->p.multifd_compression;

@@ -13,12 +13,22 @@
  * (atomic, set when placed), asked_us (atomic: when the first fault asked
  * for it, 0 when not outstanding).  The fault thread sends one request
  * per page; the placement computes the latency from asked_us.
+ *
+ * Every byte goes through the connection's TLS session when it has one
+ * (lm_conn_* and readers/writers made from the connection).  GnuTLS lets
+ * one thread send while another receives on a session, never two send:
+ * the incoming thread reads the main connection while the fault thread
+ * sends page requests on it, and every send on it (requests, RESUMED,
+ * PC_DONE, PC_MISSING, PC_RESUMED) goes through reply() under rp_lock.
+ * With postcopy-preempt a second thread reads the preempt channel and
+ * places its pages (postcopy-preempt-recv.c); nothing is sent there.
  */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/mman.h>
@@ -47,8 +57,9 @@ struct lm_pc_dst {
     pthread_t fault;
     bool fault_started, running;
     atomic_bool stop;
-    pthread_mutex_t rp_lock;     /* return-path writes */
-    uint64_t received_total;
+    pthread_mutex_t rp_lock;     /* every send on lm->conn */
+    _Atomic uint64_t received_total;   /* placed by either channel */
+    lm_pc_pre_dst *pre;          /* postcopy-preempt channel, or NULL */
     uint8_t uuid[16];            /* of the migration being received */
     lm_reader *rr;               /* reader of a resumed connection */
     uint64_t wire_before;        /* bytes of the connections before rr */
@@ -58,11 +69,12 @@ static void reply(lm_pc_dst *pc, const uint8_t *b, size_t n)
 {
     pthread_mutex_lock(&pc->rp_lock);
     if (pc->lm->conn.wfd >= 0)
-        (void)lm_write_all(pc->lm->conn.wfd, b, n);
+        (void)lm_conn_write_all(&pc->lm->conn, b, n);
     pthread_mutex_unlock(&pc->rp_lock);
 }
 
-lm_pc_dst *lm_pc_dst_new(livemig *lm, livemig_error *err)
+lm_pc_dst *lm_pc_dst_new(livemig *lm, const lm_stream_header *hdr,
+                         livemig_error *err)
 {
     struct lm_params p;
     lm_tunables_snapshot(lm->tun, &p);
@@ -72,10 +84,19 @@ lm_pc_dst *lm_pc_dst_new(livemig *lm, livemig_error *err)
                           "same on both sides");
         return NULL;
     }
+    if (hdr->pc_preempt != p.cap_postcopy_preempt) {
+        livemig_error_set(err, "the source has capability "
+                          "'postcopy-preempt' %s and this destination has "
+                          "it %s; set it the same on both sides",
+                          hdr->pc_preempt ? "on" : "off",
+                          hdr->pc_preempt ? "off" : "on");
+        return NULL;
+    }
     lm_pc_dst *pc = calloc(1, sizeof(*pc));
     if (!pc)
         goto oom;
     pc->lm = lm;
+    memcpy(pc->uuid, hdr->uuid, sizeof(pc->uuid));
     pthread_mutex_init(&pc->rp_lock, NULL);
     pc->nblocks = lm->nram;
     if (!(pc->b = calloc(lm->nram, sizeof(*pc->b))))
@@ -95,7 +116,9 @@ lm_pc_dst *lm_pc_dst_new(livemig *lm, livemig_error *err)
         goto oom;
     /* Now, while the source can still fall back: a destination that
      * cannot serve postcopy must say so before the guest stops there. */
-    if (!(pc->uffd = lm_uffd_missing_open(err))) {
+    if (!(pc->uffd = lm_uffd_missing_open(err)) ||
+        (p.cap_postcopy_preempt &&
+         !(pc->pre = lm_pc_pre_dst_start(pc, lm, err)))) {
         lm_pc_dst_free(pc);
         return NULL;
     }
@@ -195,7 +218,6 @@ bool lm_pc_dst_start(lm_pc_dst *pc, lm_reader *r, livemig_error *err)
         return false;
     }
     pc->fault_started = true;
-    memcpy(pc->uuid, r->hdr.uuid, sizeof(pc->uuid));
     lm_pc_watch_link(lm->conn.rfd);
     r->stage = stage;
     r->stage_opaque = pc;
@@ -224,7 +246,8 @@ void lm_pc_dst_resumed(lm_pc_dst *pc, uint64_t load_us)
     reply(pc, m, sizeof(m));
 }
 
-static bool place(lm_pc_dst *pc, const lm_rec *rec, livemig_error *err)
+bool lm_pc_dst_place(lm_pc_dst *pc, const lm_rec *rec, const uint8_t *data,
+                     livemig_error *err)
 {
     if (rec->type != LM_REC_RAM_RAW && rec->type != LM_REC_RAM_ZERO) {
         livemig_error_set(err, "record type %d cannot carry postcopy pages",
@@ -233,7 +256,7 @@ static bool place(lm_pc_dst *pc, const lm_rec *rec, livemig_error *err)
     }
     pc_block *b = &pc->b[rec->block];
     if (lm_uffd_missing_place(pc->uffd, b->host + rec->first * LM_PAGE_SIZE,
-                              rec->type == LM_REC_RAM_RAW ? pc->bounce : NULL,
+                              rec->type == LM_REC_RAM_RAW ? data : NULL,
                               rec->npages, LM_PAGE_SIZE, err) < 0)
         return false;
     uint64_t now = lm_now_us(), lat_total = 0, answered = 0;
@@ -243,7 +266,7 @@ static bool place(lm_pc_dst *pc, const lm_rec *rec, livemig_error *err)
         uint64_t bit = 1ull << (page % 64);
         uint64_t was = atomic_fetch_or(&b->received[page / 64], bit);
         if (!(was & bit) && (b->missing[page / 64] & bit))
-            pc->received_total++;
+            atomic_fetch_add(&pc->received_total, 1);
         uint64_t t0 = atomic_exchange(&b->asked_us[page], 0);
         if (t0 && t0 != UINT64_MAX) {
             uint64_t lat = now > t0 ? now - t0 : 0;
@@ -268,28 +291,78 @@ static bool place(lm_pc_dst *pc, const lm_rec *rec, livemig_error *err)
     return true;
 }
 
-static bool finish(lm_pc_dst *pc, livemig_error *err)
+/* The first page dropped at the switch and not placed yet: false if
+ * none, else its block and page. */
+static bool first_lost(lm_pc_dst *pc, size_t *bi, uint64_t *page)
 {
     for (size_t i = 0; i < pc->nblocks; i++) {
         pc_block *b = &pc->b[i];
         for (size_t w = 0; w < b->words; w++) {
             uint64_t lost = b->missing[w] & ~atomic_load(&b->received[w]);
             if (lost) {
-                livemig_error_set(err, "postcopy ended with %llu of %llu "
-                                  "pages never received (first: page %llu "
-                                  "of block %zu); the source must resend "
-                                  "them", (unsigned long long)(
-                                      pc->missing_total - pc->received_total),
-                                  (unsigned long long)pc->missing_total,
-                                  (unsigned long long)(w * 64 +
-                                      (uint64_t)__builtin_ctzll(lost)), i);
-                return false;
+                *bi = i;
+                *page = w * 64 + (uint64_t)__builtin_ctzll(lost);
+                return true;
             }
         }
     }
+    return false;
+}
+
+/* END_STREAM came on the main connection.  With postcopy-preempt, pages
+ * sent on the other channel just before it may still be on their way:
+ * wait for them while that channel works and they keep coming. */
+static bool wait_preempt_pages(lm_pc_dst *pc, livemig_error *err)
+{
+    size_t bi;
+    uint64_t page, seen = atomic_load(&pc->received_total);
+    uint64_t last_progress = lm_now_us();
+    while (pc->pre && first_lost(pc, &bi, &page)) {
+        char why[400];
+        if (lm_pc_pre_dst_broken(pc->pre, why, sizeof(why))) {
+            livemig_error_set(err, "%s", why);
+            return false;
+        }
+        if (lm_cancelled(pc->lm)) {
+            livemig_error_set(err, "cancelled");
+            return false;
+        }
+        uint64_t now = lm_now_us(), got = atomic_load(&pc->received_total);
+        if (got != seen) {
+            seen = got;
+            last_progress = now;
+        } else if (now - last_progress > 30u * 1000000u) {
+            livemig_error_set(err, "page %llu of block %zu, sent on the "
+                              "postcopy-preempt channel, did not arrive "
+                              "within 30 s of the end of the stream; the "
+                              "link is stuck", (unsigned long long)page, bi);
+            return false;
+        }
+        struct timespec ts = { 0, 2000000L };
+        nanosleep(&ts, NULL);   /* a page takes a link round trip */
+    }
+    return true;
+}
+
+static bool finish(lm_pc_dst *pc, livemig_error *err)
+{
+    size_t bi;
+    uint64_t page;
+    if (!wait_preempt_pages(pc, err))
+        return false;
+    if (first_lost(pc, &bi, &page)) {
+        uint64_t got = atomic_load(&pc->received_total);
+        livemig_error_set(err, "postcopy ended with %llu of %llu pages "
+                          "never received (first: page %llu of block %zu); "
+                          "the source must resend them",
+                          (unsigned long long)(pc->missing_total - got),
+                          (unsigned long long)pc->missing_total,
+                          (unsigned long long)page, bi);
+        return false;
+    }
     uint8_t m[9];
     m[0] = LM_RP_PC_DONE;
-    lm_put_be64(m + 1, pc->received_total);
+    lm_put_be64(m + 1, atomic_load(&pc->received_total));
     reply(pc, m, sizeof(m));
     return true;
 }
@@ -298,6 +371,9 @@ void lm_pc_dst_free(lm_pc_dst *pc)
 {
     if (!pc)
         return;
+    /* The preempt thread places pages through the userfaultfd: it goes
+     * before the userfaultfd does. */
+    lm_pc_pre_dst_stop(pc->pre);
     atomic_store(&pc->stop, true);
     if (pc->fault_started)
         pthread_join(pc->fault, NULL);
@@ -352,7 +428,7 @@ bool lm_pc_dst_stream(lm_pc_dst *pc, lm_reader *r, livemig_error *err)
             return false;
         if (rec.type == LM_REC_END_STREAM)
             break;
-        if (!place(pc, &rec, err))
+        if (!lm_pc_dst_place(pc, &rec, pc->bounce, err))
             return false;
         uint64_t now = lm_now_us();
         if (now - last >= 50000) {   /* progress for query-migrate */
@@ -415,7 +491,7 @@ static void send_missing(lm_pc_dst *pc)
     }
 }
 
-static void refuse(lm_conn *c, const char *msg)
+void lm_pc_dst_refuse(lm_conn *c, const char *msg)
 {
     size_t n = strlen(msg) > 400 ? 400 : strlen(msg);
     uint8_t b[3 + 400];
@@ -423,37 +499,38 @@ static void refuse(lm_conn *c, const char *msg)
     lm_put_be16(b + 1, (uint16_t)n);
     memcpy(b + 3, msg, n);
     if (c->wfd >= 0)
-        (void)lm_write_all(c->wfd, b, 3 + n);
+        (void)lm_conn_write_all(c, b, 3 + n);
     lm_conn_close(c);
 }
 
-/* A new connection: is it the source of this migration resuming it? */
-static lm_reader *hello_resume(lm_pc_dst *pc, lm_conn *c, livemig_error *err)
+lm_reader *lm_pc_dst_hello(lm_pc_dst *pc, lm_conn *c, int role,
+                           livemig_error *err)
 {
     livemig *lm = pc->lm;
+    /* As the first connection: a recovery must not be the way around
+     * TLS (a plain source into a TLS destination is refused, saying so). */
+    if (!lm_secure_server(lm, c, err))
+        return NULL;
     lm_reader *r = malloc(sizeof(*r));
-    if (!r || !lm_reader_init(r, c->rfd, err)) {
+    if (!r || !lm_reader_init_conn(r, c, err)) {
         free(r);
         return NULL;
     }
     r->timeout_ms = 10000;
-    lm_rec rec;
     bool ok = lm_rd_header(r, err);
-    if (ok && (r->hdr.role != LM_ROLE_MAIN ||
-               memcmp(r->hdr.uuid, pc->uuid, sizeof(pc->uuid)) != 0)) {
+    if (ok && memcmp(r->hdr.uuid, pc->uuid, sizeof(pc->uuid)) != 0) {
         livemig_error_set(err, "the connection is a stream of another "
                           "migration (its uuid differs from the paused "
                           "one's); resume with migrate {uri, resume: true} "
                           "on this migration's source");
         ok = false;
-    }
-    if (ok && !lm_rd_record(r, &rec, err))
-        ok = false;
-    else if (ok && rec.type != LM_REC_PC_RESUME) {
-        livemig_error_set(err, "the connection does not resume the paused "
-                          "postcopy migration (record %d first); use "
-                          "migrate with resume: true on the source",
-                          rec.type);
+    } else if (ok && r->hdr.role != role) {
+        livemig_error_set(err, "a connection with role %u came where the "
+                          "%s was expected; is the source a livemig of "
+                          "the same version with the same capabilities?",
+                          r->hdr.role, role == LM_ROLE_MAIN
+                              ? "main connection"
+                              : "postcopy-preempt channel");
         ok = false;
     }
     if (ok) {
@@ -472,19 +549,116 @@ static lm_reader *hello_resume(lm_pc_dst *pc, lm_conn *c, livemig_error *err)
         return NULL;
     }
     r->timeout_ms = 0;
+    return r;
+}
+
+/* A new connection: the source of this migration resuming it? */
+static lm_reader *hello_resume(lm_pc_dst *pc, lm_conn *c, livemig_error *err)
+{
+    lm_reader *r = lm_pc_dst_hello(pc, c, LM_ROLE_MAIN, err);
+    if (!r)
+        return NULL;
+    lm_rec rec;
+    r->timeout_ms = 10000;
+    bool ok = lm_rd_record(r, &rec, err);
+    if (ok && rec.type != LM_REC_PC_RESUME) {
+        livemig_error_set(err, "the connection does not resume the paused "
+                          "postcopy migration (record %d first); use "
+                          "migrate with resume: true on the source",
+                          rec.type);
+        ok = false;
+    }
+    if (!ok) {
+        lm_reader_destroy(r);
+        free(r);
+        return NULL;
+    }
+    r->timeout_ms = 0;
     r->stage = stage;
     r->stage_opaque = pc;
+    return r;
+}
+
+static void note_refusal(livemig *lm, const char *why)
+{
+    char m2[700];
+    snprintf(m2, sizeof(m2), "refused a connection while recovering "
+             "postcopy: %s", why);
+    lm_log(lm, "%s", m2);
+    pthread_mutex_lock(&lm->lock);
+    lm_pc_set_error_locked(lm, m2);
+    pthread_mutex_unlock(&lm->lock);
+}
+
+/* Accept on the recovery listener until this migration's source is back:
+ * its main connection (PC_RESUME) and, with postcopy-preempt, its new
+ * preempt channel, which it opens right after (within 10 s).  Anything
+ * else is refused with the reason, and we keep listening.  NULL when
+ * cancelled or the listener failed. */
+static lm_reader *accept_resume(lm_pc_dst *pc, lm_conn *mc)
+{
+    livemig *lm = pc->lm;
+    lm_reader *r = NULL, *pr = NULL;
+    lm_conn pcn = LM_CONN_INIT;
+    uint64_t deadline = 0;
+    while (!lm_cancelled(lm) && (!r || (pc->pre && !pr))) {
+        if (r && lm_now_ms() > deadline) {
+            note_refusal(lm, "the source resumed without its "
+                         "postcopy-preempt channel within 10 s; both "
+                         "sides need postcopy-preempt, then resume again");
+            lm_pc_dst_refuse(mc, "the postcopy-preempt channel did not "
+                             "follow the resumed connection within 10 s");
+            lm_reader_destroy(r);
+            free(r);
+            r = NULL;
+        }
+        livemig_error e = { 0 };
+        lm_conn c;
+        int rc = lm_listener_accept(&lm->listener, 100, &c, &e);
+        if (rc < 0) {
+            lm_set_error(lm, e.desc);
+            break;
+        }
+        if (rc == 0)
+            continue;
+        lm_reader *x = NULL;
+        if (!r) {
+            if ((x = hello_resume(pc, &c, &e))) {
+                r = x;
+                *mc = c;
+                deadline = lm_now_ms() + 10000;
+            }
+        } else if ((x = lm_pc_dst_hello(pc, &c, LM_ROLE_PC_PREEMPT, &e))) {
+            pr = x;
+            pcn = c;
+        }
+        if (!x) {
+            lm_pc_dst_refuse(&c, e.desc);
+            note_refusal(lm, e.desc);
+        }
+    }
+    if (r && pc->pre && !pr) {   /* cancelled half-way */
+        lm_reader_destroy(r);
+        free(r);
+        lm_conn_close(mc);
+        return NULL;
+    }
+    if (pr)
+        lm_pc_pre_dst_adopt(pc->pre, pcn, pr);
     return r;
 }
 
 lm_reader *lm_pc_dst_recover(lm_pc_dst *pc, livemig_error *err)
 {
     livemig *lm = pc->lm;
-    char msg[700];
-    snprintf(msg, sizeof(msg), "postcopy paused: %s; the guest runs here "
-             "and its threads wait for the pages still at the source; "
-             "recover with migrate-recover {uri} here, then migrate {uri, "
-             "resume: true} on the source", err->desc);
+    char msg[700], why[400] = "";
+    if (pc->pre && lm_pc_pre_dst_broken(pc->pre, why + 2, sizeof(why) - 2))
+        memcpy(why, "; ", 2);
+    /* Short enough that the hint at the end fits error-desc. */
+    snprintf(msg, sizeof(msg), "postcopy paused: %.180s%.120s; the guest "
+             "runs here and its threads wait for the pages still at the "
+             "source; recover with migrate-recover {uri} here, then migrate "
+             "{uri, resume: true} on the source", err->desc, why);
     pthread_mutex_lock(&lm->lock);
     lm_pc_set_error_locked(lm, msg);
     lm_set_status_locked(lm, LIVEMIG_STATUS__MAX,
@@ -502,29 +676,8 @@ lm_reader *lm_pc_dst_recover(lm_pc_dst *pc, livemig_error *err)
         lm_set_status_locked(lm, LIVEMIG_STATUS_POSTCOPY_PAUSED,
                              LIVEMIG_STATUS_POSTCOPY_RECOVER);
         pthread_mutex_unlock(&lm->lock);
-        /* Accept until the source of this migration comes back; anything
-         * else is refused with the reason and we keep listening. */
-        lm_reader *r = NULL;
-        lm_conn c;
-        while (!r && !lm_cancelled(lm)) {
-            livemig_error e = { 0 };
-            int rc = lm_listener_accept(&lm->listener, 100, &c, &e);
-            if (rc < 0) {
-                lm_set_error(lm, e.desc);
-                break;
-            }
-            if (rc == 0)
-                continue;
-            if (!(r = hello_resume(pc, &c, &e))) {
-                refuse(&c, e.desc);
-                char m2[700];
-                snprintf(m2, sizeof(m2), "refused a connection while "
-                         "recovering postcopy: %s", e.desc);
-                pthread_mutex_lock(&lm->lock);
-                lm_pc_set_error_locked(lm, m2);
-                pthread_mutex_unlock(&lm->lock);
-            }
-        }
+        lm_conn c = LM_CONN_INIT;
+        lm_reader *r = accept_resume(pc, &c);
         if (!r) {
             pthread_mutex_lock(&lm->lock);
             lm_set_status_locked(lm, LIVEMIG_STATUS_POSTCOPY_RECOVER,

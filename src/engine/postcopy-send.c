@@ -8,6 +8,15 @@
  * max-postcopy-bandwidth, then the background sweep in chunks of
  * PC_CHUNK pages, paced by max-postcopy-bandwidth.  A return-path thread
  * reads the destination's messages into a queue.
+ *
+ * With postcopy-preempt the return-path thread sends each requested page
+ * itself on the preempt channel (postcopy-preempt-send.c) instead of
+ * queueing it, so the bitmap is shared: a page is sent by whoever clears
+ * its bit first (atomic and-not), and the background sweep reads the
+ * words atomically.  Sends on a TLS session stay single-threaded: the
+ * migration thread alone writes the main connection (the return-path
+ * thread only reads it), the return-path thread alone writes the preempt
+ * channel.
  */
 #include <errno.h>
 #include <poll.h>
@@ -33,6 +42,9 @@ typedef struct pc_src {
     livemig *lm;
     pthread_t rp;
     bool rp_started;
+    lm_conn rconn;               /* what the return-path thread reads: a
+                                    copy of lm->conn, valid while it runs */
+    lm_pc_pre_src *pre;          /* postcopy-preempt channel, or NULL */
 
     /* qlock: the request queue and what the return path said */
     pthread_mutex_t qlock;
@@ -42,22 +54,28 @@ typedef struct pc_src {
     bool resumed, done, rp_failed, recovered;
     bool refused;                /* the destination said no before it ran */
     uint64_t wire_prev;          /* bytes written on broken connections */
+    uint64_t pre_prev;           /* pages sent on broken preempt channels */
     uint64_t load_us, t_resumed_us, received;
     char rp_err[520];
 } pc_src;
+
+bool lm_pc_check_migrate_uri(const char *uri, livemig_error *err)
+{
+    if (strncmp(uri, "tcp:", 4) == 0 || strncmp(uri, "unix:", 5) == 0)
+        return true;
+    livemig_error_set(err, "postcopy-ram needs a tcp: or unix: URI (the "
+                      "destination asks for pages over the return path), "
+                      "not '%s'; turn postcopy-ram off for it", uri);
+    return false;
+}
 
 bool lm_pc_check_migrate(const struct lm_params *p, const char *uri,
                          livemig_error *err)
 {
     if (!p->cap_postcopy_ram)
         return true;
-    if (strncmp(uri, "tcp:", 4) != 0 && strncmp(uri, "unix:", 5) != 0) {
-        livemig_error_set(err, "postcopy-ram needs a tcp: or unix: URI (the "
-                          "destination asks for pages over the return "
-                          "path), not '%s'; turn postcopy-ram off for it",
-                          uri);
+    if (!lm_pc_check_migrate_uri(uri, err))
         return false;
-    }
     if (p->cap_multifd) {
         livemig_error_set(err, "postcopy-ram and multifd cannot be combined "
                           "yet; turn one of the two capabilities off");
@@ -134,23 +152,74 @@ static void rp_fail(pc_src *pc, const char *fmt, const char *detail)
     pthread_mutex_unlock(&pc->qlock);
 }
 
+static bool take_bit(livemig_ram *r, uint64_t page)
+{
+    uint64_t m = 1ull << (page % 64);
+    return __atomic_fetch_and(&r->dirty[page / 64], ~m, __ATOMIC_ACQ_REL) & m;
+}
+
+static void put_bit(livemig_ram *r, uint64_t page)
+{
+    __atomic_fetch_or(&r->dirty[page / 64], 1ull << (page % 64),
+                      __ATOMIC_ACQ_REL);
+}
+
+/* postcopy-preempt: send an asked-for page now, on its own channel. */
+static bool serve_urgent(pc_src *pc, pc_req q)
+{
+    livemig *lm = pc->lm;
+    if (q.block >= lm->nram || q.page >= lm->ram[q.block]->pages) {
+        char what[96];
+        snprintf(what, sizeof(what), "page %llu of block %u",
+                 (unsigned long long)q.page, q.block);
+        rp_fail(pc, "the destination asked for %s, which does not exist; "
+                "is it the same guest?", what);
+        return false;
+    }
+    livemig_ram *r = lm->ram[q.block];
+    if (!take_bit(r, q.page))
+        return true;   /* sent already: it is on its way */
+    if (lm_pc_pre_send(pc->pre, q.block, q.page,
+                       r->host + q.page * LM_PAGE_SIZE))
+        return true;
+    put_bit(r, q.page);   /* it may not have arrived: again after resume */
+    char why[256];
+    rp_fail(pc, "the postcopy-preempt channel to the destination broke "
+            "(%s); the link failed or the destination stopped",
+            lm_pc_pre_error(pc->pre, why, sizeof(why)));
+    return false;
+}
+
+static const char *rp_read_error(pc_src *pc, int rc, char *buf, size_t len)
+{
+    const char *t = lm_conn_tls_error(&pc->rconn);
+    snprintf(buf, len, "%s", rc > 0 ? "closed" : t[0] ? t : strerror(errno));
+    return buf;
+}
+
 static void *rp_thread(void *arg)
 {
     pc_src *pc = arg;
-    int fd = pc->lm->conn.rfd;
+    const lm_conn *c = &pc->rconn;
     for (;;) {
         uint8_t type, b[12];
-        int rc = lm_read_full(fd, &type, 1);
+        char why[256];
+        int rc = lm_conn_read_full(c, &type, 1);
         if (rc != 0) {
             rp_fail(pc, "the return path from the destination broke (%s); "
                     "the link failed or the destination stopped",
-                    rc > 0 ? "closed" : strerror(errno));
+                    rp_read_error(pc, rc, why, sizeof(why)));
             return NULL;
         }
         if (type == LM_RP_PAGE_REQ) {
-            if (lm_read_full(fd, b, 12) != 0)
+            if (lm_conn_read_full(c, b, 12) != 0)
                 continue;   /* EOF is seen on the next read */
             pc_req r = { lm_get_be32(b), lm_get_be64(b + 4) };
+            if (pc->pre) {
+                if (!serve_urgent(pc, r))
+                    return NULL;
+                continue;
+            }
             pthread_mutex_lock(&pc->qlock);
             if (pc->qtail - pc->qhead < PC_QUEUE) {
                 pc->q[pc->qtail % PC_QUEUE] = r;
@@ -159,7 +228,7 @@ static void *rp_thread(void *arg)
             pthread_mutex_unlock(&pc->qlock);
         } else if (type == LM_RP_PC_MISSING) {
             uint8_t h[16];
-            if (lm_read_full(fd, h, 16) != 0)
+            if (lm_conn_read_full(c, h, 16) != 0)
                 continue;
             uint32_t bi = lm_get_be32(h), n = lm_get_be32(h + 12);
             uint64_t first = lm_get_be64(h + 4);
@@ -171,10 +240,11 @@ static void *rp_thread(void *arg)
                 return NULL;
             }
             for (uint32_t k = 0; k < n; k++) {
-                if (lm_read_full(fd, b, 8) != 0)
+                if (lm_conn_read_full(c, b, 8) != 0)
                     break;
                 /* Pages lost in flight when the link broke: again. */
-                pc->lm->ram[bi]->dirty[first + k] |= lm_get_be64(b);
+                __atomic_fetch_or(&pc->lm->ram[bi]->dirty[first + k],
+                                  lm_get_be64(b), __ATOMIC_ACQ_REL);
             }
         } else if (type == LM_RP_PC_RESUMED) {
             pthread_mutex_lock(&pc->qlock);
@@ -182,7 +252,7 @@ static void *rp_thread(void *arg)
             pthread_cond_broadcast(&pc->qcond);
             pthread_mutex_unlock(&pc->qlock);
         } else if (type == LM_RP_RESUMED || type == LM_RP_PC_DONE) {
-            if (lm_read_full(fd, b, 8) != 0)
+            if (lm_conn_read_full(c, b, 8) != 0)
                 continue;
             pthread_mutex_lock(&pc->qlock);
             if (type == LM_RP_RESUMED) {
@@ -199,17 +269,17 @@ static void *rp_thread(void *arg)
                 return NULL;
         } else if (type == LM_RP_ERROR) {
             char msg[401] = "";
-            if (lm_read_full(fd, b, 2) == 0) {
+            if (lm_conn_read_full(c, b, 2) == 0) {
                 size_t n = lm_get_be16(b);
                 if (n > 400)
                     n = 400;
-                if (lm_read_full(fd, msg, n) == 0)
+                if (lm_conn_read_full(c, msg, n) == 0)
                     msg[n] = '\0';
             }
             pthread_mutex_lock(&pc->qlock);
             pc->refused = !pc->resumed;
             pthread_mutex_unlock(&pc->qlock);
-            rp_fail(pc, "the destination failed during postcopy: %s", msg);
+            rp_fail(pc, "the destination refused or ended the postcopy stream: %s", msg);
             return NULL;
         } else {
             char t[8];
@@ -223,15 +293,6 @@ static void *rp_thread(void *arg)
 }
 
 /* ---- sending ----------------------------------------------------------- */
-
-static bool take_bit(livemig_ram *r, uint64_t page)
-{
-    uint64_t m = 1ull << (page % 64);
-    if (!(r->dirty[page / 64] & m))
-        return false;
-    r->dirty[page / 64] &= ~m;
-    return true;
-}
 
 /* @n pages from @first, all of them taken from the bitmap already. */
 static bool send_run(pc_src *pc, uint32_t bi, uint64_t first, uint32_t n)
@@ -307,7 +368,7 @@ static bool next_chunk(pc_src *pc, uint32_t *bi, uint64_t *page,
     for (; *bi < pc->lm->nram; (*bi)++, *page = 0) {
         livemig_ram *r = pc->lm->ram[*bi];
         for (uint64_t w = *page / 64; w < r->bitmap_words; w++) {
-            uint64_t bits = r->dirty[w];
+            uint64_t bits = __atomic_load_n(&r->dirty[w], __ATOMIC_ACQUIRE);
             if (w == *page / 64)
                 bits &= ~0ull << (*page % 64);
             if (!bits)
@@ -331,12 +392,15 @@ static void publish_pc(pc_src *pc, uint64_t b0, uint64_t served,
     livemig *lm = pc->lm;
     out_state *s = pc->s;
     pthread_mutex_lock(&lm->lock);
-    lm->stats.transferred = pc->wire_prev + s->w->total + s->w->pending;
+    uint64_t pn, pz, pw;
+    lm_pc_pre_counts(pc->pre, &pn, &pz, &pw);
+    lm->stats.transferred = pc->wire_prev + s->w->total + s->w->pending + pw;
     lm->stats.pc.bytes = lm->stats.transferred - b0;
-    lm->stats.pc.requests = served;
+    lm->stats.pc.requests = served + pn + pz;
+    lm->stats.pc.preempt_pages = pc->pre_prev + pn + pz;
     lm->stats.remaining = left * LM_PAGE_SIZE;
-    lm->stats.normal = s->normal;
-    lm->stats.duplicate = s->duplicate;
+    lm->stats.normal = s->normal + pn;
+    lm->stats.duplicate = s->duplicate + pz;
     pthread_mutex_unlock(&lm->lock);
 }
 
@@ -345,7 +409,8 @@ static uint64_t count_left(livemig *lm)
     uint64_t n = 0;
     for (size_t i = 0; i < lm->nram; i++)
         for (size_t w = 0; w < lm->ram[i]->bitmap_words; w++)
-            n += (uint64_t)__builtin_popcountll(lm->ram[i]->dirty[w]);
+            n += (uint64_t)__builtin_popcountll(
+                __atomic_load_n(&lm->ram[i]->dirty[w], __ATOMIC_RELAXED));
     return n;
 }
 
@@ -397,6 +462,9 @@ static bool start_rp(pc_src *pc)
     (void)setsockopt(pc->lm->conn.wfd, SOL_SOCKET, SO_SNDBUF, &sndbuf,
                      sizeof(sndbuf));
     lm_pc_watch_link(pc->lm->conn.wfd);
+    pthread_mutex_lock(&pc->lm->lock);
+    pc->rconn = pc->lm->conn;
+    pthread_mutex_unlock(&pc->lm->lock);
     pc->rp_started = pthread_create(&pc->rp, NULL, rp_thread, pc) == 0;
     if (!pc->rp_started)
         livemig_error_set(&pc->s->err, "cannot start the postcopy return "
@@ -411,6 +479,7 @@ static void stop_rp(pc_src *pc)
     pthread_mutex_lock(&pc->lm->lock);
     lm_conn_shutdown(&pc->lm->conn);
     pthread_mutex_unlock(&pc->lm->lock);
+    lm_pc_pre_shutdown(pc->pre);   /* a send blocked on a dead link */
     pthread_join(pc->rp, NULL);
     pc->rp_started = false;
 }
@@ -452,7 +521,7 @@ static int send_loop(pc_src *pc, uint64_t b0, uint64_t *served)
         if (!send_run(pc, bi, page, n) || !lm_wr_flush(s->w)) {
             /* The pages of a failed write may not have arrived. */
             for (uint32_t i = 0; i < n; i++)
-                lm->ram[bi]->dirty[(page + i) / 64] |= 1ull << ((page + i) % 64);
+                put_bit(lm->ram[bi], page + i);
             return lm_cancelled(lm) ? -1 : 0;
         }
         page += n;
@@ -506,31 +575,45 @@ static bool pause_and_resume(pc_src *pc, const char *why)
     lm_conn_close(&lm->conn);
     lm->conn = lm->pc_conn;
     lm->pc_conn = (lm_conn)LM_CONN_INIT;
+    char uri[sizeof(lm->pc_uri)];
+    snprintf(uri, sizeof(uri), "%s", lm->pc_uri);
     lm_set_status_locked(lm, LIVEMIG_STATUS_POSTCOPY_PAUSED,
                          LIVEMIG_STATUS_POSTCOPY_RECOVER);
-    lm_stream_header *h = calloc(1, sizeof(*h));
-    if (h) {
-        memcpy(h->uuid, lm->mig_uuid, sizeof(h->uuid));
-        h->version = LM_STREAM_VERSION;
-        h->page_size = LM_PAGE_SIZE;
-        h->role = LM_ROLE_MAIN;
-        h->nblocks = (uint32_t)lm->nram;
-        for (size_t i = 0; i < lm->nram; i++) {
-            snprintf(h->blocks[i].name, sizeof(h->blocks[i].name), "%s",
-                     lm->ram[i]->name);
-            h->blocks[i].size = lm->ram[i]->size;
-        }
-    }
     pthread_mutex_unlock(&lm->lock);
+    uint64_t pn, pz, pw;
+    lm_pc_pre_counts(pc->pre, &pn, &pz, &pw);
+    pc->wire_prev += pw;
+    pc->pre_prev += pn + pz;
+    lm_pc_pre_close(pc->pre);
+    pc->pre = NULL;
     uint64_t rate = s->w->rate;
     pc->wire_prev += s->w->total;
     lm_writer_destroy(s->w);
-    lm_writer_init(s->w, lm->conn.wfd, &lm->cancel);
-    lm_writer_set_rate(s->w, rate);
-    bool ok = h && lm_wr_header(s->w, h) &&
-              lm_wr_pc(s->w, LM_REC_PC_RESUME) && lm_wr_flush(s->w) &&
-              start_rp(pc);
+    lm_writer_init(s->w, -1, &lm->cancel);
+    /* The recovery's connection is secured like the first one was: a
+     * TLS destination refuses it otherwise, and stays paused. */
+    livemig_error e = { 0 };
+    lm_stream_header *h = calloc(1, sizeof(*h));
+    bool ok = h && lm_secure_client_to(lm, &lm->conn, uri, &e);
+    if (ok) {
+        lm_writer_destroy(s->w);
+        lm_writer_init_conn(s->w, &lm->conn, &lm->cancel);
+        lm_writer_set_rate(s->w, rate);
+        lm_pc_fill_header(lm, h, LM_ROLE_MAIN);
+        ok = lm_wr_header(s->w, h) && lm_wr_pc(s->w, LM_REC_PC_RESUME) &&
+             lm_wr_flush(s->w);
+        if (!ok)
+            livemig_error_set(&e, "the resumed connection broke at once "
+                              "(%s)", lm->conn.tls &&
+                              lm_conn_tls_error(&lm->conn)[0]
+                                  ? lm_conn_tls_error(&lm->conn)
+                                  : strerror(s->w->error));
+    }
     free(h);
+    if (ok && s->p.cap_postcopy_preempt &&
+        !(pc->pre = lm_pc_pre_open(lm, uri, &e)))
+        ok = false;
+    ok = ok && start_rp(pc);
     /* The destination lists what it still misses, then PC_RESUMED. */
     pthread_mutex_lock(&pc->qlock);
     while (ok && !pc->recovered && !pc->rp_failed && !lm_cancelled(lm))
@@ -541,9 +624,15 @@ static bool pause_and_resume(pc_src *pc, const char *why)
     pthread_mutex_unlock(&pc->qlock);
     if (lm_cancelled(lm))
         return false;
-    if (!ok)
-        return pause_and_resume(pc, err[0] ? err
-                                           : "the resumed connection broke");
+    if (!ok) {
+        /* The destination's reason (it refused us) says most. */
+        char why[sizeof(err) + sizeof(e.desc) + 8];
+        snprintf(why, sizeof(why), "%s%s%s", err[0] ? err : "",
+                 err[0] && e.desc[0] ? "; " : "",
+                 err[0] || e.desc[0] ? e.desc
+                                     : "the resumed connection broke");
+        return pause_and_resume(pc, why);
+    }
     pthread_mutex_lock(&lm->lock);
     lm->error_desc[0] = '\0';
     lm_set_status_locked(lm, LIVEMIG_STATUS_POSTCOPY_RECOVER,
@@ -566,6 +655,17 @@ bool lm_pc_source(out_state *s)
     pthread_mutex_init(&pc->qlock, NULL);
     pthread_cond_init(&pc->qcond, NULL);
 
+    /* The preempt channel opens while the guest still runs here: a
+     * failure is then an ordinary failed migration, and its handshake
+     * is not downtime. */
+    if (s->p.cap_postcopy_preempt &&
+        !(pc->pre = lm_pc_pre_open(lm, lm->uri, &s->err))) {
+        pthread_mutex_destroy(&pc->qlock);
+        pthread_cond_destroy(&pc->qcond);
+        free(pc->q);
+        free(pc);
+        return false;
+    }
     uint64_t t0 = lm_now_us();
     lm_guest_stop(lm, LIVEMIG_RUN_FINISH_MIGRATE);
     s->stopped_guest = true;
@@ -615,6 +715,8 @@ bool lm_pc_source(out_state *s)
     }
     publish_pc(pc, b0, served, count_left(lm));
     stop_rp(pc);
+    lm_pc_pre_close(pc->pre);
+    pc->pre = NULL;
     bool done = rc == 1;
     if (done) {
         pthread_mutex_lock(&lm->lock);
@@ -652,12 +754,21 @@ bool livemig_migrate_resume(livemig *lm, const char *uri, livemig_error *err)
     pthread_mutex_unlock(&lm->lock);
     if (!ok)
         return false;
+    if (strlen(uri) >= sizeof(lm->pc_uri)) {
+        livemig_error_set(err, "migration URI is longer than %zu bytes",
+                          sizeof(lm->pc_uri) - 1);
+        return false;
+    }
+    if (!lm_pc_check_migrate_uri(uri, err) ||
+        !lm_secure_check(lm, uri, false, err))
+        return false;
     lm_conn c;
     if (!lm_transport_connect(uri, &c, err))
         return false;
     pthread_mutex_lock(&lm->lock);
     ok = lm->status == LIVEMIG_STATUS_POSTCOPY_PAUSED && !lm->pc_resume;
     if (ok) {
+        snprintf(lm->pc_uri, sizeof(lm->pc_uri), "%s", uri);
         lm->pc_conn = c;
         lm->pc_resume = true;
         pthread_cond_broadcast(&lm->cond);

@@ -22,6 +22,20 @@
  * return-path writes go under pc_dst.rp_lock.  Per-page request times are
  * atomics shared by the two.
  *
+ * TLS: every connection of postcopy (the main one, its return path, a
+ * recovery's, the preempt channel) goes through its lm_conn's session
+ * when tls-creds is set, secured with lm_secure_client/lm_secure_server
+ * like the first.  No two threads ever send on one session: see each
+ * file's head for who sends where.
+ *
+ * postcopy-preempt (a capability, both sides): at the switch the source
+ * opens one more connection (role LM_ROLE_PC_PREEMPT) and its return-path
+ * thread sends each requested page there at once, taking the page's bit
+ * from the remaining-pages bitmap atomically, so the migration thread's
+ * background sweep and it never send a page twice.  The destination reads
+ * it on a thread of its own (postcopy-preempt-recv.c).  A recovery
+ * re-creates it right after the main connection.
+ *
  * A broken link after the switch cannot fall back: the guest ran on the
  * destination.  Both sides then stay in postcopy-paused, the source
  * keeping every page, until the daemon is stopped (see docs/postcopy.md).
@@ -37,7 +51,28 @@
 
 /* ---- source (postcopy-send.c) ---- */
 
+/* A hello for another connection of the migration running on @lm. */
+bool lm_pc_fill_header(livemig *lm, lm_stream_header *h, uint8_t role);
+
+/* postcopy-preempt-send.c: the source's preempt channel. */
+typedef struct lm_pc_pre_src lm_pc_pre_src;
+/* Connect to @uri, run TLS as tls-creds says, send the hello. */
+lm_pc_pre_src *lm_pc_pre_open(livemig *lm, const char *uri,
+                              livemig_error *err);
+/* Send the page at @data (block @block, page @page) and flush it.  One
+ * thread only (the return-path thread).  False when the channel broke. */
+bool lm_pc_pre_send(lm_pc_pre_src *p, uint32_t block, uint64_t page,
+                    const uint8_t *data);
+/* Why the last send failed. */
+const char *lm_pc_pre_error(lm_pc_pre_src *p, char *buf, size_t len);
+/* Pages sent as data, as zero, and bytes written (any thread). */
+void lm_pc_pre_counts(lm_pc_pre_src *p, uint64_t *normal, uint64_t *zero,
+                      uint64_t *wire);
+void lm_pc_pre_shutdown(lm_pc_pre_src *p);   /* any thread */
+void lm_pc_pre_close(lm_pc_pre_src *p);
+
 /* Refuse what postcopy cannot do, before a migration starts. */
+bool lm_pc_check_migrate_uri(const char *uri, livemig_error *err);
 bool lm_pc_check_migrate(const struct lm_params *p, const char *uri,
                          livemig_error *err);
 /* The capability is on and migrate-start-postcopy was asked. */
@@ -52,8 +87,12 @@ bool lm_pc_source(out_state *s);
 
 typedef struct lm_pc_dst lm_pc_dst;
 
-/* PC_ADVISE arrived: the capability must be on here too. */
-lm_pc_dst *lm_pc_dst_new(livemig *lm, livemig_error *err);
+/* PC_ADVISE arrived on the main connection with header @hdr: the
+ * capability must be on here too, and postcopy-preempt the same on both
+ * sides.  With postcopy-preempt the migration's listener is taken over
+ * to accept the preempt channel. */
+lm_pc_dst *lm_pc_dst_new(livemig *lm, const lm_stream_header *hdr,
+                         livemig_error *err);
 /* A PC_DISCARD record: drop those pages, remember them as missing. */
 bool lm_pc_dst_discard(lm_pc_dst *pc, const lm_rec *rec, livemig_error *err);
 /* PC_RUN: register the RAM, start the fault thread, switch @r to staged
@@ -77,6 +116,29 @@ void lm_pc_watch_link(int fd);
  * first).  Caller holds lm->lock. */
 void lm_pc_set_error_locked(livemig *lm, const char *msg);
 bool lm_pc_dst_running(const lm_pc_dst *pc);   /* after PC_RUN */
+/* Place the pages of a RAM record whose data (RAW) is at @data; any
+ * thread (the incoming one, the preempt one). */
+bool lm_pc_dst_place(lm_pc_dst *pc, const lm_rec *rec, const uint8_t *data,
+                     livemig_error *err);
+/* A connection that joins this migration: TLS as the first one, then a
+ * header with this migration's uuid and @role, bound to the RAM blocks.
+ * The reader (caller frees), or NULL with @err. */
+lm_reader *lm_pc_dst_hello(lm_pc_dst *pc, lm_conn *c, int role,
+                           livemig_error *err);
+/* Tell the peer of @c why it is refused (ERROR), and close @c. */
+void lm_pc_dst_refuse(lm_conn *c, const char *msg);
+
+/* postcopy-preempt-recv.c: the destination's preempt channel. */
+typedef struct lm_pc_pre_dst lm_pc_pre_dst;
+/* Take lm->listener over and accept the channel on a thread that then
+ * reads and places its pages. */
+lm_pc_pre_dst *lm_pc_pre_dst_start(lm_pc_dst *pc, livemig *lm,
+                                   livemig_error *err);
+/* A recovery accepted the new channel: drop the old one, read this. */
+void lm_pc_pre_dst_adopt(lm_pc_pre_dst *p, lm_conn c, lm_reader *r);
+/* The channel failed since it was connected: true, with why. */
+bool lm_pc_pre_dst_broken(lm_pc_pre_dst *p, char *why, size_t len);
+void lm_pc_pre_dst_stop(lm_pc_pre_dst *p);
 void lm_pc_dst_free(lm_pc_dst *pc);
 
 #endif

@@ -105,8 +105,10 @@ json_object *livemig_query_migrate(livemig *lm)
     add_u64(ram, "precopy-bytes", st.precopy_bytes);
     add_u64(ram, "downtime-bytes", st.downtime_bytes);
     add_u64(ram, "postcopy-bytes", st.pc.bytes);
-    if (st.pc.on)
+    if (st.pc.on) {
         add_u64(ram, "postcopy-requests", st.pc.requests);
+        add_u64(ram, "postcopy-preempt-pages", st.pc.preempt_pages);
+    }
     add_u64(ram, "pages-per-second", st.pages_per_second);
     add_u64(ram, "page-size", LM_PAGE_SIZE);
     json_object_object_add(o, "ram", ram);

@@ -109,13 +109,19 @@ bool lm_secure_check(livemig *lm, const char *uri, bool incoming,
 
 bool lm_secure_client(livemig *lm, lm_conn *c, livemig_error *err)
 {
+    return lm_secure_client_to(lm, c, lm->uri, err);
+}
+
+bool lm_secure_client_to(livemig *lm, lm_conn *c, const char *uri,
+                         livemig_error *err)
+{
     struct lm_params p;
     lm_tunables_snapshot(lm->tun, &p);
     if (!p.tls_creds[0])
         return true;
     if (!c->is_socket) {
         livemig_error_set(err, "TLS needs a tcp: or unix: URI; clear "
-                          "tls-creds for '%s'", lm->uri);
+                          "tls-creds for '%s'", uri);
         return false;
     }
     lm_tls_creds *cr = lm_objects_creds(lm->objects, p.tls_creds, err);
@@ -125,7 +131,7 @@ bool lm_secure_client(livemig *lm, lm_conn *c, livemig_error *err)
     if (p.tls_hostname[0])
         snprintf(host, sizeof(host), "%s", p.tls_hostname);
     else
-        uri_host(lm->uri, host, sizeof(host));
+        uri_host(uri, host, sizeof(host));
     c->tls = lm_tls_handshake(c->wfd, cr, NULL, host[0] ? host : NULL,
                               HANDSHAKE_MS, err);
     lm_tls_creds_unref(cr);

@@ -216,6 +216,7 @@ bool lm_rd_header(lm_reader *r, livemig_error *err)
     h->role = b[12];
     h->index = b[13];
     h->compression = b[14];
+    h->pc_preempt = (b[15] & 2) != 0;
     memcpy(h->uuid, b + 16, 16);
     h->nblocks = lm_get_be32(b + 32);
     if (h->nblocks == 0 || h->nblocks > LM_STREAM_MAX_BLOCKS) {

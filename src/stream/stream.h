@@ -73,7 +73,9 @@ enum lm_reply {
     LM_RP_PC_RESUMED = 0x8a,/* (nothing): missing list complete */
 };
 
-enum lm_role { LM_ROLE_MAIN = 0, LM_ROLE_MULTIFD = 1 };
+/* A connection's role (its header's role byte).  A postcopy-preempt
+ * channel carries only the pages the destination asked for. */
+enum lm_role { LM_ROLE_MAIN = 0, LM_ROLE_MULTIFD = 1, LM_ROLE_PC_PREEMPT = 2 };
 
 /* One RAM block as both ends describe it. */
 typedef struct lm_stream_block {
@@ -88,6 +90,8 @@ typedef struct lm_stream_header {
     uint32_t page_size;
     uint8_t role, index;       /* main: index = multifd channel count */
     uint8_t compression;       /* multifd batches: lm_compress_method */
+    bool pc_preempt;           /* main: capability postcopy-preempt on
+                                  (flags bit 1) */
     uint8_t uuid[16];
     uint32_t nblocks;
     lm_stream_block blocks[LM_STREAM_MAX_BLOCKS];

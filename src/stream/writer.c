@@ -5,8 +5,9 @@
  * nothing sent as a native struct (docs/stream.md has the full essay):
  *
  *   header  "LVMG" u32 version, u32 page size, u8 role, u8 index
- *           (main: multifd channel count), u16 flags (bit 0: uuid,
- *           bits 8-15: multifd compression), 16 bytes uuid, u32 nblocks,
+ *           (main: multifd channel count), u16 flags (bit 0: uuid, bit 1:
+ *           postcopy-preempt, bits 8-15: multifd compression), 16 bytes
+ *           uuid, u32 nblocks,
  *           nblocks x { u8 name length, name, u64 size }
  *   record  u8 type, then by type:
  *           RAM_RAW    u32 block, u64 first page, u32 npages, pages
@@ -256,8 +257,10 @@ bool lm_wr_header(lm_writer *w, const lm_stream_header *h)
     lm_put_be32(q, h->page_size); q += 4;
     *q++ = h->role;
     *q++ = h->index;
-    /* flags: bit 0 = uuid present, bits 8-15 = multifd compression */
-    lm_put_be16(q, (uint16_t)(1u | (unsigned)h->compression << 8)); q += 2;
+    /* flags: bit 0 = uuid present, bit 1 = postcopy-preempt, bits 8-15 =
+     * multifd compression */
+    lm_put_be16(q, (uint16_t)(1u | (h->pc_preempt ? 2u : 0u) |
+                              (unsigned)h->compression << 8)); q += 2;
     memcpy(q, h->uuid, 16); q += 16;
     lm_put_be32(q, h->nblocks); q += 4;
     for (uint32_t i = 0; i < h->nblocks; i++) {
