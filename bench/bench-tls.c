@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench-util.h"
@@ -71,19 +72,32 @@ static double aes_gcm_gbps(void)
     return best;
 }
 
-typedef struct { int fd; size_t total; } sink_arg;
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+typedef struct { int fd; size_t total; double cpu_s; } sink_arg;
+
+/* CPU time of each side of the last tcp_gbps / tls_stream_gbps, as a
+ * fraction of its wall time: which side is the bottleneck. */
+static double tcp_tx_busy, tcp_rx_busy;
 
 static void *sink(void *p)
 {
     sink_arg *a = p;
     char *buf = malloc(1 << 20);
     size_t got = 0;
+    double c0 = thread_cpu_s();
     while (got < a->total) {
         ssize_t n = read(a->fd, buf, 1 << 20);
         if (n <= 0)
             break;
         got += (size_t)n;
     }
+    a->cpu_s = thread_cpu_s() - c0;
     free(buf);
     return NULL;
 }
@@ -115,20 +129,23 @@ static double tcp_gbps(void)
     int c, s;
     tcp_pair(&c, &s);
     size_t total = 2ull << 30;
-    sink_arg a = { s, total };
+    sink_arg a = { s, total, 0 };
     pthread_t t;
     pthread_create(&t, NULL, sink, &a);
     char *buf = malloc(1 << 20);
     memset(buf, 0x5a, 1 << 20);
-    double t0 = bu_now();
+    double t0 = bu_now(), c0 = thread_cpu_s();
     for (size_t sent = 0; sent < total;) {
         ssize_t n = write(c, buf, 1 << 20);
         if (n <= 0)
             break;
         sent += (size_t)n;
     }
+    double tx_cpu = thread_cpu_s() - c0;
     pthread_join(t, NULL);
     double dt = bu_now() - t0;
+    tcp_tx_busy = tx_cpu / dt;
+    tcp_rx_busy = a.cpu_s / dt;
     free(buf);
     close(c);
     close(s);
@@ -273,7 +290,10 @@ typedef struct rx_arg {
     int fd;
     lm_tls_creds *creds;
     size_t total;
+    double cpu_s;           /* the receiving thread's CPU time */
 } rx_arg;
+
+static double stream_tx_busy, stream_rx_busy;
 
 static void *rx_side(void *p)
 {
@@ -281,12 +301,14 @@ static void *rx_side(void *p)
     livemig_error err = { 0 };
     lm_tls *t = lm_tls_handshake(a->fd, a->creds, NULL, NULL, 10000, &err);
     char *buf = malloc(1 << 20);
+    double c0 = thread_cpu_s();
     for (size_t got = 0; t && got < a->total;) {
         ssize_t n = lm_tls_recv(t, buf, 1 << 20);
         if (n <= 0)
             break;
         got += (size_t)n;
     }
+    a->cpu_s = thread_cpu_s() - c0;
     free(buf);
     lm_tls_free(t);
     return NULL;
@@ -311,20 +333,23 @@ static double tls_stream_gbps(void)
     int c, s;
     tcp_pair(&c, &s);
     size_t total = 1ull << 30;
-    rx_arg a = { s, sc, total };
+    rx_arg a = { s, sc, total, 0 };
     pthread_t t;
     pthread_create(&t, NULL, rx_side, &a);
     lm_tls *ct = lm_tls_handshake(c, cc, NULL, "127.0.0.1", 10000, &err);
     char *buf = malloc(1 << 20);
     memset(buf, 0x5a, 1 << 20);
-    double t0 = bu_now();
+    double t0 = bu_now(), c0 = thread_cpu_s();
     for (size_t sent = 0; ct && sent < total; sent += 1 << 20) {
         struct iovec iov = { buf, 1 << 20 };
         if (!lm_tls_writev_all(ct, &iov, 1))
             break;
     }
+    double tx_cpu = thread_cpu_s() - c0;
     pthread_join(t, NULL);
     double dt = bu_now() - t0;
+    stream_tx_busy = tx_cpu / dt;
+    stream_rx_busy = a.cpu_s / dt;
     free(buf);
     lm_tls_free(ct);
     close(c);
@@ -461,8 +486,11 @@ int main(int argc, char **argv)
     }
     if (stream_only) {
         double a = aes_gcm_gbps(), tc = tcp_gbps(), st = tls_stream_gbps();
-        printf("aes %.2f tcp %.2f limit %.2f stream %.2f ratio %.2f\n", a, tc,
-               1 / (1 / a + 1 / tc), st, st / (1 / (1 / a + 1 / tc)));
+        printf("aes %.2f tcp %.2f (busy: sender %.0f%%, receiver %.0f%%) "
+               "limit %.2f stream %.2f (busy: sender %.0f%%, receiver %.0f%%) "
+               "ratio %.2f\n", a, tc, tcp_tx_busy * 100, tcp_rx_busy * 100,
+               1 / (1 / a + 1 / tc), st, stream_tx_busy * 100,
+               stream_rx_busy * 100, st / (1 / (1 / a + 1 / tc)));
         remove_certs();
         return 0;
     }
