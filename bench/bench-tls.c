@@ -409,10 +409,15 @@ static json_object *run_one(const char *spec, bool tls, int multifd)
         fprintf(stderr, "bench-tls: %s\n", err.desc);
         exit(1);
     }
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
     double t0 = bu_now();
     bu_migrate(&p);
     bool ok = bu_wait_status(p.src, LIVEMIG_STATUS_COMPLETED, 120);
     double wall = bu_now() - t0;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+    double cpu = (double)(c1.tv_sec - c0.tv_sec) +
+                 (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
     ok = ok && bu_wait_status(p.dst, LIVEMIG_STATUS_COMPLETED, 10);
     json_object *q = livemig_query_migrate(p.src);
     json_object *v = lm_pattern_verify(p.pdst, &err);
@@ -424,6 +429,11 @@ static json_object *run_one(const char *spec, bool tls, int multifd)
     json_object_object_add(r, "transferred", json_object_new_uint64(bytes));
     json_object_object_add(r, "GBps", json_object_new_double(
                                (double)bytes / wall / 1e9));
+    /* CPU seconds of both engines per GB moved: what the migration costs
+     * whatever else runs on the machine (with others' jobs taking CPU,
+     * the rate follows this more than the limits). */
+    json_object_object_add(r, "cpu-s-per-GB", json_object_new_double(
+                               cpu / ((double)bytes / 1e9)));
     json_object_object_add(r, "verify-ok", json_object_new_boolean(
                                ok && v && json_object_get_boolean(
                                    bu_get(v, "ok"))));
