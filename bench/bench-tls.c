@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench-util.h"
@@ -42,7 +43,11 @@ static char dir[64];
 
 /* ---- limits ------------------------------------------------------------- */
 
-static double aes_gcm_gbps(void)
+/* AES-256-GCM through GnuTLS's AEAD API on 16 KiB records, hot buffers:
+ * encryption (the limit's term), and decryption into *@dec_gbps (what
+ * the destination pays on top of a plain receive, which the limit does
+ * not count). */
+static double aes_gcm_gbps(double *dec_gbps)
 {
     size_t rec = 16384, total = 1u << 30;
     unsigned char key[32] = { 1 }, iv[12] = { 2 };
@@ -50,9 +55,10 @@ static double aes_gcm_gbps(void)
     gnutls_aead_cipher_hd_t h;
     if (gnutls_aead_cipher_init(&h, GNUTLS_CIPHER_AES_256_GCM, &k) < 0)
         return 0;
-    unsigned char *in = malloc(rec), *out = malloc(rec + 16);
+    unsigned char *in = malloc(rec), *out = malloc(rec + 16),
+                  *back = malloc(rec + 16);
     memset(in, 0x5a, rec);
-    double best = 0;
+    double best = 0, best_dec = 0;
     for (int r = 0; r < 3; r++) {
         double t = bu_now();
         for (size_t done = 0; done < total; done += rec) {
@@ -65,25 +71,52 @@ static double aes_gcm_gbps(void)
         if ((double)total / t / 1e9 > best)
             best = (double)total / t / 1e9;
     }
+    for (int r = 0; r < 3; r++) {
+        double t = bu_now();
+        for (size_t done = 0; done < total; done += rec) {
+            size_t blen = rec + 16;
+            if (gnutls_aead_cipher_decrypt(h, iv, sizeof(iv), NULL, 0, 16,
+                                           out, rec + 16, back, &blen) < 0)
+                break;
+        }
+        t = bu_now() - t;
+        if ((double)total / t / 1e9 > best_dec)
+            best_dec = (double)total / t / 1e9;
+    }
     gnutls_aead_cipher_deinit(h);
     free(in);
     free(out);
+    free(back);
+    *dec_gbps = best_dec;
     return best;
 }
 
-typedef struct { int fd; size_t total; } sink_arg;
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+typedef struct { int fd; size_t total; double cpu_s; } sink_arg;
+
+/* CPU time of each side of the last tcp_gbps / tls_stream_gbps, as a
+ * fraction of its wall time: which side is the bottleneck. */
+static double tcp_tx_busy, tcp_rx_busy;
 
 static void *sink(void *p)
 {
     sink_arg *a = p;
     char *buf = malloc(1 << 20);
     size_t got = 0;
+    double c0 = thread_cpu_s();
     while (got < a->total) {
         ssize_t n = read(a->fd, buf, 1 << 20);
         if (n <= 0)
             break;
         got += (size_t)n;
     }
+    a->cpu_s = thread_cpu_s() - c0;
     free(buf);
     return NULL;
 }
@@ -115,20 +148,23 @@ static double tcp_gbps(void)
     int c, s;
     tcp_pair(&c, &s);
     size_t total = 2ull << 30;
-    sink_arg a = { s, total };
+    sink_arg a = { s, total, 0 };
     pthread_t t;
     pthread_create(&t, NULL, sink, &a);
     char *buf = malloc(1 << 20);
     memset(buf, 0x5a, 1 << 20);
-    double t0 = bu_now();
+    double t0 = bu_now(), c0 = thread_cpu_s();
     for (size_t sent = 0; sent < total;) {
         ssize_t n = write(c, buf, 1 << 20);
         if (n <= 0)
             break;
         sent += (size_t)n;
     }
+    double tx_cpu = thread_cpu_s() - c0;
     pthread_join(t, NULL);
     double dt = bu_now() - t0;
+    tcp_tx_busy = tx_cpu / dt;
+    tcp_rx_busy = a.cpu_s / dt;
     free(buf);
     close(c);
     close(s);
@@ -273,7 +309,11 @@ typedef struct rx_arg {
     int fd;
     lm_tls_creds *creds;
     size_t total;
+    double cpu_s;           /* the receiving thread's CPU time */
 } rx_arg;
+
+static char stream_cipher[96];
+static double stream_tx_busy, stream_rx_busy;
 
 static void *rx_side(void *p)
 {
@@ -281,12 +321,14 @@ static void *rx_side(void *p)
     livemig_error err = { 0 };
     lm_tls *t = lm_tls_handshake(a->fd, a->creds, NULL, NULL, 10000, &err);
     char *buf = malloc(1 << 20);
+    double c0 = thread_cpu_s();
     for (size_t got = 0; t && got < a->total;) {
         ssize_t n = lm_tls_recv(t, buf, 1 << 20);
         if (n <= 0)
             break;
         got += (size_t)n;
     }
+    a->cpu_s = thread_cpu_s() - c0;
     free(buf);
     lm_tls_free(t);
     return NULL;
@@ -311,20 +353,25 @@ static double tls_stream_gbps(void)
     int c, s;
     tcp_pair(&c, &s);
     size_t total = 1ull << 30;
-    rx_arg a = { s, sc, total };
+    rx_arg a = { s, sc, total, 0 };
     pthread_t t;
     pthread_create(&t, NULL, rx_side, &a);
     lm_tls *ct = lm_tls_handshake(c, cc, NULL, "127.0.0.1", 10000, &err);
+    snprintf(stream_cipher, sizeof(stream_cipher), "%s",
+             ct ? lm_tls_cipher(ct) : "");
     char *buf = malloc(1 << 20);
     memset(buf, 0x5a, 1 << 20);
-    double t0 = bu_now();
+    double t0 = bu_now(), c0 = thread_cpu_s();
     for (size_t sent = 0; ct && sent < total; sent += 1 << 20) {
         struct iovec iov = { buf, 1 << 20 };
         if (!lm_tls_writev_all(ct, &iov, 1))
             break;
     }
+    double tx_cpu = thread_cpu_s() - c0;
     pthread_join(t, NULL);
     double dt = bu_now() - t0;
+    stream_tx_busy = tx_cpu / dt;
+    stream_rx_busy = a.cpu_s / dt;
     free(buf);
     lm_tls_free(ct);
     close(c);
@@ -384,10 +431,15 @@ static json_object *run_one(const char *spec, bool tls, int multifd)
         fprintf(stderr, "bench-tls: %s\n", err.desc);
         exit(1);
     }
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
     double t0 = bu_now();
     bu_migrate(&p);
     bool ok = bu_wait_status(p.src, LIVEMIG_STATUS_COMPLETED, 120);
     double wall = bu_now() - t0;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+    double cpu = (double)(c1.tv_sec - c0.tv_sec) +
+                 (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
     ok = ok && bu_wait_status(p.dst, LIVEMIG_STATUS_COMPLETED, 10);
     json_object *q = livemig_query_migrate(p.src);
     json_object *v = lm_pattern_verify(p.pdst, &err);
@@ -399,6 +451,11 @@ static json_object *run_one(const char *spec, bool tls, int multifd)
     json_object_object_add(r, "transferred", json_object_new_uint64(bytes));
     json_object_object_add(r, "GBps", json_object_new_double(
                                (double)bytes / wall / 1e9));
+    /* CPU seconds of both engines per GB moved: what the migration costs
+     * whatever else runs on the machine (with others' jobs taking CPU,
+     * the rate follows this more than the limits). */
+    json_object_object_add(r, "cpu-s-per-GB", json_object_new_double(
+                               cpu / ((double)bytes / 1e9)));
     json_object_object_add(r, "verify-ok", json_object_new_boolean(
                                ok && v && json_object_get_boolean(
                                    bu_get(v, "ok"))));
@@ -460,17 +517,23 @@ int main(int argc, char **argv)
         return 0;
     }
     if (stream_only) {
-        double a = aes_gcm_gbps(), tc = tcp_gbps(), st = tls_stream_gbps();
-        printf("aes %.2f tcp %.2f limit %.2f stream %.2f ratio %.2f\n", a, tc,
-               1 / (1 / a + 1 / tc), st, st / (1 / (1 / a + 1 / tc)));
+        double dec, a = aes_gcm_gbps(&dec), tc = tcp_gbps(),
+                    st = tls_stream_gbps();
+        printf("%s: aes %.2f (decrypt %.2f) tcp %.2f (busy: sender %.0f%%, receiver %.0f%%) "
+               "limit %.2f stream %.2f (busy: sender %.0f%%, receiver %.0f%%) "
+               "ratio %.2f\n", stream_cipher, a, dec, tc, tcp_tx_busy * 100, tcp_rx_busy * 100,
+               1 / (1 / a + 1 / tc), st, stream_tx_busy * 100,
+               stream_rx_busy * 100, st / (1 / (1 / a + 1 / tc)));
         remove_certs();
         return 0;
     }
-    double aes = aes_gcm_gbps(), tcp = tcp_gbps();
+    double aes_dec, aes = aes_gcm_gbps(&aes_dec), tcp = tcp_gbps();
     double limit1 = 1.0 / (1.0 / aes + 1.0 / tcp);
     json_object *out = json_object_new_object();
     json_object *lim = json_object_new_object();
     json_object_object_add(lim, "aes-256-gcm-GBps", json_object_new_double(aes));
+    json_object_object_add(lim, "aes-256-gcm-decrypt-GBps",
+                           json_object_new_double(aes_dec));
     json_object_object_add(lim, "loopback-tcp-GBps", json_object_new_double(tcp));
     json_object_object_add(lim, "tls-one-channel-limit-GBps",
                            json_object_new_double(limit1));
@@ -483,6 +546,12 @@ int main(int argc, char **argv)
     json_object_object_add(out, "handshake", hs);
     json_object_object_add(lim, "tls-stream-GBps",
                            json_object_new_double(tls_stream_gbps()));
+    json_object_object_add(lim, "tls-stream-cipher",
+                           json_object_new_string(stream_cipher));
+    json_object_object_add(lim, "tls-stream-sender-busy",
+                           json_object_new_double(stream_tx_busy));
+    json_object_object_add(lim, "tls-stream-receiver-busy",
+                           json_object_new_double(stream_rx_busy));
 
     char spec[128];
     snprintf(spec, sizeof(spec), "pattern,size=%s,threads=1,fill=random,"

@@ -25,6 +25,14 @@
 #include "transport/transport.h"
 
 #define RD_BUF (256 * 1024)
+/* With TLS the session already holds the decrypted record (up to 16 KiB)
+ * and every read is a copy out of it, never a syscall: going through
+ * r->buf as well would copy each byte twice.  So only small pieces
+ * (record headers, page indexes) go through the buffer, in small
+ * refills, and anything of this size or more is read straight into
+ * place (a multifd page into guest memory). */
+#define RD_TLS_DIRECT 1024
+#define RD_TLS_REFILL 4096
 
 bool lm_reader_init(lm_reader *r, int fd, livemig_error *err)
 {
@@ -137,7 +145,7 @@ static int rd(lm_reader *r, void *out, size_t len)
         if (r->pos == r->len) {
             if (!wait_data(r))
                 return -1;
-            if (len >= r->cap / 2) {
+            if (len >= (r->tls ? RD_TLS_DIRECT : r->cap / 2)) {
                 /* Big reads bypass the buffer. */
                 ssize_t n = lm_io_read(r->fd, r->tls, o, len);
                 if (n < 0 && wait_nonblocking(r))
@@ -149,7 +157,8 @@ static int rd(lm_reader *r, void *out, size_t len)
                 r->total += (uint64_t)n;
                 continue;
             }
-            ssize_t n = lm_io_read(r->fd, r->tls, r->buf, r->cap);
+            ssize_t n = lm_io_read(r->fd, r->tls, r->buf,
+                                   r->tls ? RD_TLS_REFILL : r->cap);
             if (n < 0 && wait_nonblocking(r))
                 continue;
             if (n <= 0)

@@ -247,8 +247,10 @@ static void test_session_bytes(void **state)
     assert_int_equal(r.got, TOTAL);
     assert_memory_equal(src, dst, TOTAL);
 
-    /* The other way, two small records that arrive together: after the
-     * first is read, the second is pending though the socket is empty. */
+    /* The other way, two small records that arrive together: the first
+     * one's body is read with the second one's header, so after the
+     * first is read the second is pending, though GnuTLS has decrypted
+     * nothing of it yet and the socket holds only its body. */
     assert_int_equal(lm_tls_send(s.t, "ack!", 4), 4);
     assert_int_equal(lm_tls_send(s.t, "more", 4), 4);
     uint8_t peek[256];
@@ -261,8 +263,9 @@ static void test_session_bytes(void **state)
     char b[4];
     assert_int_equal(lm_tls_recv(c, b, 4), 4);
     assert_memory_equal(b, "ack!", 4);
-    assert_int_equal(recv(sv[0], peek, 1, MSG_PEEK | MSG_DONTWAIT), -1);
     assert_true(lm_tls_pending(c) > 0);
+    assert_int_equal(recv(sv[0], peek, sizeof(peek), MSG_PEEK | MSG_DONTWAIT),
+                     26 - 5);
     assert_int_equal(lm_tls_recv(c, b, 4), 4);
     assert_memory_equal(b, "more", 4);
 
