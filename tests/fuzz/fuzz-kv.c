@@ -120,6 +120,8 @@ static bool one_reply(const char **p, const char *end, int depth)
  * well-formed ones. */
 static long count_replies(const kv_out *o)
 {
+    if (!o->len)
+        return 0;           /* o->p may still be NULL */
     const char *p = o->p, *end = o->p + o->len;
     long n = 0;
     while (p < end) {
@@ -279,6 +281,8 @@ typedef struct parsed {
 
 static void parsed_put(parsed *s, const void *d, size_t n)
 {
+    if (!n)
+        return;
     if (s->cap - s->len < n) {
         size_t cap = s->cap ? s->cap : 256;
         while (cap - s->len < n)
