@@ -2,21 +2,28 @@
  * tracker-mprotect.c - the mprotect dirty tracker: works on any Linux.
  *
  * start: mprotect(PROT_READ) the block.  A write faults; our SIGSEGV
- *        handler finds the block in a process-wide registry, makes the
- *        page writable again, then sets its bit in the tracker's pending
- *        bitmap, and the write is retried and succeeds.
+ *        handler finds the block in a process-wide registry, sets the
+ *        page's bit in the tracker's pending bitmap, makes the page
+ *        writable again, sets the bit once more, and the write is retried
+ *        and succeeds.
  * sync:  harvest first (atomic exchange of each pending word with 0), THEN
  *        re-protect the harvested pages, one mprotect per run of adjacent
- *        pages.  With the handler's order (unprotect, then set the bit)
- *        this never loses a write:
- *          - a handler whose unprotect comes after our re-protect sets its
- *            bit after our harvest, so the next sync reports the page;
+ *        pages.  This never loses a write:
+ *          - the bit set after the unprotect: a handler whose unprotect
+ *            comes after our re-protect sets it after our harvest, so the
+ *            next sync reports the page and re-protects it;
  *          - a handler whose unprotect comes before our re-protect: the
  *            retried write either lands before the re-protect (visible to
  *            the caller, who reads after sync returns) or faults again.
  *        The other order (re-protect, then harvest) loses the writes to a
  *        page that faults in between: its bit is harvested, nothing
  *        protects it any more, and later writes leave no trace.
+ *        The bit set before the unprotect keeps the promise of
+ *        lm_tracker_sync (every page written before a sync starts is
+ *        reported by it): once the page is writable, other threads write
+ *        it without faulting; if the handler were preempted between its
+ *        unprotect and its only bit (a loaded machine), a sync in that
+ *        window would miss those completed writes until the next sync.
  * stop:  mprotect(PROT_READ | PROT_WRITE) the block, unregister.  The
  *        block must have been read-write before start.
  *
@@ -101,16 +108,30 @@ static void mprotect_set_bits(_Atomic uint64_t *pending, size_t first,
     }
 }
 
-/* Record a write fault at @a inside @s: unprotect, then mark. */
+/* Make [@from, @to) of @s writable, its bits set both before and after
+ * (see the top of the file).  False if mprotect failed; the bits set
+ * before then only over-report. */
+static bool mprotect_open(const mprotect_slot *s, uintptr_t from,
+                          uintptr_t to)
+{
+    size_t first = (from - s->start) >> s->shift;
+    size_t n = (to - from) >> s->shift;
+
+    mprotect_set_bits(s->pending, first, n);
+    if (mprotect((void *)from, to - from, PROT_READ | PROT_WRITE) != 0)
+        return false;
+    mprotect_set_bits(s->pending, first, n);
+    return true;
+}
+
+/* Record a write fault at @a inside @s. */
 static void mprotect_record(const mprotect_slot *s, uintptr_t a)
 {
     size_t page = (a - s->start) >> s->shift;
     uintptr_t pa = s->start + (page << s->shift);
 
-    if (mprotect((void *)pa, s->page_size, PROT_READ | PROT_WRITE) == 0) {
-        atomic_fetch_or(&s->pending[page >> 6], 1ull << (page & 63));
+    if (mprotect_open(s, pa, pa + s->page_size))
         return;
-    }
     /* Out of VMAs (or memory): unprotect bigger, report all of it. */
     uintptr_t gs = pa & ~(uintptr_t)(MPROTECT_GROUP - 1);
     uintptr_t ge = gs + MPROTECT_GROUP;
@@ -118,15 +139,10 @@ static void mprotect_record(const mprotect_slot *s, uintptr_t a)
         gs = s->start;
     if (ge > s->end)
         ge = s->end;
-    if (mprotect((void *)gs, ge - gs, PROT_READ | PROT_WRITE) != 0) {
-        gs = s->start;
-        ge = s->end;
+    if (!mprotect_open(s, gs, ge)) {
         /* If even this fails the write faults again and we retry. */
-        if (mprotect((void *)gs, ge - gs, PROT_READ | PROT_WRITE) != 0)
-            return;
+        (void)mprotect_open(s, s->start, s->end);
     }
-    mprotect_set_bits(s->pending, (gs - s->start) >> s->shift,
-                (ge - gs) >> s->shift);
 }
 
 /* A fault at an address no live tracker covers may still be a write to a

@@ -2,7 +2,10 @@
  * make-seeds.c - write the seed corpora of the harnesses into DIR/<name>/
  * (tests/fuzz/corpus/ in the tree): streams made by the engine's own
  * writer, real compressed batches and xbzrle deltas made by the codecs,
- * and QMP/HMP lines as clients send them.  Run by scripts/fuzz-seeds;
+ * QMP/HMP lines as clients send them, and kv requests in the shapes
+ * Redis clients and telnet users send (the redis-* seeds of corpus/kv
+ * are recorded traffic of the real redis-cli and redis-benchmark, kept
+ * as they are).  Run by scripts/fuzz-seeds;
  * the output is committed, so a change of the wire format shows up as a
  * change of the seeds.
  */
@@ -320,6 +323,112 @@ static void monitor_lines(void)
     }
 }
 
+/* Mode bytes of fuzz-kv.c. */
+#define KV_FRAMED 1
+#define KV_TIGHT 2
+#define KV_CRON 4
+#define KV_READ(n) ((uint8_t)((n) << 3))
+
+/* A framed kv seed: @n reads, client i gets reads[i]. */
+static void kv_framed(const char *name, uint8_t mode, const int *who,
+                      const char *const *reads, size_t n)
+{
+    uint8_t b[4096];
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(reads[i]);
+        if (l > 255 || len + 2 + l > sizeof(b))
+            exit(1);
+        b[len++] = (uint8_t)who[i];
+        b[len++] = (uint8_t)l;
+        memcpy(b + len, reads[i], l);
+        len += l;
+    }
+    put("kv", name, (uint8_t)(mode | KV_FRAMED), b, len, true);
+}
+
+static void kv_requests(void)
+{
+    static const struct {
+        const char *name;
+        uint8_t mode;
+        const char *text;
+    } one[] = {
+        /* telnet: inline words, "..." with C escapes, '...' */
+        { "inline", 0, "PING\r\nSET k v\r\nGET k\r\nECHO \"a b\\x41\\n\"\r\n"
+          "SET 'it\\'s' \"\"\r\nGET 'it\\'s'\r\nDBSIZE\nQUIT\r\nPING\r\n" },
+        { "inline-bytewise", KV_READ(1), "SET a 1\r\nINCRBY a 41\r\n"
+          "APPEND a xyz\r\nSTRLEN a\r\n\r\n   \r\nGETDEL a\r\n" },
+        { "multibulk", 0, "*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n"
+          "*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n*0\r\n*-1\r\n"
+          "*1\r\n$4\r\nPING\r\n" },
+        { "every-type", KV_READ(5),
+          "RPUSH l a b c d\r\nLPUSH l z\r\nLRANGE l 0 -1\r\nLINDEX l -2\r\n"
+          "LPOP l 2\r\nRPOP l\r\nLLEN l\r\nHSET h f 1 g x\r\nHINCRBY h f 9\r\n"
+          "HMGET h f g n\r\nHGETALL h\r\nHDEL h g\r\nHLEN h\r\n"
+          "SADD s a b c\r\nSREM s b\r\nSISMEMBER s a\r\nSCARD s\r\n"
+          "SMEMBERS s\r\nSPOP s 5\r\nTYPE h\r\nRENAME h h2\r\nEXISTS h h2\r\n"
+          "MSET m1 1 m2 2\r\nMGET m1 m2 m3\r\nGETSET m1 9\r\nSETNX m1 0\r\n"
+          "DECRBY m2 5\r\nDECR m2\r\nKEYS m*\r\nSCAN 0 MATCH m? COUNT 2 TYPE string\r\n"
+          "DEL m1 m2 l\r\nFLUSHDB\r\n" },
+        { "expiry", KV_CRON, "SET a 1 PX 1\r\nSET b 2 EX 100 GET\r\n"
+          "SETEX c 10 v\r\nPEXPIRE b 5 GT\r\nEXPIRE c 0\r\nTTL b\r\nPTTL b\r\n"
+          "PERSIST b\r\nSET b 3 KEEPTTL XX\r\nEXPIRE b -1\r\nDBSIZE\r\n" },
+        { "server", 0, "INFO\r\nINFO memory keyspace\r\nCONFIG GET max*\r\n"
+          "CONFIG SET save ''\r\nCLIENT SETNAME fz\r\nCLIENT GETNAME\r\n"
+          "CLIENT ID\r\nCOMMAND COUNT\r\nCOMMAND INFO get set nosuch\r\n"
+          "COMMAND DOCS\r\nSELECT 0\r\nSELECT 1\r\nNOSUCH a b\r\nGET\r\n" },
+        /* bad lengths and other protocol errors: each ends the client */
+        { "bad-bulk-length", 0, "*2\r\n$3\r\nGET\r\n$-5\r\nk\r\n" },
+        { "bad-bulk-huge", 0, "*2\r\n$4\r\nECHO\r\n$536870913\r\n" },
+        { "bad-mbulk-count", 0, "*abc\r\n" },
+        { "bad-mbulk-huge", 0, "*2147483648\r\n" },
+        { "bad-expected-dollar", 0, "*2\r\n$4\r\nECHO\r\n:5\r\n" },
+        { "bad-short-bulk", KV_READ(3), "*2\r\n$4\r\nECHO\r\n$10\r\nabc\r\n" },
+        { "bad-quotes", 0, "SET a \"unterminated\r\n" },
+        { "bad-quote-glued", 0, "SET a \"x\"y\r\n" },
+        { "bad-inline-big", KV_TIGHT, "SET a "
+          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+          "\r\n" },
+    };
+    for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++)
+        put("kv", one[i].name, one[i].mode, one[i].text, strlen(one[i].text),
+            true);
+    /* A tight store filled with small chunks, emptied (their room is on
+     * the free lists of small classes), then asked for big ones: the
+     * memory gate passes and an allocation fails half-way. */
+    static char oom[8192];
+    size_t n = 0;
+    for (int k = 0; k < 3; k++) {
+        n += (size_t)snprintf(oom + n, sizeof(oom) - n, "RPUSH l%d", k);
+        for (int i = 10; i < 80; i++)
+            n += (size_t)snprintf(oom + n, sizeof(oom) - n, " %d", i);
+        n += (size_t)snprintf(oom + n, sizeof(oom) - n, "\r\n");
+    }
+    n += (size_t)snprintf(oom + n, sizeof(oom) - n, "DEL l0 l1\r\n");
+    for (int k = 0; k < 7; k++) {
+        n += (size_t)snprintf(oom + n, sizeof(oom) - n,
+                              "*3\r\n$6\r\nAPPEND\r\n$1\r\na\r\n$900\r\n");
+        memset(oom + n, 'a' + k, 900);
+        n += 900;
+        n += (size_t)snprintf(oom + n, sizeof(oom) - n, "\r\n");
+    }
+    n += (size_t)snprintf(oom + n, sizeof(oom) - n, "INFO memory\r\n");
+    put("kv", "oom", KV_TIGHT, oom, n, true);
+    /* Clients interleaved, their requests split across reads. */
+    static const int who[] = { 0, 1, 0, 2, 1, 3, 2, 0 };
+    static const char *const reads[] = {
+        "*3\r\n$3\r\nSET\r\n$1\r\nk", "SET k other\r\nGET",
+        "\r\n$2\r\nv1\r\n", "CLIENT SETNAME two\r\nINCR k\r\n",
+        " k\r\nQUIT\r\nGET k\r\n", "*1\r\n$6\r\nDBSIZE\r\n*2\r\n$",
+        "CLIENT GETNAME\r\n", "GET k\r\n",
+    };
+    kv_framed("clients", 0, who, reads, sizeof(who) / sizeof(who[0]));
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -333,5 +442,6 @@ int main(int argc, char **argv)
     replies();
     codecs();
     monitor_lines();
+    kv_requests();
     return 0;
 }

@@ -3,7 +3,7 @@
  * allocator, the hash table across resizes (SCAN's guarantee), the block
  * read at another address (offsets, not pointers), and that every byte
  * the commands write is on a page they marked dirty (what manual
- * tracking relies on).
+ * tracking relies on), and that kv_db_check notices a damaged store.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -222,6 +222,9 @@ static void test_dirty_marks_cover_every_write(void **state)
         }
         kv_db_expire_cycle(&s.heap, kv_store_now_ms(&s) + 1000, 16);
         kv_dict_rehash(&s.heap, &s.heap.root->db, 64);
+        char why[256];
+        if (!kv_db_check(&s.heap, NULL, why, sizeof(why)))
+            fail_msg("round %d: store inconsistent: %s", round, why);
         /* Send only the marked pages: the copy must equal the store. */
         for (size_t pg = 0; pg < BLOCK / KV_PAGE; pg++)
             if (bitmap[pg / 64] & (1ull << (pg % 64)))
@@ -252,12 +255,61 @@ static void test_dirty_marks_cover_every_write(void **state)
     free(snap);
 }
 
+/* kv_db_check finds what it claims to: a store built by commands passes,
+ * and each kind of damage fails, named. */
+static void test_check_finds_damage(void **state)
+{
+    (void)state;
+    uint8_t *b = block_new();
+    kv_store s = { 0 };
+    s.oom_reserve = 65536;
+    kv_heap_init(&s.heap, b, BLOCK, NULL, true);
+    kv_out out = { 0 };
+    cmd(&s, &out, "SET s v");
+    cmd(&s, &out, "RPUSH l a b c");
+    cmd(&s, &out, "HSET h f 1");
+    cmd(&s, &out, "SADD t m n");
+    cmd(&s, &out, "SET e 1 EX 100");
+    kv_out_free(&out);
+    char why[256];
+    uint64_t keys = 0;
+    assert_true(kv_db_check(&s.heap, &keys, why, sizeof(why)));
+    assert_int_equal(keys, 5);
+    kv_root *r = s.heap.root;
+    struct { uint64_t *field; const char *says; } damage[] = {
+        { &r->chunks, "chunks" },
+        { &r->expires, "time to live" },
+        { &r->db.used[0], "counts" },
+    };
+    for (size_t i = 0; i < sizeof(damage) / sizeof(damage[0]); i++) {
+        (*damage[i].field)++;
+        assert_false(kv_db_check(&s.heap, NULL, why, sizeof(why)));
+        if (!strstr(why, damage[i].says))
+            fail_msg("damage %zu reported as '%s'", i, why);
+        (*damage[i].field)--;
+        assert_true(kv_db_check(&s.heap, NULL, why, sizeof(why)));
+    }
+    /* A list whose length is off, and a value freed while in use. */
+    kv_off e = kv_dict_find(&s.heap, &r->db, "l", 1);
+    kv_list *l = kv_ptr(&s.heap, ((kv_entry *)kv_ptr(&s.heap, e))->val);
+    l->len++;
+    assert_false(kv_db_check(&s.heap, NULL, why, sizeof(why)));
+    assert_non_null(strstr(why, "list"));
+    l->len--;
+    e = kv_dict_find(&s.heap, &r->db, "s", 1);
+    kv_free(&s.heap, ((kv_entry *)kv_ptr(&s.heap, e))->val);
+    assert_false(kv_db_check(&s.heap, NULL, why, sizeof(why)));
+    assert_non_null(strstr(why, "not a live chunk"));
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_allocator),
         cmocka_unit_test(test_dict_resize_and_scan),
         cmocka_unit_test(test_dirty_marks_cover_every_write),
+        cmocka_unit_test(test_check_finds_damage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

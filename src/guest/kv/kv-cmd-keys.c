@@ -256,7 +256,9 @@ void kv_cmd_scan(kv_ctx *x)
         }
     }
     uint64_t v = cursor;
-    long long visits = count * 10;   /* bounded work on a sparse table */
+    /* Bounded work on a sparse table; COUNT may be as large as a long
+     * long goes. */
+    long long visits = count > LLONG_MAX / 10 ? LLONG_MAX : count * 10;
     do {
         v = kv_dict_scan(x->h, &x->h->root->db, v, collect_cb, &c);
     } while (v && (long long)c.n < count && --visits > 0 && !c.oom);

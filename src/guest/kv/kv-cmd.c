@@ -232,9 +232,15 @@ bool kv_lookup_type(kv_ctx *x, size_t i, uint32_t type, kv_off *e)
     return true;
 }
 
-/* Redis's glob: * ? [abc] [^a] [a-z] and \ escapes. */
-bool kv_glob(const char *p, size_t plen, const char *s, size_t slen,
-             bool nocase)
+/* Redis's glob: * ? [abc] [^a] [a-z] and \ escapes.  *@skip_longer is
+ * set when the rest of the pattern after a '*' matched nowhere in what is
+ * left of the string: then no earlier '*' can succeed by matching more
+ * either (that only moves the rest further right), so the search ends
+ * there.  Without it, KEYS *a*a*a*a*a*a*a*a*a*a*a*a*a*b against one key of
+ * sixty 'a's runs for hours, and the server thread serves nobody
+ * (Redis's CVE-2022-36021, fixed the same way). */
+static bool glob(const char *p, size_t plen, const char *s, size_t slen,
+                 bool nocase, bool *skip_longer)
 {
     while (plen && slen) {
         switch (*p) {
@@ -245,9 +251,14 @@ bool kv_glob(const char *p, size_t plen, const char *s, size_t slen,
             }
             if (plen == 1)
                 return true;
-            for (size_t k = 0; k <= slen; k++)
-                if (kv_glob(p + 1, plen - 1, s + k, slen - k, nocase))
+            for (size_t k = 0; k <= slen; k++) {
+                if (glob(p + 1, plen - 1, s + k, slen - k, nocase,
+                         skip_longer))
                     return true;
+                if (*skip_longer)
+                    return false;
+            }
+            *skip_longer = true;
             return false;
         case '?':
             break;
@@ -322,6 +333,13 @@ bool kv_glob(const char *p, size_t plen, const char *s, size_t slen,
         plen--;
     }
     return !plen && !slen;
+}
+
+bool kv_glob(const char *p, size_t plen, const char *s, size_t slen,
+             bool nocase)
+{
+    bool skip_longer = false;
+    return glob(p, plen, s, slen, nocase, &skip_longer);
 }
 
 /* ---- the store's clock and randomness --------------------------------- */

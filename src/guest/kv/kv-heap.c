@@ -3,7 +3,9 @@
  */
 #include "guest/kv/kv-heap.h"
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -203,4 +205,165 @@ uint64_t kv_hash(const kv_heap *h, const void *data, size_t len)
     x *= 0xc4ceb9fe1a85ec53ull;
     x ^= x >> 33;
     return x;
+}
+
+/* ---- audit -------------------------------------------------------------- */
+
+/* Chunks start 16-byte aligned (the arena starts on a page, every class
+ * is a multiple of 16): one bit per 16 bytes says "covered by a chunk". */
+#define UNIT 16u
+
+struct kv_heap_audit {
+    const kv_heap *h;
+    uint64_t *seen;
+    uint64_t chunks, used;
+    bool failed;
+    char why[256];
+};
+
+kv_heap_audit *kv_heap_audit_new(const kv_heap *h)
+{
+    kv_heap_audit *a = calloc(1, sizeof(*a));
+    size_t units = h->size / UNIT;
+    if (a)
+        a->seen = calloc((units + 63) / 64, sizeof(uint64_t));
+    if (!a || !a->seen) {
+        free(a);
+        return NULL;
+    }
+    a->h = h;
+    return a;
+}
+
+void kv_heap_audit_fail(kv_heap_audit *a, const char *fmt, ...)
+{
+    if (a->failed)
+        return;
+    a->failed = true;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->why, sizeof(a->why), fmt, ap);
+    va_end(ap);
+}
+
+bool kv_heap_audit_ok(const kv_heap_audit *a)
+{
+    return !a->failed;
+}
+
+/* Mark [chunk, chunk + bytes) covered; false if any of it already was. */
+static bool audit_cover(kv_heap_audit *a, kv_off chunk, uint64_t bytes)
+{
+    for (uint64_t u = chunk / UNIT; u < (chunk + bytes) / UNIT; u++) {
+        uint64_t bit = 1ull << (u % 64);
+        if (a->seen[u / 64] & bit)
+            return false;
+        a->seen[u / 64] |= bit;
+    }
+    return true;
+}
+
+/* Is @chunk a chunk position inside the used part of the arena? */
+static bool audit_in_arena(const kv_root *r, kv_off chunk)
+{
+    return chunk >= r->arena_start && chunk < r->bump &&
+           chunk % UNIT == 0;
+}
+
+bool kv_heap_audit_chunk(kv_heap_audit *a, kv_off off, size_t len,
+                         const char *what)
+{
+    const kv_root *r = a->h->root;
+    if (a->failed)
+        return false;
+    if (off < HDR || !audit_in_arena(r, off - HDR)) {
+        kv_heap_audit_fail(a, "%s at offset %llu is not inside the used "
+                           "arena [%llu, %llu)", what,
+                           (unsigned long long)off,
+                           (unsigned long long)r->arena_start,
+                           (unsigned long long)r->bump);
+        return false;
+    }
+    kv_off chunk = off - HDR;
+    uint64_t hdr = *(const uint64_t *)kv_ptr(a->h, chunk);
+    unsigned c = (unsigned)(hdr & ~HDR_TAG_MASK);
+    if ((hdr & HDR_TAG_MASK) != HDR_TAG || c >= KV_NCLASSES) {
+        kv_heap_audit_fail(a, "%s at offset %llu is not a live chunk "
+                           "(header %#llx): freed while still in use?",
+                           what, (unsigned long long)off,
+                           (unsigned long long)hdr);
+        return false;
+    }
+    uint64_t cs = class_size(c);
+    if (chunk + cs > r->bump || len > cs - HDR) {
+        kv_heap_audit_fail(a, "%s at offset %llu: chunk of %llu bytes "
+                           "(class %u) %s", what, (unsigned long long)off,
+                           (unsigned long long)cs, c,
+                           chunk + cs > r->bump ? "passes the bump pointer"
+                                                : "is too small for it");
+        return false;
+    }
+    if (!audit_cover(a, chunk, cs)) {
+        kv_heap_audit_fail(a, "%s at offset %llu is reached twice or "
+                           "overlaps another chunk", what,
+                           (unsigned long long)off);
+        return false;
+    }
+    a->chunks++;
+    a->used += cs;
+    return true;
+}
+
+bool kv_heap_audit_end(kv_heap_audit *a, char *why, size_t why_len)
+{
+    const kv_root *r = a->h->root;
+    uint64_t free_bytes = 0;
+    uint64_t limit = (r->bump - r->arena_start) / UNIT;
+    for (unsigned c = 0; c < KV_NCLASSES && !a->failed; c++) {
+        uint64_t n = 0;
+        kv_off ch = r->free_head[c];
+        while (ch && !a->failed) {
+            if (!audit_in_arena(r, ch) || ch + class_size(c) > r->bump ||
+                *(const uint64_t *)kv_ptr(a->h, ch) != c) {
+                kv_heap_audit_fail(a, "free list %u holds %llu, not a free "
+                                   "chunk of that class", c,
+                                   (unsigned long long)ch);
+            } else if (!audit_cover(a, ch, class_size(c))) {
+                kv_heap_audit_fail(a, "free chunk %llu (class %u) is in use "
+                                   "or on a free list twice",
+                                   (unsigned long long)ch, c);
+            } else if (++n > limit) {
+                kv_heap_audit_fail(a, "free list %u loops", c);
+            } else {
+                free_bytes += class_size(c);
+                ch = *(const uint64_t *)kv_ptr(a->h, ch + HDR);
+            }
+        }
+    }
+    if (!a->failed) {
+        for (uint64_t u = r->arena_start / UNIT; u < r->bump / UNIT; u++) {
+            if (!(a->seen[u / 64] & (1ull << (u % 64)))) {
+                kv_heap_audit_fail(a, "arena bytes at %llu are neither in a "
+                                   "live chunk nor on a free list: leaked",
+                                   (unsigned long long)(u * UNIT));
+                break;
+            }
+        }
+    }
+    if (!a->failed && (a->chunks != r->chunks || a->used != r->used ||
+                       free_bytes != r->free_bytes))
+        kv_heap_audit_fail(a, "the root counts %llu chunks, %llu bytes used, "
+                           "%llu free; the walk found %llu, %llu, %llu",
+                           (unsigned long long)r->chunks,
+                           (unsigned long long)r->used,
+                           (unsigned long long)r->free_bytes,
+                           (unsigned long long)a->chunks,
+                           (unsigned long long)a->used,
+                           (unsigned long long)free_bytes);
+    bool ok = !a->failed;
+    if (!ok)
+        snprintf(why, why_len, "%s", a->why);
+    free(a->seen);
+    free(a);
+    return ok;
 }

@@ -114,4 +114,26 @@ uint64_t kv_heap_avail(const kv_heap *h);
 /* A 64-bit hash of @data, seeded by the store's seed. */
 uint64_t kv_hash(const kv_heap *h, const void *data, size_t len);
 
+/* ---- audit (tests and the fuzzer) --------------------------------------- */
+
+/* The allocator checked against a walk of the store (kv_db_check): the
+ * walk hands every chunk it reaches to kv_heap_audit_chunk; then
+ * kv_heap_audit_end walks the free lists and checks that the live and the
+ * free chunks tile the arena up to the bump pointer without overlap, and
+ * that the root's counters (chunks, used, free_bytes) match.  The first
+ * thing found wrong is kept; later calls then do nothing. */
+typedef struct kv_heap_audit kv_heap_audit;
+
+kv_heap_audit *kv_heap_audit_new(const kv_heap *h);
+/* A live chunk at @off reached by the walk, which needs @len bytes of it.
+ * False if it is not a live chunk, too small, or reached twice. */
+bool kv_heap_audit_chunk(kv_heap_audit *a, kv_off off, size_t len,
+                         const char *what);
+/* Record a failure of the walk itself (the first one is kept). */
+void kv_heap_audit_fail(kv_heap_audit *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+bool kv_heap_audit_ok(const kv_heap_audit *a);
+/* Finish, free @a; false with the first failure in @why. */
+bool kv_heap_audit_end(kv_heap_audit *a, char *why, size_t why_len);
+
 #endif

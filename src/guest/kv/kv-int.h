@@ -93,6 +93,31 @@ void kv_cmd_run(kv_ctx *x);
 /* The table (COMMAND). */
 const kv_cmd *kv_cmd_table(size_t *n);
 
+/* ---- a client's bytes in, replies out (kv-feed.c) ------------------------ */
+
+typedef enum kv_feed_result {
+    KV_FEED_MORE,       /* every complete request ran: read more */
+    KV_FEED_CLOSE,      /* QUIT, or a protocol error whose reply is in
+                           @out: send the replies, then close */
+    KV_FEED_NOMEM,      /* the parser could not grow: close now */
+    KV_FEED_TOO_BIG,    /* the pending request passed @query_limit:
+                           close now */
+} kv_feed_result;
+
+/*
+ * Run every complete request of client @c in @q[0, *@qlen) against @st,
+ * replies appended to @out: what the server does with the bytes of one
+ * read, and all of it (no socket), so the fuzzer and the server run the
+ * same code.  @p is the client's parser (it remembers a partial request
+ * across calls).  The bytes of the requests that ran are dropped from the
+ * front of @q (*@qlen shrinks), except after KV_FEED_CLOSE, when nothing
+ * more is read.  *@ncmds (may be NULL) gets the number of commands run;
+ * each wrote exactly one reply.
+ */
+kv_feed_result kv_feed(kv_store *st, kv_client *c, kv_resp_parser *p,
+                       char *q, size_t *qlen, size_t query_limit,
+                       kv_out *out, uint64_t *ncmds);
+
 /* Shared replies and argument parsing. */
 #define KV_ERR_WRONGTYPE \
     "WRONGTYPE Operation against a key holding the wrong kind of value"

@@ -351,46 +351,27 @@ static void submit(kv_conn *c)
 static void process(kv_conn *c)
 {
     kv_server *s = c->srv;
-    while (!c->closing) {
-        kv_resp_result r = kv_resp_parse(&c->p, c->q, c->qlen);
-        if (r == KV_RESP_NEED_MORE)
-            break;
-        if (r == KV_RESP_NOMEM) {
-            close_conn(c);
-            return;
-        }
-        if (r == KV_RESP_ERROR) {
-            kv_out_error(&c->pend, "ERR %s", c->p.error);
-            c->closing = true;
-            break;
-        }
-        kv_ctx x = {
-            .s = s->st, .h = &s->st->heap, .out = &c->pend, .c = &c->cl,
-            .buf = c->q, .argv = c->p.argv, .argc = c->p.argc,
-        };
-        kv_cmd_run(&x);
-        kv_resp_next(&c->p);
-        if (c->cl.close_after_reply)
-            c->closing = true;
-    }
-    if (c->closing) {
+    switch (kv_feed(s->st, &c->cl, &c->p, c->q, &c->qlen, s->conf.query_limit,
+                    &c->pend, NULL)) {
+    case KV_FEED_MORE:
+        return;
+    case KV_FEED_CLOSE: {
+        c->closing = true;
         struct epoll_event ev = { .events = EPOLLOUT, .data.ptr = c };
         epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev);
         c->want_out = true;
         return;
     }
-    size_t n = c->p.start;
-    if (n) {
-        memmove(c->q, c->q + n, c->qlen - n);
-        c->qlen -= n;
-        kv_resp_shift(&c->p, n);
-    }
-    if (kv_resp_pending_bytes(&c->p, c->qlen) > s->conf.query_limit) {
+    case KV_FEED_NOMEM:
+        close_conn(c);
+        return;
+    case KV_FEED_TOO_BIG:
         fprintf(stderr, "livemigd: kv: client %llu (%s) dropped: its "
                 "request is larger than query-limit=%zu\n",
                 (unsigned long long)c->cl.id, c->cl.addr,
                 s->conf.query_limit);
         close_conn(c);
+        return;
     }
 }
 

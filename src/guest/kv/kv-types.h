@@ -94,4 +94,15 @@ bool kv_dict_remove(kv_heap *h, kv_off dict, const void *k, size_t len,
 /* Free a whole hash or set dict. */
 void kv_strdict_free(kv_heap *h, kv_off dict, bool has_values);
 
+/* ---- consistency (tests and the fuzzer; kv-check.c) --------------------- */
+
+/* Walk the whole store and check what the commands rely on: every
+ * dictionary's tables, counts, rehash state and bucket placement, no key
+ * twice, every entry's type and value (lists linked both ways with their
+ * length, no empty collection), the root's expires count, and, through
+ * kv_heap_audit, that the walk accounts for every allocated chunk exactly
+ * once.  *@keys (may be NULL) gets the keys the walk found.  Reads only;
+ * O(size of the store).  False with the first thing wrong in @why. */
+bool kv_db_check(kv_heap *h, uint64_t *keys, char *why, size_t why_len);
+
 #endif
