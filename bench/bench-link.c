@@ -11,7 +11,8 @@
  * downtime, bytes, the guest's write rate during the migration relative
  * to before, and for postcopy the time from the switch to completed
  * against (bytes left at the switch / link rate) and the fault latency
- * p50/p99 (from the destination's log2 histogram: a bucket's upper bound),
+ * p50/p90/p99/p99.9/max (the destination's postcopy-latency-us, within
+ * 6.25 %; also the upper bounds of its log2 buckets, as QEMU shows them),
  * each postcopy also with postcopy-preempt (requested pages on their own
  * connection).  BENCH_LINK_ONLY=WORD runs only the scenarios whose name
  * contains WORD (e.g. "postcopy"), and BENCH_LINK_FILLS=random only that
@@ -381,10 +382,23 @@ static json_object *run(const char *size, const char *fill, const char *rate,
         json_object_object_add(o, "switch-to-completed-vs-ideal",
                                json_object_new_double(ideal > 0 ? took / ideal
                                                                 : 0));
-        json_object *dist = get(qd, "postcopy-latency-dist");
+        /* Percentiles from the destination's fine histogram (a bucket's
+         * upper bound, within 6.25 %), and the log2 buckets' bounds as
+         * QEMU would show them. */
         json_object_object_add(o, "fault-latency-p50-us",
-                               json_object_new_double(quantile(dist, 0.5)));
+            json_object_new_double(num(qd, "postcopy-latency-us.p50")));
+        json_object_object_add(o, "fault-latency-p90-us",
+            json_object_new_double(num(qd, "postcopy-latency-us.p90")));
         json_object_object_add(o, "fault-latency-p99-us",
+            json_object_new_double(num(qd, "postcopy-latency-us.p99")));
+        json_object_object_add(o, "fault-latency-p999-us",
+            json_object_new_double(num(qd, "postcopy-latency-us.p999")));
+        json_object_object_add(o, "fault-latency-max-us",
+            json_object_new_double(num(qd, "postcopy-latency-us.max")));
+        json_object *dist = get(qd, "postcopy-latency-dist");
+        json_object_object_add(o, "fault-latency-log2-p50-us",
+                               json_object_new_double(quantile(dist, 0.5)));
+        json_object_object_add(o, "fault-latency-log2-p99-us",
                                json_object_new_double(quantile(dist, 0.99)));
         json_object_object_add(o, "postcopy-requests", json_object_new_double(
             num(qd, "ram.postcopy-requests")));

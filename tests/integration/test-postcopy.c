@@ -129,6 +129,17 @@ static void test_postcopy_completes(void **state)
                 "latency histogram with %lld entries)", dreq, faults);
     if (faults > dreq)
         it_fail("%lld latencies for %lld requests", faults, dreq);
+    /* The fine histogram counts the same latencies, in order. */
+    long long fcount = lmh_get_int(d, "postcopy-latency-us.count");
+    long long p50 = lmh_get_int(d, "postcopy-latency-us.p50");
+    long long p99 = lmh_get_int(d, "postcopy-latency-us.p99");
+    long long lmax = lmh_get_int(d, "postcopy-latency-us.max");
+    fprintf(stderr, "postcopy: fault latency p50 %lld us, p99 %lld us, "
+            "max %lld us\n", p50, p99, lmax);
+    if (fcount != faults || p50 <= 0 || p50 > p99 || p99 > lmax)
+        it_fail("postcopy-latency-us: count %lld (log2 histogram %lld), "
+                "p50 %lld, p99 %lld, max %lld", fcount, faults, p50, p99,
+                lmax);
     json_object_put(s);
     json_object_put(d);
     json_object *es = it_drain_events(p.src->qmp, 200);
