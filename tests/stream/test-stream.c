@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "stream/stream.h"
@@ -374,6 +376,98 @@ static void test_postcopy_records(void **state)
     assert_non_null(strstr(err.desc, "outside block 'ram'"));
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void nap_ms(long ms)
+{
+    struct timespec ts = { 0, ms * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* Write @pages raw pages at @rate with pacing @pace_us (0: default) after
+ * the sender was idle for 100 ms, on a SOCK_SEQPACKET pair (every writev
+ * arrives as one message); return the seconds it took, and the largest
+ * message in *largest. */
+static double paced_write(uint64_t rate, uint32_t pace_us, unsigned pages,
+                          size_t *largest)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+    int big = 8 << 20;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+    lm_writer *w = malloc(sizeof(*w));
+    lm_writer_init(w, sv[0], NULL);
+    lm_writer_set_rate(w, rate);
+    lm_writer_set_pacing(w, pace_us);
+    nap_ms(100);   /* idle: the bucket fills up to its cap */
+    double t0 = mono_s();
+    assert_true(lm_wr_ram_raw(w, 0, 0, pages, src));
+    assert_true(lm_wr_flush(w));
+    double dt = mono_s() - t0;
+    lm_writer_destroy(w);
+    free(w);
+    close(sv[0]);
+    static uint8_t buf[1 << 20];
+    size_t total = 0;
+    *largest = 0;
+    ssize_t n;
+    while ((n = recv(sv[1], buf, sizeof(buf), 0)) > 0) {
+        total += (size_t)n;
+        if ((size_t)n > *largest)
+            *largest = (size_t)n;
+    }
+    assert_int_equal(total, 17 + (size_t)pages * PS);
+    close(sv[1]);
+    return dt;
+}
+
+/* max-postcopy-bandwidth's fine pacing: slices (and bursts) of about
+ * 1 ms of the rate, where precopy keeps 50 ms. */
+static void test_pacing_slices(void **state)
+{
+    (void)state;
+    lm_writer *w = malloc(sizeof(*w));
+    lm_writer_init(w, -1, NULL);
+    assert_int_equal(lm_writer_slice(w), SIZE_MAX);   /* no rate */
+    lm_writer_set_rate(w, 10000000);
+    assert_int_equal(lm_writer_slice(w), 500000);     /* 50 ms default */
+    lm_writer_set_pacing(w, 1000);
+    assert_int_equal(lm_writer_slice(w), 10000);      /* 1 ms */
+    lm_writer_set_pacing(w, 0);
+    assert_int_equal(lm_writer_slice(w), 500000);
+    lm_writer_set_rate(w, 100000);
+    lm_writer_set_pacing(w, 1000);
+    assert_int_equal(lm_writer_slice(w), 4096);       /* at least a page */
+    /* the bucket, asked without charging */
+    lm_writer_set_rate(w, 10000000);   /* a new rate: the bucket is empty */
+    uint64_t wait = lm_writer_pace_wait_us(w, 10000);
+    assert_true(wait > 0 && wait <= 1001);
+    nap_ms(5);
+    assert_int_equal(lm_writer_pace_wait_us(w, 10000), 0);
+    /* it saved up one slice, not 5 ms: 40 kB is ~3 ms away */
+    assert_true(lm_writer_pace_wait_us(w, 40000) >= 2900);
+    lm_writer_set_rate(w, 0);
+    assert_int_equal(lm_writer_pace_wait_us(w, 1u << 30), 0);
+    free(w);
+
+    /* 64 pages (256 KiB) at 10 MB/s after 100 ms idle: with 1 ms pacing
+     * no write is larger than 10 kB and the bucket saved only 10 kB, so
+     * it takes about 25 ms; with the default the whole batch (within
+     * 50 ms = 500 kB saved) goes out in one write. */
+    size_t largest;
+    double fine = paced_write(10000000, 1000, PAGES, &largest);
+    assert_true(largest <= 10000);
+    assert_true(fine >= 0.020);
+    (void)paced_write(10000000, 0, PAGES, &largest);
+    assert_int_equal(largest, 17 + (size_t)PAGES * PS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -385,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_zero_page_detection),
         cmocka_unit_test(test_every_page_must_arrive),
         cmocka_unit_test(test_postcopy_records),
+        cmocka_unit_test(test_pacing_slices),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
