@@ -14,9 +14,10 @@
  * p50/p90/p99/p99.9/max (the destination's postcopy-latency-us, within
  * 6.25 %; also the upper bounds of its log2 buckets, as QEMU shows them),
  * each postcopy also with postcopy-preempt (requested pages on their own
- * connection).  BENCH_LINK_ONLY=WORD runs only the scenarios whose name
- * contains WORD (e.g. "postcopy"), and BENCH_LINK_FILLS=random only that
- * fill.
+ * connection).  BENCH_LINK_ONLY=WORD[,WORD...] runs only the scenarios
+ * whose name contains one of the words (e.g. "postcopy"),
+ * BENCH_LINK_FILLS=random only that fill and BENCH_LINK_RATES=0 only
+ * that dirty-rate (comma-separated lists too).
  * A precopy that does not converge in 25 s is cancelled and says so.
  * JSON on stdout; progress on stderr.
  */
@@ -424,6 +425,19 @@ static json_object *run(const char *size, const char *fill, const char *rate,
     return o;
 }
 
+/* Whether @name is in the comma-separated @list: equal to an entry
+ * (@exact), or containing one. */
+static bool picked(const char *list, const char *name, bool exact)
+{
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", list);
+    for (char *save, *w = strtok_r(buf, ",", &save); w;
+         w = strtok_r(NULL, ",", &save))
+        if (exact ? !strcmp(name, w) : strstr(name, w) != NULL)
+            return true;
+    return false;
+}
+
 int main(int argc, char **argv)
 {
     const char *size = argc > 1 ? argv[1] : "1G";
@@ -474,6 +488,7 @@ int main(int argc, char **argv)
     };
     const char *only = getenv("BENCH_LINK_ONLY");
     const char *only_fill = getenv("BENCH_LINK_FILLS");
+    const char *only_rate = getenv("BENCH_LINK_RATES");
     const char *fills[] = { "random", "text" };
     const char *rates[] = { "0", "max" };
     json_object *out = json_object_new_object();
@@ -490,8 +505,9 @@ int main(int argc, char **argv)
                     (!strcmp(scs[i].name, "auto-converge") ||
                      strstr(scs[i].name, "capped")))
                     continue;
-                if ((only && !strstr(scs[i].name, only)) ||
-                    (only_fill && strcmp(fills[f], only_fill)))
+                if ((only && !picked(only, scs[i].name, false)) ||
+                    (only_fill && !picked(only_fill, fills[f], true)) ||
+                    (only_rate && !picked(only_rate, rates[r], true)))
                     continue;
                 json_object_array_add(res, run(size, fills[f], rates[r],
                                                &scs[i], link));
