@@ -13,8 +13,11 @@
  * (PC_PACE_US slices, no burst larger than one) and the main
  * connection's send buffer holds only a few ms of the rate: the link's
  * queue (a router's, tbf's) then stays short, and an asked-for page,
- * on either connection, waits behind little.  The migration thread
- * waits for the bucket where a page request wakes it.
+ * on either connection, waits behind little.  Asked-for pages never
+ * wait for the bucket but are charged to it (QEMU counts them too), so
+ * all bytes together keep to the cap and do not overfill the link when
+ * the guest faults a lot.  The migration thread waits for the bucket
+ * where a page request wakes it.
  *
  * With postcopy-preempt the return-path thread sends each requested page
  * itself on the preempt channel (postcopy-preempt-send.c) instead of
@@ -367,10 +370,12 @@ static bool serve_requests(pc_src *pc, uint64_t *served)
     }
     if (!any)
         return true;
-    uint64_t rate = s->w->rate;
+    /* Sent at once, and paid for by the background pages after them. */
+    uint64_t rate = s->w->rate, before = s->w->total;
     s->w->rate = 0;
     bool ok = lm_wr_flush(s->w);
     s->w->rate = rate;
+    lm_writer_charge(s->w, (size_t)(s->w->total - before));
     return ok;
 }
 
@@ -543,11 +548,12 @@ static int send_loop(pc_src *pc, uint64_t b0, uint64_t *served)
     out_state *s = pc->s;
     livemig *lm = pc->lm;
     uint32_t bi = 0, n = 0;
-    uint64_t page = 0, last_pub = 0;
+    uint64_t page = 0, last_pub = 0, pre_seen, pn, pz;
     {
         struct lm_params p;
         lm_tunables_snapshot(lm->tun, &p);
         pace_background(pc, p.max_postcopy_bandwidth);
+        lm_pc_pre_counts(pc->pre, &pn, &pz, &pre_seen);
     }
     for (;;) {
         if (lm_cancelled(lm))
@@ -565,6 +571,12 @@ static int send_loop(pc_src *pc, uint64_t b0, uint64_t *served)
                 pace_background(pc, p.max_postcopy_bandwidth);
             publish_pc(pc, b0, *served, count_left(lm));
         }
+        /* Pages the preempt channel sent at once count against the cap
+         * as well: the background stream makes room for them. */
+        uint64_t pre_now;
+        lm_pc_pre_counts(pc->pre, &pn, &pz, &pre_now);
+        lm_writer_charge(s->w, (size_t)(pre_now - pre_seen));
+        pre_seen = pre_now;
         /* Under the cap, wait for the next chunk's tokens here, where a
          * page request ends the wait, not in the writer. */
         uint64_t wait = lm_writer_pace_wait_us(

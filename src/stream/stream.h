@@ -150,6 +150,11 @@ size_t lm_writer_slice(const lm_writer *w);
  * be woken (postcopy's migration thread, for page requests) waits this
  * long before it queues @n bytes. */
 uint64_t lm_writer_pace_wait_us(lm_writer *w, size_t n);
+/* Charge @n bytes sent outside the bucket (postcopy's asked-for pages,
+ * which never wait) to it: the paced bytes after them wait the longer,
+ * so everything together keeps to the rate.  The debt is bounded (100 ms
+ * of the rate): when those bytes alone exceed it, it is exceeded. */
+void lm_writer_charge(lm_writer *w, size_t n);
 bool lm_wr_header(lm_writer *w, const lm_stream_header *h);
 /* @data must stay unchanged until the next flush (it is sent by
  * reference: guest pages go to the socket without a copy). */

@@ -122,6 +122,17 @@ uint64_t lm_writer_pace_wait_us(lm_writer *w, size_t n)
     return (uint64_t)(((double)n - w->tokens) * 1e6 / (double)w->rate) + 1;
 }
 
+void lm_writer_charge(lm_writer *w, size_t n)
+{
+    if (!w->rate || !n)
+        return;
+    refill(w, 0);
+    w->tokens -= (double)n;
+    double floor = -(double)w->rate / 10.0;
+    if (w->tokens < floor)
+        w->tokens = floor;
+}
+
 /* Wait until the bucket allows @n more bytes. */
 static void throttle(lm_writer *w, size_t n)
 {

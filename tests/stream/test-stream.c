@@ -429,7 +429,8 @@ static double paced_write(uint64_t rate, uint32_t pace_us, unsigned pages,
 }
 
 /* max-postcopy-bandwidth's fine pacing: slices (and bursts) of about
- * 1 ms of the rate, where precopy keeps 50 ms. */
+ * 1 ms of the rate, where precopy keeps 50 ms; bytes charged from
+ * outside the bucket. */
 static void test_pacing_slices(void **state)
 {
     (void)state;
@@ -453,7 +454,18 @@ static void test_pacing_slices(void **state)
     assert_int_equal(lm_writer_pace_wait_us(w, 10000), 0);
     /* it saved up one slice, not 5 ms: 40 kB is ~3 ms away */
     assert_true(lm_writer_pace_wait_us(w, 40000) >= 2900);
+    /* bytes sent outside the bucket are charged to it: 20 kB of debt
+     * delay the next 10 kB by ~3 ms; the debt stops at 100 ms of the
+     * rate (1 MB) however much is charged */
+    lm_writer_set_rate(w, 20000000);
+    lm_writer_set_rate(w, 10000000);   /* empty again */
+    lm_writer_charge(w, 20000);
+    assert_true(lm_writer_pace_wait_us(w, 10000) >= 2900);
+    lm_writer_charge(w, 1000000000);
+    uint64_t debt = lm_writer_pace_wait_us(w, 1);
+    assert_true(debt >= 99000 && debt <= 100200);
     lm_writer_set_rate(w, 0);
+    lm_writer_charge(w, 1000000);   /* no rate: nothing to pay */
     assert_int_equal(lm_writer_pace_wait_us(w, 1u << 30), 0);
     free(w);
 
@@ -514,6 +526,7 @@ static void test_mf_compressed_batches(void **state)
                                    (uint32_t)clen));
     }
     assert_true(lm_wr_end_stream(w));
+    lm_writer_destroy(w);
     free(w);
     fflush(f);
     rewind(f);
