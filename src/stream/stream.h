@@ -122,6 +122,8 @@ typedef struct lm_writer {
     uint32_t pace_us;             /* pacing granularity under @rate (0:
                                      the default, 50 ms) */
     double tokens;                /* token bucket for @rate */
+    bool waited;                  /* the sender waited for the bucket
+                                     (late wakeups: one slice more) */
     uint64_t last_refill_us;
     atomic_bool *cancel;          /* stop waiting on the bucket when set */
     _Atomic uint64_t *progress;   /* if set: bytes written are added as

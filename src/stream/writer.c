@@ -99,15 +99,20 @@ size_t lm_writer_slice(const lm_writer *w)
 
 /* Add the tokens earned since the last refill; the bucket holds at most
  * one slice (lm_wr_flush sends slices of that size), or @n when larger,
- * so a paused sender cannot burst far above the rate. */
+ * so a sender that was idle cannot burst far above the rate.  After a
+ * wait for the bucket it may hold one slice more: a wakeup comes late
+ * (by 50-100 us on a VM, more when the CPU is busy), and with slices of
+ * 1 ms, throwing that time away would cost a tenth of the rate. */
 static void refill(lm_writer *w, size_t n)
 {
     uint64_t now = now_us();
     w->tokens += (double)(now - w->last_refill_us) * (double)w->rate / 1e6;
     w->last_refill_us = now;
-    double cap = (double)lm_writer_slice(w);
-    if (cap < (double)n)
-        cap = (double)n;
+    double slice = (double)lm_writer_slice(w);
+    double cap = slice < (double)n ? (double)n : slice;
+    if (w->waited)
+        cap += slice;
+    w->waited = false;
     if (w->tokens > cap)
         w->tokens = cap;
 }
@@ -119,6 +124,7 @@ uint64_t lm_writer_pace_wait_us(lm_writer *w, size_t n)
     refill(w, n);
     if (w->tokens >= (double)n)
         return 0;
+    w->waited = true;   /* the caller waits, then asks again */
     return (uint64_t)(((double)n - w->tokens) * 1e6 / (double)w->rate) + 1;
 }
 
@@ -145,6 +151,7 @@ static void throttle(lm_writer *w, size_t n)
         double wait = ((double)n - w->tokens) * 1e6 / (double)w->rate;
         struct timespec ts = { 0, (long)(wait > 10000 ? 10000 : wait) * 1000 };
         nanosleep(&ts, NULL);
+        w->waited = true;
     }
     w->tokens -= (double)n;
 }

@@ -452,8 +452,20 @@ static void test_pacing_slices(void **state)
     assert_true(wait > 0 && wait <= 1001);
     nap_ms(5);
     assert_int_equal(lm_writer_pace_wait_us(w, 10000), 0);
-    /* it saved up one slice, not 5 ms: 40 kB is ~3 ms away */
-    assert_true(lm_writer_pace_wait_us(w, 40000) >= 2900);
+    /* it saved up one slice, and one more as it had waited, not 5 ms:
+     * 40 kB is ~2 ms away */
+    assert_true(lm_writer_pace_wait_us(w, 40000) >= 1900);
+    /* a late wakeup after a wait is not thrown away: the bucket may
+     * then hold one slice more (not after idling: see above) */
+    lm_writer_set_rate(w, 20000000);
+    lm_writer_set_rate(w, 10000000);   /* empty */
+    assert_true(lm_writer_pace_wait_us(w, 10000) > 0);   /* waits */
+    nap_ms(2);
+    assert_int_equal(lm_writer_pace_wait_us(w, 10000), 0);
+    assert_true(w->tokens > 15000 && w->tokens <= 20000);
+    nap_ms(5);   /* no wait in between: idle, one slice at most */
+    assert_int_equal(lm_writer_pace_wait_us(w, 10000), 0);
+    assert_true(w->tokens <= 10000);
     /* bytes sent outside the bucket are charged to it: 20 kB of debt
      * delay the next 10 kB by ~3 ms; the debt stops at 100 ms of the
      * rate (1 MB) however much is charged */
