@@ -11,11 +11,13 @@
  * downtime, bytes, the guest's write rate during the migration relative
  * to before, and for postcopy the time from the switch to completed
  * against (bytes left at the switch / link rate) and the fault latency
- * p50/p99 (from the destination's log2 histogram: a bucket's upper bound),
+ * p50/p90/p99/p99.9/max (the destination's postcopy-latency-us, within
+ * 6.25 %; also the upper bounds of its log2 buckets, as QEMU shows them),
  * each postcopy also with postcopy-preempt (requested pages on their own
- * connection).  BENCH_LINK_ONLY=WORD runs only the scenarios whose name
- * contains WORD (e.g. "postcopy"), and BENCH_LINK_FILLS=random only that
- * fill.
+ * connection).  BENCH_LINK_ONLY=WORD[,WORD...] runs only the scenarios
+ * whose name contains one of the words (e.g. "postcopy"),
+ * BENCH_LINK_FILLS=random only that fill and BENCH_LINK_RATES=0 only
+ * that dirty-rate (comma-separated lists too).
  * A precopy that does not converge in 25 s is cancelled and says so.
  * JSON on stdout; progress on stderr.
  */
@@ -381,10 +383,23 @@ static json_object *run(const char *size, const char *fill, const char *rate,
         json_object_object_add(o, "switch-to-completed-vs-ideal",
                                json_object_new_double(ideal > 0 ? took / ideal
                                                                 : 0));
-        json_object *dist = get(qd, "postcopy-latency-dist");
+        /* Percentiles from the destination's fine histogram (a bucket's
+         * upper bound, within 6.25 %), and the log2 buckets' bounds as
+         * QEMU would show them. */
         json_object_object_add(o, "fault-latency-p50-us",
-                               json_object_new_double(quantile(dist, 0.5)));
+            json_object_new_double(num(qd, "postcopy-latency-us.p50")));
+        json_object_object_add(o, "fault-latency-p90-us",
+            json_object_new_double(num(qd, "postcopy-latency-us.p90")));
         json_object_object_add(o, "fault-latency-p99-us",
+            json_object_new_double(num(qd, "postcopy-latency-us.p99")));
+        json_object_object_add(o, "fault-latency-p999-us",
+            json_object_new_double(num(qd, "postcopy-latency-us.p999")));
+        json_object_object_add(o, "fault-latency-max-us",
+            json_object_new_double(num(qd, "postcopy-latency-us.max")));
+        json_object *dist = get(qd, "postcopy-latency-dist");
+        json_object_object_add(o, "fault-latency-log2-p50-us",
+                               json_object_new_double(quantile(dist, 0.5)));
+        json_object_object_add(o, "fault-latency-log2-p99-us",
                                json_object_new_double(quantile(dist, 0.99)));
         json_object_object_add(o, "postcopy-requests", json_object_new_double(
             num(qd, "ram.postcopy-requests")));
@@ -408,6 +423,19 @@ static json_object *run(const char *size, const char *fill, const char *rate,
     stop_daemon(&s);
     stop_daemon(&d);
     return o;
+}
+
+/* Whether @name is in the comma-separated @list: equal to an entry
+ * (@exact), or containing one. */
+static bool picked(const char *list, const char *name, bool exact)
+{
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", list);
+    for (char *save, *w = strtok_r(buf, ",", &save); w;
+         w = strtok_r(NULL, ",", &save))
+        if (exact ? !strcmp(name, w) : strstr(name, w) != NULL)
+            return true;
+    return false;
 }
 
 int main(int argc, char **argv)
@@ -460,6 +488,7 @@ int main(int argc, char **argv)
     };
     const char *only = getenv("BENCH_LINK_ONLY");
     const char *only_fill = getenv("BENCH_LINK_FILLS");
+    const char *only_rate = getenv("BENCH_LINK_RATES");
     const char *fills[] = { "random", "text" };
     const char *rates[] = { "0", "max" };
     json_object *out = json_object_new_object();
@@ -476,8 +505,9 @@ int main(int argc, char **argv)
                     (!strcmp(scs[i].name, "auto-converge") ||
                      strstr(scs[i].name, "capped")))
                     continue;
-                if ((only && !strstr(scs[i].name, only)) ||
-                    (only_fill && strcmp(fills[f], only_fill)))
+                if ((only && !picked(only, scs[i].name, false)) ||
+                    (only_fill && !picked(only_fill, fills[f], true)) ||
+                    (only_rate && !picked(only_rate, rates[r], true)))
                     continue;
                 json_object_array_add(res, run(size, fills[f], rates[r],
                                                &scs[i], link));

@@ -24,6 +24,7 @@
 
 #include "livemig/livemig.h"
 #include "codec/xbzrle-cache.h"
+#include "engine/lat-hist.h"
 #include "engine/mc-hist.h"
 #include "engine/convergence.h"
 #include "ram/tracker.h"
@@ -68,6 +69,7 @@ typedef struct lm_pc_stats {
     uint64_t blocktime_us;       /* guest threads waited for pages (dst) */
     uint64_t latency_us_total;   /* sum of request latencies (dst) */
     uint64_t latency_dist[LM_PC_LAT_BUCKETS];
+    lm_lat_hist latency_fine;    /* the same latencies, finer (dst) */
 } lm_pc_stats;
 
 /* Counters shown by query-migrate; under lm->lock. */

@@ -261,6 +261,8 @@ bool lm_pc_dst_place(lm_pc_dst *pc, const lm_rec *rec, const uint8_t *data,
         return false;
     uint64_t now = lm_now_us(), lat_total = 0, answered = 0;
     uint64_t dist[LM_PC_LAT_BUCKETS] = { 0 };
+    uint64_t lats[64];   /* for the fine histogram, under the lock below */
+    unsigned nlats = 0;
     for (uint32_t i = 0; i < rec->npages; i++) {
         uint64_t page = rec->first + i;
         uint64_t bit = 1ull << (page % 64);
@@ -274,6 +276,14 @@ bool lm_pc_dst_place(lm_pc_dst *pc, const lm_rec *rec, const uint8_t *data,
             dist[k < LM_PC_LAT_BUCKETS ? k : LM_PC_LAT_BUCKETS - 1]++;
             lat_total += lat;
             answered++;
+            if (nlats == 64) {
+                pthread_mutex_lock(&pc->lm->lock);
+                for (unsigned j = 0; j < nlats; j++)
+                    lm_lat_hist_add(&pc->lm->stats.pc.latency_fine, lats[j]);
+                pthread_mutex_unlock(&pc->lm->lock);
+                nlats = 0;
+            }
+            lats[nlats++] = lat;
         }
         /* A fault that comes after this cannot be for a missing page. */
         if (t0 == 0)
@@ -287,6 +297,8 @@ bool lm_pc_dst_place(lm_pc_dst *pc, const lm_rec *rec, const uint8_t *data,
     st->blocktime_us += lat_total;
     for (unsigned k = 0; k < LM_PC_LAT_BUCKETS; k++)
         st->latency_dist[k] += dist[k];
+    for (unsigned j = 0; j < nlats; j++)
+        lm_lat_hist_add(&st->latency_fine, lats[j]);
     pthread_mutex_unlock(&pc->lm->lock);
     return true;
 }

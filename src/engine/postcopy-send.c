@@ -9,6 +9,16 @@
  * PC_CHUNK pages, paced by max-postcopy-bandwidth.  A return-path thread
  * reads the destination's messages into a queue.
  *
+ * Under max-postcopy-bandwidth the background stream is paced finely
+ * (PC_PACE_US slices, no burst larger than one) and the main
+ * connection's send buffer holds only a few ms of the rate: the link's
+ * queue (a router's, tbf's) then stays short, and an asked-for page,
+ * on either connection, waits behind little.  Asked-for pages never
+ * wait for the bucket but are charged to it (QEMU counts them too), so
+ * all bytes together keep to the cap and do not overfill the link when
+ * the guest faults a lot.  The migration thread waits for the bucket
+ * where a page request wakes it.
+ *
  * With postcopy-preempt the return-path thread sends each requested page
  * itself on the preempt channel (postcopy-preempt-send.c) instead of
  * queueing it, so the bitmap is shared: a page is sent by whoever clears
@@ -24,12 +34,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "common/buf.h"
 #include "engine/postcopy.h"
 #include "transport/transport.h"
 
 #define PC_CHUNK 32u          /* background pages per flush (128 KiB) */
+#define PC_PACE_US 1000u      /* pacing slice under max-postcopy-bandwidth */
+#define PC_SNDBUF_US 2000u    /* its send buffer: this much of the rate */
+#define PC_SNDBUF_MIN (64u * 1024u)
+#define PC_SNDBUF_MAX (512u * 1024u)   /* and without the cap */
 #define PC_QUEUE 65536u       /* outstanding page requests */
 
 typedef struct pc_req {
@@ -225,6 +240,7 @@ static void *rp_thread(void *arg)
                 pc->q[pc->qtail % PC_QUEUE] = r;
                 pc->qtail++;
             }
+            pthread_cond_broadcast(&pc->qcond);   /* a pacing wait ends */
             pthread_mutex_unlock(&pc->qlock);
         } else if (type == LM_RP_PC_MISSING) {
             uint8_t h[16];
@@ -354,10 +370,12 @@ static bool serve_requests(pc_src *pc, uint64_t *served)
     }
     if (!any)
         return true;
-    uint64_t rate = s->w->rate;
+    /* Sent at once, and paid for by the background pages after them. */
+    uint64_t rate = s->w->rate, before = s->w->total;
     s->w->rate = 0;
     bool ok = lm_wr_flush(s->w);
     s->w->rate = rate;
+    lm_writer_charge(s->w, (size_t)(s->w->total - before));
     return ok;
 }
 
@@ -457,8 +475,8 @@ static bool start_rp(pc_src *pc)
     pc->rp_err[0] = '\0';
     pc->qhead = pc->qtail = 0;
     /* A short send queue keeps asked-for pages close behind the
-     * background ones. */
-    int sndbuf = 512 * 1024;
+     * background ones (shorter under a cap: pace_background). */
+    int sndbuf = PC_SNDBUF_MAX;
     (void)setsockopt(pc->lm->conn.wfd, SOL_SOCKET, SO_SNDBUF, &sndbuf,
                      sizeof(sndbuf));
     lm_pc_watch_link(pc->lm->conn.wfd);
@@ -492,6 +510,37 @@ static bool rp_failed(pc_src *pc)
     return f;
 }
 
+/* The background stream's pacing for max-postcopy-bandwidth @rate (0:
+ * none): slices of PC_PACE_US and a send buffer of PC_SNDBUF_US of the
+ * rate under a cap; without one, as fast as the link takes it behind a
+ * PC_SNDBUF_MAX buffer. */
+static void pace_background(pc_src *pc, uint64_t rate)
+{
+    out_state *s = pc->s;
+    lm_writer_set_rate(s->w, rate);
+    lm_writer_set_pacing(s->w, PC_PACE_US);
+    uint64_t b = rate ? rate * PC_SNDBUF_US / 1000000u : PC_SNDBUF_MAX;
+    int sndbuf = b < PC_SNDBUF_MIN ? (int)PC_SNDBUF_MIN
+                 : b > PC_SNDBUF_MAX ? (int)PC_SNDBUF_MAX : (int)b;
+    (void)setsockopt(s->w->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf,
+                     sizeof(sndbuf));
+}
+
+/* Wait up to @us for the pacing bucket, or less when a page request
+ * comes (or the return path fails). */
+static void pace_wait(pc_src *pc, uint64_t us)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (us > 10000 ? 10000 : us) * 1000u;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    pthread_mutex_lock(&pc->qlock);
+    if (pc->qhead == pc->qtail && !pc->rp_failed)
+        pthread_cond_timedwait(&pc->qcond, &pc->qlock, &ts);
+    pthread_mutex_unlock(&pc->qlock);
+}
+
 /* Send every remaining page, then END_STREAM, then wait for PC_DONE.
  * 1: done; 0: the link broke (pause); -1: cancelled. */
 static int send_loop(pc_src *pc, uint64_t b0, uint64_t *served)
@@ -499,7 +548,13 @@ static int send_loop(pc_src *pc, uint64_t b0, uint64_t *served)
     out_state *s = pc->s;
     livemig *lm = pc->lm;
     uint32_t bi = 0, n = 0;
-    uint64_t page = 0, last_pub = 0;
+    uint64_t page = 0, last_pub = 0, pre_seen, pn, pz;
+    {
+        struct lm_params p;
+        lm_tunables_snapshot(lm->tun, &p);
+        pace_background(pc, p.max_postcopy_bandwidth);
+        lm_pc_pre_counts(pc->pre, &pn, &pz, &pre_seen);
+    }
     for (;;) {
         if (lm_cancelled(lm))
             return -1;
@@ -513,8 +568,24 @@ static int send_loop(pc_src *pc, uint64_t b0, uint64_t *served)
             struct lm_params p;
             lm_tunables_snapshot(lm->tun, &p);
             if (p.max_postcopy_bandwidth != s->w->rate)
-                lm_writer_set_rate(s->w, p.max_postcopy_bandwidth);
+                pace_background(pc, p.max_postcopy_bandwidth);
             publish_pc(pc, b0, *served, count_left(lm));
+        }
+        /* Pages the preempt channel sent at once count against the cap
+         * as well: the background stream makes room for them. */
+        uint64_t pre_now;
+        lm_pc_pre_counts(pc->pre, &pn, &pz, &pre_now);
+        lm_writer_charge(s->w, (size_t)(pre_now - pre_seen));
+        pre_seen = pre_now;
+        /* Under the cap, wait for the next chunk's tokens here, where a
+         * page request ends the wait, not in the writer. */
+        uint64_t wait = lm_writer_pace_wait_us(
+            s->w, PC_CHUNK * (LM_PAGE_SIZE + 17u) < lm_writer_slice(s->w)
+                      ? PC_CHUNK * (LM_PAGE_SIZE + 17u)
+                      : lm_writer_slice(s->w));
+        if (wait) {
+            pace_wait(pc, wait);
+            continue;
         }
         if (!next_chunk(pc, &bi, &page, &n))
             break;

@@ -119,7 +119,11 @@ typedef struct lm_writer {
     size_t pending;               /* bytes in iov */
     uint64_t total;               /* bytes written so far */
     uint64_t rate;                /* bytes/s limit, 0 = unlimited */
+    uint32_t pace_us;             /* pacing granularity under @rate (0:
+                                     the default, 50 ms) */
     double tokens;                /* token bucket for @rate */
+    bool waited;                  /* the sender waited for the bucket
+                                     (late wakeups: one slice more) */
     uint64_t last_refill_us;
     atomic_bool *cancel;          /* stop waiting on the bucket when set */
     _Atomic uint64_t *progress;   /* if set: bytes written are added as
@@ -132,6 +136,27 @@ void lm_writer_init(lm_writer *w, int fd, atomic_bool *cancel);
 void lm_writer_init_conn(lm_writer *w, const struct lm_conn *c,
                          atomic_bool *cancel);
 void lm_writer_set_rate(lm_writer *w, uint64_t bytes_per_s);
+/* Under a rate, batches go out in slices of @us of the rate (at least
+ * 4 KiB), and the bucket saves up at most that much (or one slice, when
+ * larger) while the sender is idle: the largest burst the link sees.
+ * The default, 50 ms (LM_WR_PACE_DEFAULT_US), suits precopy (few wakeups);
+ * postcopy's background stream uses about 1 ms, so asked-for pages find
+ * a short queue.  0 restores the default. */
+#define LM_WR_PACE_DEFAULT_US 50000u
+void lm_writer_set_pacing(lm_writer *w, uint32_t us);
+/* The bytes of one slice (the burst allowance) at the current rate;
+ * SIZE_MAX without a rate. */
+size_t lm_writer_slice(const lm_writer *w);
+/* How long (us) until the bucket allows @n more bytes; 0 if now (or no
+ * rate).  Charges nothing: a caller that would rather wait where it can
+ * be woken (postcopy's migration thread, for page requests) waits this
+ * long before it queues @n bytes. */
+uint64_t lm_writer_pace_wait_us(lm_writer *w, size_t n);
+/* Charge @n bytes sent outside the bucket (postcopy's asked-for pages,
+ * which never wait) to it: the paced bytes after them wait the longer,
+ * so everything together keeps to the rate.  The debt is bounded (100 ms
+ * of the rate): when those bytes alone exceed it, it is exceeded. */
+void lm_writer_charge(lm_writer *w, size_t n);
 bool lm_wr_header(lm_writer *w, const lm_stream_header *h);
 /* @data must stay unchanged until the next flush (it is sent by
  * reference: guest pages go to the socket without a copy). */

@@ -82,28 +82,76 @@ void lm_writer_set_rate(lm_writer *w, uint64_t bytes_per_s)
     }
 }
 
-/* Wait until the bucket allows @n more bytes.  The bucket holds at most
- * 50 ms worth of tokens so a paused sender cannot burst far above rate. */
+void lm_writer_set_pacing(lm_writer *w, uint32_t us)
+{
+    w->pace_us = us;
+}
+
+size_t lm_writer_slice(const lm_writer *w)
+{
+    if (!w->rate)
+        return SIZE_MAX;
+    uint32_t us = w->pace_us ? w->pace_us : LM_WR_PACE_DEFAULT_US;
+    double b = (double)w->rate * us / 1e6;
+    return b < 4096 ? 4096 : b > (double)(SIZE_MAX / 2) ? SIZE_MAX / 2
+                                                          : (size_t)b;
+}
+
+/* Add the tokens earned since the last refill; the bucket holds at most
+ * one slice (lm_wr_flush sends slices of that size), or @n when larger,
+ * so a sender that was idle cannot burst far above the rate.  After a
+ * wait for the bucket it may hold one slice more: a wakeup comes late
+ * (by 50-100 us on a VM, more when the CPU is busy), and with slices of
+ * 1 ms, throwing that time away would cost a tenth of the rate. */
+static void refill(lm_writer *w, size_t n)
+{
+    uint64_t now = now_us();
+    w->tokens += (double)(now - w->last_refill_us) * (double)w->rate / 1e6;
+    w->last_refill_us = now;
+    double slice = (double)lm_writer_slice(w);
+    double cap = slice < (double)n ? (double)n : slice;
+    if (w->waited)
+        cap += slice;
+    w->waited = false;
+    if (w->tokens > cap)
+        w->tokens = cap;
+}
+
+uint64_t lm_writer_pace_wait_us(lm_writer *w, size_t n)
+{
+    if (!w->rate)
+        return 0;
+    refill(w, n);
+    if (w->tokens >= (double)n)
+        return 0;
+    w->waited = true;   /* the caller waits, then asks again */
+    return (uint64_t)(((double)n - w->tokens) * 1e6 / (double)w->rate) + 1;
+}
+
+void lm_writer_charge(lm_writer *w, size_t n)
+{
+    if (!w->rate || !n)
+        return;
+    refill(w, 0);
+    w->tokens -= (double)n;
+    double floor = -(double)w->rate / 10.0;
+    if (w->tokens < floor)
+        w->tokens = floor;
+}
+
+/* Wait until the bucket allows @n more bytes. */
 static void throttle(lm_writer *w, size_t n)
 {
     if (!w->rate)
         return;
     for (int i = 0; i < 100000; i++) {
-        uint64_t now = now_us();
-        w->tokens += (double)(now - w->last_refill_us) * (double)w->rate / 1e6;
-        w->last_refill_us = now;
-        /* 50 ms of the rate (lm_wr_flush sends slices of that size), or
-         * the slice when it is larger. */
-        double cap = (double)w->rate / 20.0;
-        if (cap < (double)n)
-            cap = (double)n;
-        if (w->tokens > cap)
-            w->tokens = cap;
+        refill(w, n);
         if (w->tokens >= (double)n || (w->cancel && atomic_load(w->cancel)))
             break;
         double wait = ((double)n - w->tokens) * 1e6 / (double)w->rate;
         struct timespec ts = { 0, (long)(wait > 10000 ? 10000 : wait) * 1000 };
         nanosleep(&ts, NULL);
+        w->waited = true;
     }
     w->tokens -= (double)n;
 }
@@ -150,14 +198,13 @@ static bool writev_wait(lm_writer *w, struct iovec *iov, int cnt)
     return true;
 }
 
-/* Send the pending batch.  With a rate it goes out in slices of about
- * 50 ms of the rate, each paid for just before it is written: a steady
- * trickle, never a long silence and then a burst of a whole batch. */
+/* Send the pending batch.  With a rate it goes out in slices (50 ms of
+ * the rate by default, lm_writer_set_pacing), each paid for just before
+ * it is written: a steady trickle, never a long silence and then a burst
+ * of a whole batch. */
 static bool write_batch(lm_writer *w)
 {
-    size_t slice = w->rate ? (size_t)(w->rate / 20) : SIZE_MAX;
-    if (slice < 4096)
-        slice = 4096;
+    size_t slice = lm_writer_slice(w);
     struct iovec *iov = w->iov;
     int n = w->niov;
     while (n > 0) {

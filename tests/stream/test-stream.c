@@ -10,8 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "codec/compress.h"
 #include "stream/stream.h"
 
 #define PAGES 64
@@ -374,6 +377,199 @@ static void test_postcopy_records(void **state)
     assert_non_null(strstr(err.desc, "outside block 'ram'"));
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void nap_ms(long ms)
+{
+    struct timespec ts = { 0, ms * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* Write @pages raw pages at @rate with pacing @pace_us (0: default) after
+ * the sender was idle for 100 ms, on a SOCK_SEQPACKET pair (every writev
+ * arrives as one message); return the seconds it took, and the largest
+ * message in *largest. */
+static double paced_write(uint64_t rate, uint32_t pace_us, unsigned pages,
+                          size_t *largest)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+    int big = 8 << 20;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+    lm_writer *w = malloc(sizeof(*w));
+    lm_writer_init(w, sv[0], NULL);
+    lm_writer_set_rate(w, rate);
+    lm_writer_set_pacing(w, pace_us);
+    nap_ms(100);   /* idle: the bucket fills up to its cap */
+    double t0 = mono_s();
+    assert_true(lm_wr_ram_raw(w, 0, 0, pages, src));
+    assert_true(lm_wr_flush(w));
+    double dt = mono_s() - t0;
+    lm_writer_destroy(w);
+    free(w);
+    close(sv[0]);
+    static uint8_t buf[1 << 20];
+    size_t total = 0;
+    *largest = 0;
+    ssize_t n;
+    while ((n = recv(sv[1], buf, sizeof(buf), 0)) > 0) {
+        total += (size_t)n;
+        if ((size_t)n > *largest)
+            *largest = (size_t)n;
+    }
+    assert_int_equal(total, 17 + (size_t)pages * PS);
+    close(sv[1]);
+    return dt;
+}
+
+/* max-postcopy-bandwidth's fine pacing: slices (and bursts) of about
+ * 1 ms of the rate, where precopy keeps 50 ms; bytes charged from
+ * outside the bucket. */
+static void test_pacing_slices(void **state)
+{
+    (void)state;
+    lm_writer *w = malloc(sizeof(*w));
+    lm_writer_init(w, -1, NULL);
+    assert_int_equal(lm_writer_slice(w), SIZE_MAX);   /* no rate */
+    lm_writer_set_rate(w, 10000000);
+    assert_int_equal(lm_writer_slice(w), 500000);     /* 50 ms default */
+    lm_writer_set_pacing(w, 1000);
+    assert_int_equal(lm_writer_slice(w), 10000);      /* 1 ms */
+    lm_writer_set_pacing(w, 0);
+    assert_int_equal(lm_writer_slice(w), 500000);
+    lm_writer_set_rate(w, 100000);
+    lm_writer_set_pacing(w, 1000);
+    assert_int_equal(lm_writer_slice(w), 4096);       /* at least a page */
+    /* the bucket, asked without charging */
+    lm_writer_set_rate(w, 10000000);   /* a new rate: the bucket is empty */
+    uint64_t wait = lm_writer_pace_wait_us(w, 10000);
+    assert_true(wait > 0 && wait <= 1001);
+    nap_ms(5);
+    assert_int_equal(lm_writer_pace_wait_us(w, 10000), 0);
+    /* it saved up one slice, and one more as it had waited, not 5 ms:
+     * 40 kB is ~2 ms away */
+    assert_true(lm_writer_pace_wait_us(w, 40000) >= 1900);
+    /* a late wakeup after a wait is not thrown away: the bucket may
+     * then hold one slice more (not after idling: see above) */
+    lm_writer_set_rate(w, 20000000);
+    lm_writer_set_rate(w, 10000000);   /* empty */
+    assert_true(lm_writer_pace_wait_us(w, 10000) > 0);   /* waits */
+    nap_ms(2);
+    assert_int_equal(lm_writer_pace_wait_us(w, 10000), 0);
+    assert_true(w->tokens > 15000 && w->tokens <= 20000);
+    nap_ms(5);   /* no wait in between: idle, one slice at most */
+    assert_int_equal(lm_writer_pace_wait_us(w, 10000), 0);
+    assert_true(w->tokens <= 10000);
+    /* bytes sent outside the bucket are charged to it: 20 kB of debt
+     * delay the next 10 kB by ~3 ms; the debt stops at 100 ms of the
+     * rate (1 MB) however much is charged */
+    lm_writer_set_rate(w, 20000000);
+    lm_writer_set_rate(w, 10000000);   /* empty again */
+    lm_writer_charge(w, 20000);
+    assert_true(lm_writer_pace_wait_us(w, 10000) >= 2900);
+    lm_writer_charge(w, 1000000000);
+    uint64_t debt = lm_writer_pace_wait_us(w, 1);
+    assert_true(debt >= 99000 && debt <= 100200);
+    lm_writer_set_rate(w, 0);
+    lm_writer_charge(w, 1000000);   /* no rate: nothing to pay */
+    assert_int_equal(lm_writer_pace_wait_us(w, 1u << 30), 0);
+    free(w);
+
+    /* 64 pages (256 KiB) at 10 MB/s after 100 ms idle: with 1 ms pacing
+     * no write is larger than 10 kB and the bucket saved only 10 kB, so
+     * it takes about 25 ms; with the default the whole batch (within
+     * 50 ms = 500 kB saved) goes out in one write. */
+    size_t largest;
+    double fine = paced_write(10000000, 1000, PAGES, &largest);
+    assert_true(largest <= 10000);
+    assert_true(fine >= 0.020);
+    (void)paced_write(10000000, 0, PAGES, &largest);
+    assert_int_equal(largest, 17 + (size_t)PAGES * PS);
+}
+
+/* Compressed multifd batches decode into the right pages: a run of
+ * adjacent pages (decompressed in place), pages out of order, and a run
+ * with zero pages among its indices. */
+static void test_mf_compressed_batches(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(src); i++)
+        src[i] = (uint8_t)((i % 251) ^ (i / PS) * 13);
+    memset(src + 40 * PS, 0, PS);   /* a zero page */
+    livemig_error err = { 0 };
+    lm_compressor *c = lm_compressor_new(LM_COMPRESS_ZSTD, 1, &err);
+    assert_non_null(c);
+    size_t cap = lm_compress_bound(LM_COMPRESS_ZSTD, PAGES * PS);
+    uint8_t *cb = malloc(cap), *raw = malloc(PAGES * PS);
+    FILE *f = tmpfile();
+    lm_writer *w = malloc(sizeof(*w));
+    lm_writer_init(w, fileno(f), NULL);
+    lm_stream_header h = { .version = LM_STREAM_VERSION, .page_size = PS,
+                           .nblocks = 1 };
+    strcpy(h.blocks[0].name, "ram");
+    h.blocks[0].size = sizeof(src);
+    assert_true(lm_wr_header(w, &h));
+    /* batches: pages 0-31 in order (a run); 50, 33, 63, 32 (scattered);
+     * 34-49 with page 40 zero (no run: 39 and 41 around a gap) */
+    uint64_t b1[32], b2[4] = { 50, 33, 63, 32 }, b3[16];
+    for (unsigned i = 0; i < 32; i++)
+        b1[i] = i;
+    for (unsigned i = 0; i < 16; i++)
+        b3[i] = 34 + i;
+    const uint64_t *bs[] = { b1, b2, b3 };
+    uint32_t ns[] = { 32, 4, 16 };
+    for (unsigned k = 0; k < 3; k++) {
+        bool zero[32];
+        size_t nz = 0;
+        for (uint32_t i = 0; i < ns[k]; i++) {
+            zero[i] = lm_page_is_zero(src + bs[k][i] * PS);
+            if (!zero[i])
+                memcpy(raw + nz++ * PS, src + bs[k][i] * PS, PS);
+        }
+        size_t clen = lm_compress(c, raw, nz * PS, cb, cap, &err);
+        assert_true(clen > 0);
+        assert_true(lm_wr_mf_pages(w, 0, bs[k], zero, ns[k], src, cb,
+                                   (uint32_t)clen));
+    }
+    assert_true(lm_wr_end_stream(w));
+    lm_writer_destroy(w);
+    free(w);
+    fflush(f);
+    rewind(f);
+    uint8_t *dst = malloc(sizeof(src));
+    memset(dst, 0xaa, sizeof(src));
+    lm_reader r;
+    assert_true(lm_reader_init(&r, fileno(f), &err) &&
+                lm_rd_header(&r, &err));
+    lm_stream_block local = { .size = sizeof(src), .host = dst };
+    strcpy(local.name, "ram");
+    assert_true(lm_rd_bind(&r, &local, 1, &err));
+    r.decomp = lm_compressor_new(LM_COMPRESS_ZSTD, 1, &err);
+    assert_non_null(r.decomp);
+    lm_rec rec;
+    do {
+        assert_true(lm_rd_record(&r, &rec, &err));
+    } while (rec.type != LM_REC_END_STREAM);
+    /* 0-50 and 63 arrived; 51-62 were never sent */
+    assert_memory_equal(dst, src, 51 * PS);
+    assert_memory_equal(dst + 63 * PS, src + 63 * PS, PS);
+    assert_int_equal(dst[55 * PS], 0xaa);
+    lm_compressor_free(r.decomp);
+    r.decomp = NULL;
+    lm_reader_destroy(&r);
+    fclose(f);
+    lm_compressor_free(c);
+    free(dst);
+    free(cb);
+    free(raw);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -385,6 +581,8 @@ int main(void)
         cmocka_unit_test(test_zero_page_detection),
         cmocka_unit_test(test_every_page_must_arrive),
         cmocka_unit_test(test_postcopy_records),
+        cmocka_unit_test(test_pacing_slices),
+        cmocka_unit_test(test_mf_compressed_batches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
