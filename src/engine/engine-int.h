@@ -161,6 +161,10 @@ struct livemig {
 
     /* lm->lock */
     pthread_mutex_t lock;
+    /* Serializes guest stop/cont (taken before lock, never inside it):
+     * the guest's ops run outside lock, since a postcopy destination's
+     * guest thread may wait for a page whose placement takes lock. */
+    pthread_mutex_t guest_lock;
     pthread_cond_t cond;         /* status changes, kicks */
     livemig_status status;
     livemig_runstate runstate;

@@ -105,6 +105,7 @@ livemig *livemig_new(livemig_error *err)
         return NULL;
     }
     pthread_mutex_init(&lm->lock, NULL);
+    pthread_mutex_init(&lm->guest_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -157,6 +158,7 @@ void livemig_free(livemig *lm)
     lm_tunables_free(lm->tun);
     lm_objects_free(lm->objects);
     pthread_mutex_destroy(&lm->lock);
+    pthread_mutex_destroy(&lm->guest_lock);
     pthread_cond_destroy(&lm->cond);
     free(lm);
 }
@@ -439,24 +441,28 @@ static void log_status(livemig *lm, livemig_status to)
  * release the guest's threads, which never take lm->lock. */
 void lm_guest_stop(livemig *lm, livemig_runstate to)
 {
+    pthread_mutex_lock(&lm->guest_lock);
     pthread_mutex_lock(&lm->lock);
     bool was_running = lm->runstate == LIVEMIG_RUN_RUNNING;
     lm->runstate = to;
+    pthread_mutex_unlock(&lm->lock);
     if (was_running && lm->gops.stop)
         lm->gops.stop(lm->gopaque);
-    pthread_mutex_unlock(&lm->lock);
+    pthread_mutex_unlock(&lm->guest_lock);
     if (was_running)
         lm_emit(lm, "STOP", NULL);
 }
 
 void lm_guest_cont(livemig *lm)
 {
+    pthread_mutex_lock(&lm->guest_lock);
     pthread_mutex_lock(&lm->lock);
     bool was_running = lm->runstate == LIVEMIG_RUN_RUNNING;
     lm->runstate = LIVEMIG_RUN_RUNNING;
+    pthread_mutex_unlock(&lm->lock);
     if (!was_running && lm->gops.cont)
         lm->gops.cont(lm->gopaque);
-    pthread_mutex_unlock(&lm->lock);
+    pthread_mutex_unlock(&lm->guest_lock);
     if (!was_running)
         lm_emit(lm, "RESUME", NULL);
 }

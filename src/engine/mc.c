@@ -525,6 +525,7 @@ static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
     /* The pause, with a clock read between its parts (query-migrate
      * mc.pause-parts-us, for the last checkpoint). */
     uint64_t tp[6];
+    pthread_mutex_lock(&lm->guest_lock);
     pthread_mutex_lock(&lm->lock);
     tp[0] = lm_now_us();
     bool running = lm->runstate == LIVEMIG_RUN_RUNNING;
@@ -559,6 +560,7 @@ static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
     for (int i = 0; i < 5; i++)
         lm->mc.pause_parts_us[i] = tp[i + 1] - tp[i];
     pthread_mutex_unlock(&lm->lock);
+    pthread_mutex_unlock(&lm->guest_lock);
     uint64_t pause = tp[5] - tp[0];
     lm_buf_release(&one);
     if (!ok)

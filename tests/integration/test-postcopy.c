@@ -168,6 +168,18 @@ static void test_bandwidth_and_no_cancel(void **state)
             "already runs on the destination");
     lmh_err(p.dst->qmp, "migrate_cancel", NULL, "GenericError",
             "already runs on the destination");
+    /* stop and cont on the destination while its guest threads wait for
+     * pages: the stop waits for them to park, which needs their pages
+     * placed, so it must not hold what placing a page takes (the
+     * harness's reply timeout catches a hang). */
+    json_object_put(lmh_ok(p.dst->qmp, "stop", NULL));
+    char rs[32];
+    if (it_running(p.dst, rs, sizeof(rs)) || strcmp(rs, "paused") != 0)
+        it_fail("the destination's guest is '%s' after stop in postcopy",
+                rs);
+    json_object_put(lmh_ok(p.dst->qmp, "cont", NULL));
+    if (!it_running(p.dst, rs, sizeof(rs)))
+        it_fail("the destination's guest is '%s' after cont in postcopy", rs);
     /* Asked-for pages are never held back by the cap (they count
      * against it: the background makes room), and the guest (the
      * source's dirty-rate=max comes with its state) asks as fast as
