@@ -8,9 +8,11 @@
  * next one.  On failure, it_fail() prints every live daemon's log and its
  * query-migrate before failing the test.
  *
- * Ports: it_port() hands out TCP ports on 127.0.0.1 from a range derived
- * from the test program's PID (20000 + (pid % 200) * 100, 100 ports),
- * skipping any that is taken right now.
+ * Ports: it_port() hands out TCP ports on 127.0.0.1 starting in a range
+ * derived from the test program's PID (20000 + (pid % 200) * 100) and
+ * moving on through 20000..39999, skipping any that a listener holds
+ * right now (one that only has connections in TIME_WAIT is free:
+ * livemigd binds with SO_REUSEADDR).
  *
  * Every wait is bounded (a timeout in ms) and polls; none sleeps to
  * synchronise.
