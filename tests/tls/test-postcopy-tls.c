@@ -109,9 +109,16 @@ static void finish_and_verify(pair *p)
 static void postcopy_over_tls(bool preempt)
 {
     pair p = start_pair(SPEC, preempt);
+    /* Over loopback, uncapped, what is left at the switch can all be on
+     * its way before the guest asks for a page: a cap keeps postcopy
+     * running until pages came over the return path (and, with preempt,
+     * its channel); finish_and_verify lifts it. */
+    it_set_params(p.src, "{\"max-postcopy-bandwidth\": 67108864}");
     it_migrate(p.src, p.uri);
     json_object_put(lmh_ok(p.src->qmp, "migrate-start-postcopy", NULL));
     it_wait_status(p.dst, "postcopy-active", 60000);
+    it_wait_qm_above(p.dst, preempt ? "ram.postcopy-preempt-pages"
+                                    : "ram.postcopy-requests", 0, 30000);
     finish_and_verify(&p);
     long long req = it_qm_int(p.dst, "ram.postcopy-requests", 0);
     long long pre = it_qm_int(p.dst, "ram.postcopy-preempt-pages", 0);
