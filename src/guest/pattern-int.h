@@ -141,4 +141,13 @@ bool lm_pattern_reshape(lm_pattern *p, unsigned threads, lm_pattern_fill fill,
 /* Pages written so far, the fill and the source's writes included. */
 uint64_t lm_pattern_pages_written(lm_pattern *p);
 
+/* Worker @i of @n's slice of @npages pages: its first page and length.
+ * The one split the workers, the state checks and the loader share. */
+static inline void lm_pattern_slice(uint64_t npages, unsigned n, unsigned i,
+                                    uint64_t *first, uint64_t *len)
+{
+    *first = npages * i / n;
+    *len = npages * (i + 1) / n - *first;
+}
+
 #endif

@@ -77,8 +77,7 @@ static bool state_matches(const lm_pattern *p, unsigned threads,
      * source's workload over only once everything is checked). */
     uint64_t first[LM_PATTERN_MAX_THREADS], len[LM_PATTERN_MAX_THREADS];
     for (unsigned i = 0; i < threads; i++) {
-        first[i] = p->npages * i / threads;
-        len[i] = p->npages * (i + 1) / threads - first[i];
+        lm_pattern_slice(p->npages, threads, i, &first[i], &len[i]);
     }
     uint64_t expect = 0;
     bool over = false;
@@ -183,7 +182,8 @@ static bool section_load(void *opaque, uint32_t version, livemig_cursor *in,
             livemig_error_set(err, TRUNC_MSG);
             return false;
         }
-        uint64_t len = npages * (i + 1) / threads - npages * i / threads;
+        uint64_t first, len;
+        lm_pattern_slice(npages, threads, i, &first, &len);
         if (cur[i] > len || gen[i] == 0 || (gen[i] == 1 && cur[i] < len)) {
             livemig_error_set(err, "pattern guest: invalid state of worker %u "
                               "in the stream: generation %" PRIu64 ", cursor %"

@@ -589,8 +589,7 @@ static void slice(lm_pattern *p, unsigned n)
         pattern_worker *w = &p->workers[i];
         w->p = p;
         w->idx = i;
-        w->first = p->npages * i / n;
-        w->npages = p->npages * (i + 1) / n - w->first;
+        lm_pattern_slice(p->npages, n, i, &w->first, &w->npages);
         atomic_store(&w->generation, 1);
         atomic_store(&w->cursor, w->npages);
     }

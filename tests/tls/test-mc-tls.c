@@ -20,19 +20,13 @@ static bool have_certs;
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(root, sizeof(root), "/tmp/livemig-mctls-XXXXXX");
-    if (!mkdtemp(root))
-        return -1;
-    have_certs = tlsc_make(root);
-    return 0;
+    return tlsc_group_setup(root, sizeof(root), "mctls", &have_certs);
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[200];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
+    return tlsc_group_teardown(root);
 }
 
 static void object_add(lmh_daemon *d, const char *json)

@@ -40,28 +40,16 @@ static bool have_certs;
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(root, sizeof(root), "/tmp/livemig-tls-XXXXXX");
-    if (!mkdtemp(root))
-        return -1;
-    have_certs = tlsc_make(root);
-    return 0;
+    return tlsc_group_setup(root, sizeof(root), "tls", &have_certs);
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[320];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
+    return tlsc_group_teardown(root);
 }
 
-#define NEED_CERTS()                                                       \
-    do {                                                                   \
-        if (!have_certs) {                                                 \
-            printf("skipped: certtool (gnutls-bin) is not installed\n");   \
-            skip();                                                        \
-        }                                                                  \
-    } while (0)
+#define NEED_CERTS() TLSC_NEED_CERTS(have_certs)
 
 /* ---- QMP helpers ---------------------------------------------------------- */
 

@@ -164,3 +164,19 @@ bool tlsc_make(const char *root)
            psk_dir(root, "psk-wrong",
                    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
 }
+
+int tlsc_group_setup(char *root, size_t len, const char *tag, bool *have)
+{
+    snprintf(root, len, "/tmp/livemig-%s-XXXXXX", tag);
+    if (!mkdtemp(root))
+        return -1;
+    *have = tlsc_make(root);
+    return 0;
+}
+
+int tlsc_group_teardown(const char *root)
+{
+    char cmd[320];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    return system(cmd) == 0 ? 0 : -1;
+}

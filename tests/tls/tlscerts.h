@@ -22,11 +22,29 @@
 #define LM_TLSCERTS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #define TLSC_KEY_PASSWORD "open-sesame"
 
 /* certtool's path, or NULL if it is not installed. */
 const char *tlsc_certtool(void);
 bool tlsc_make(const char *root);
+
+/* A test group's setup: a fresh directory /tmp/livemig-@tag-XXXXXX into
+ * @root (@len bytes), filled by tlsc_make; *@have says whether it could
+ * be (certtool present).  -1 when the directory can't be made, else 0:
+ * the return value of a cmocka group setup. */
+int tlsc_group_setup(char *root, size_t len, const char *tag, bool *have);
+/* The matching teardown: removes @root. */
+int tlsc_group_teardown(const char *root);
+
+/* Skips the test, with the reason, when tlsc_make could not run. */
+#define TLSC_NEED_CERTS(have)                                              \
+    do {                                                                   \
+        if (!(have)) {                                                     \
+            printf("skipped: certtool (gnutls-bin) is not installed\n");   \
+            skip();                                                        \
+        }                                                                  \
+    } while (0)
 
 #endif
