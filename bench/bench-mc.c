@@ -11,6 +11,9 @@
  *     3x mc-delay, and guest throughput relative to the same guest
  *     unprotected.
  * Prints JSON.  `bench-mc pause` runs the first part only.
+ * `bench-mc trace TRACKER RATE [SECS]` prints one JSON line per checkpoint
+ * of one run instead (epoch, bytes, pause, ack, pool): how the first
+ * epochs after precopy settle.
  */
 #include <arpa/inet.h>
 #include <json-c/json.h>
@@ -204,6 +207,53 @@ static json_object *mc_run(livemig_tracker_kind kind, const char *rate,
     return o;
 }
 
+/* One line per checkpoint for @secs (polled every ms: a checkpoint takes
+ * longer than that at any rate worth tracing). */
+static int trace(const char *tracker, const char *rate, double secs)
+{
+    livemig_tracker_kind kind = LIVEMIG_TRACKER_MANUAL;
+    livemig_error err = { 0 };
+    if (!livemig_tracker_parse(tracker, &kind, &err)) {
+        fprintf(stderr, "bench-mc trace: %s\n", err.desc);
+        return 2;
+    }
+    char spec[160];
+    snprintf(spec, sizeof(spec), "pattern,size=" GUEST ",dirty-rate=%s,"
+             "outputs=/dev/null", rate);
+    bu_pair p;
+    bu_pair_start(&p, spec, kind);
+    bu_caps(p.src, "{\"capabilities\": [{\"capability\": "
+                   "\"micro-checkpointing\", \"state\": true}]}");
+    char params[96];
+    snprintf(params, sizeof(params), "{\"mc-delay\": %u, "
+             "\"mc-heartbeat-timeout\": 5000}", DELAY_MS);
+    bu_params(p.src, params);
+    double t0 = bu_now();
+    bu_migrate(&p);
+    uint64_t seen = 0;
+    while (bu_now() - t0 < secs) {
+        json_object *q = livemig_query_migrate(p.src);
+        uint64_t n = bu_u64(q, "mc.checkpoints");
+        if (n != seen) {
+            seen = n;
+            printf("{\"t-ms\": %.0f, \"checkpoints\": %llu, "
+                   "\"bytes\": %llu, \"pause-us\": %llu, \"ack-us\": %llu, "
+                   "\"pool-bytes\": %llu, \"passes\": %llu}\n",
+                   (bu_now() - t0) * 1e3, (unsigned long long)n,
+                   (unsigned long long)bu_u64(q, "mc.checkpoint-bytes-last"),
+                   (unsigned long long)bu_u64(q, "mc.pause-last-us"),
+                   (unsigned long long)bu_u64(q, "mc.ack-latency-last-us"),
+                   (unsigned long long)bu_u64(q, "mc.shadow-bytes"),
+                   (unsigned long long)bu_u64(q, "ram.dirty-sync-count"));
+            fflush(stdout);
+        }
+        json_object_put(q);
+        usleep(1000);
+    }
+    bu_pair_free(&p);
+    return 0;
+}
+
 /* ---- targets ------------------------------------------------------------- */
 
 static void target(json_object *t, const char *name, double v, double limit)
@@ -223,6 +273,8 @@ static double get_d(json_object *o, const char *path)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 4 && strcmp(argv[1], "trace") == 0)
+        return trace(argv[2], argv[3], argc > 4 ? atof(argv[4]) : 5.0);
     bool pause_only = argc > 1 && strcmp(argv[1], "pause") == 0;
     json_object *out = json_object_new_object(), *targets =
         json_object_new_object();

@@ -946,11 +946,30 @@ static bool setup(out_state *s)
     return ok;
 }
 
+/* Checkpoints need no convergence (a guest that dirties faster than the
+ * link only makes them large), but the first one should be no larger
+ * than those after it: it is sent while the next epoch runs, and a big
+ * one stretches that epoch, whose checkpoint is then bigger too.  A pass
+ * no longer than mc-delay left only what the guest dirtied in that time,
+ * about one epoch's worth.  A guest faster than the link never gets
+ * there: precopy stops once a pass no longer shrinks the dirty set. */
+#define MC_PRECOPY_MAX_PASSES 10
+static bool mc_ready(const out_state *s, uint64_t pass, uint64_t pass_us,
+                     uint64_t prev_dirty)
+{
+    if (s->dirty_pages < 256 || pass_us <= s->p.mc_delay * 1000u)
+        return true;
+    if (pass > 1 && s->dirty_pages * 10 >= prev_dirty * 9)
+        return true;
+    return pass >= MC_PRECOPY_MAX_PASSES;
+}
+
 static bool migrate(out_state *s)
 {
     livemig *lm = s->lm;
     if (!setup(s) || !lm_pc_advise(s))
         return false;
+    uint64_t prev_dirty = 0;
     for (uint64_t pass = 1; !lm_cancelled(lm); pass++) {
         if (!do_pass(s, pass))
             return false;
@@ -963,12 +982,13 @@ static bool migrate(out_state *s)
         bool converged = lm->stats.expected_downtime_ms <= s->p.downtime_limit;
         lm->stats.converged = converged;
         pthread_mutex_unlock(&lm->lock);
-        /* Checkpoints need no convergence: a guest that dirties faster
-         * than the link only makes them large.  Give precopy a few passes
-         * to shrink the first one. */
-        if (s->p.cap_micro_checkpointing && (converged || pass >= 3)) {
-            s->xbzrle_on = false;   /* checkpoints send from the shadow */
-            return lm_mc_primary(s);
+        if (s->p.cap_micro_checkpointing) {
+            if (mc_ready(s, pass, lm_now_us() - s->pass_t0_us, prev_dirty)) {
+                s->xbzrle_on = false;   /* checkpoints send from the pool */
+                return lm_mc_primary(s);
+            }
+            prev_dirty = s->dirty_pages;
+            continue;
         }
         watch_hold(s, converged);
         if (converged && !s->p.switchover_hold)
