@@ -1,9 +1,9 @@
 /*
  * mc.c - micro-checkpointing, primary side.
  *
- * Once precopy has brought the backup close (converged), the migration
- * thread checkpoints forever instead of switching over, one epoch at a
- * time:
+ * Once precopy has brought the backup close (mc_ready in outgoing.c),
+ * the migration thread checkpoints forever instead of switching over,
+ * one epoch at a time:
  *
  *   wait mc-delay (heartbeats meanwhile, a kick re-reads mc-delay)
  *   copy dirty pages into the pool while the guest runs (up to 2 rounds)
