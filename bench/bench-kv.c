@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench-util.h"
+
 #define REPS 3
 #define MAX_PROCS 16
 
@@ -113,19 +115,6 @@ done:
     for (int i = 0; i < MAX_PROCS; i++)
         if (procs[i] == pid)
             procs[i] = 0;
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET };
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof(sa);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
-        die("no free loopback port: %s", strerror(errno));
-    close(fd);
-    return ntohs(sa.sin_port);
 }
 
 static int dial(int port)
@@ -226,7 +215,7 @@ typedef struct kvd {
 static kvd kv_start(const char *tracker, const char *incoming)
 {
     static int seq;
-    kvd d = { .port = free_port() };
+    kvd d = { .port = bu_free_port() };
     char spec[128], qmpa[340], log[320];
     snprintf(d.sock, sizeof(d.sock), "%s/kv%d.sock", tmpdir, seq);
     snprintf(log, sizeof(log), "%s/kv%d.log", tmpdir, seq++);
@@ -339,7 +328,7 @@ static long ops_for(const scen *s, int l)
 
 static void run_redis(scen *s)
 {
-    int port = free_port();
+    int port = bu_free_port();
     char p[16], log[320];
     snprintf(p, sizeof(p), "%d", port);
     snprintf(log, sizeof(log), "%s/redis.log", tmpdir);
@@ -369,7 +358,7 @@ static void run_kv(scen *s)
     wait_serving(pri.port, 20);
     if (s->mc_delay) {
         char uri[64], json[256];
-        snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", free_port());
+        snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", bu_free_port());
         bak = kv_start(s->tracker, uri);
         qmp(pri.sock, "{\"execute\":\"migrate-set-capabilities\",\"arguments\":"
             "{\"capabilities\":[{\"capability\":\"micro-checkpointing\","
@@ -405,7 +394,7 @@ static double migration_gap_ms(void)
 {
     kvd src = kv_start("manual", NULL);
     char uri[64], json[160];
-    snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", free_port());
+    snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", bu_free_port());
     kvd dst = kv_start("manual", uri);
     wait_serving(src.port, 20);
     /* Some data to move: 100k keys. */

@@ -11,9 +11,9 @@
  *     3x mc-delay, and guest throughput relative to the same guest
  *     unprotected.
  * Prints JSON.  `bench-mc pause` runs the first part only.
- * `bench-mc trace TRACKER RATE [SECS]` prints one JSON line per checkpoint
- * of one run instead (epoch, bytes, pause, ack, pool): how the first
- * epochs after precopy settle.
+ * `bench-mc trace TRACKER RATE [SECS [throttle]]` prints one JSON line per
+ * checkpoint of one run instead (bytes, pause, ack, pool, throttle,
+ * commit p99): how the first epochs after precopy settle.
  */
 #include <arpa/inet.h>
 #include <json-c/json.h>
@@ -209,7 +209,8 @@ static json_object *mc_run(livemig_tracker_kind kind, const char *rate,
 
 /* One line per checkpoint for @secs (polled every ms: a checkpoint takes
  * longer than that at any rate worth tracing). */
-static int trace(const char *tracker, const char *rate, double secs)
+static int trace(const char *tracker, const char *rate, double secs,
+                 bool throttle)
 {
     livemig_tracker_kind kind = LIVEMIG_TRACKER_MANUAL;
     livemig_error err = { 0 };
@@ -226,7 +227,8 @@ static int trace(const char *tracker, const char *rate, double secs)
                    "\"micro-checkpointing\", \"state\": true}]}");
     char params[96];
     snprintf(params, sizeof(params), "{\"mc-delay\": %u, "
-             "\"mc-heartbeat-timeout\": 5000}", DELAY_MS);
+             "\"mc-heartbeat-timeout\": 5000, \"mc-throttle\": %s}",
+             DELAY_MS, throttle ? "true" : "false");
     bu_params(p.src, params);
     double t0 = bu_now();
     bu_migrate(&p);
@@ -238,13 +240,18 @@ static int trace(const char *tracker, const char *rate, double secs)
             seen = n;
             printf("{\"t-ms\": %.0f, \"checkpoints\": %llu, "
                    "\"bytes\": %llu, \"pause-us\": %llu, \"ack-us\": %llu, "
-                   "\"pool-bytes\": %llu, \"passes\": %llu}\n",
+                   "\"pool-bytes\": %llu, \"passes\": %llu, "
+                   "\"throttle\": %llu, \"commit-p99-us\": %llu, "
+                   "\"guest-pages-written\": %llu}\n",
                    (bu_now() - t0) * 1e3, (unsigned long long)n,
                    (unsigned long long)bu_u64(q, "mc.checkpoint-bytes-last"),
                    (unsigned long long)bu_u64(q, "mc.pause-last-us"),
                    (unsigned long long)bu_u64(q, "mc.ack-latency-last-us"),
                    (unsigned long long)bu_u64(q, "mc.shadow-bytes"),
-                   (unsigned long long)bu_u64(q, "ram.dirty-sync-count"));
+                   (unsigned long long)bu_u64(q, "ram.dirty-sync-count"),
+                   (unsigned long long)bu_u64(q, "mc.throttle-percentage"),
+                   (unsigned long long)bu_u64(q, "mc.commit-us.p99"),
+                   (unsigned long long)written(p.psrc));
             fflush(stdout);
         }
         json_object_put(q);
@@ -274,7 +281,8 @@ static double get_d(json_object *o, const char *path)
 int main(int argc, char **argv)
 {
     if (argc >= 4 && strcmp(argv[1], "trace") == 0)
-        return trace(argv[2], argv[3], argc > 4 ? atof(argv[4]) : 5.0);
+        return trace(argv[2], argv[3], argc > 4 ? atof(argv[4]) : 5.0,
+                     argc > 5 && strcmp(argv[5], "throttle") == 0);
     bool pause_only = argc > 1 && strcmp(argv[1], "pause") == 0;
     json_object *out = json_object_new_object(), *targets =
         json_object_new_object();

@@ -384,20 +384,6 @@ static double tls_stream_gbps(void)
 
 /* ---- one migration ------------------------------------------------------ */
 
-/* A loopback port that is free now (the kernel's pick). */
-static int free_port(void)
-{
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET,
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t sl = sizeof(sa);
-    if (bind(l, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-        exit(1);
-    getsockname(l, (struct sockaddr *)&sa, &sl);
-    close(l);
-    return ntohs(sa.sin_port);
-}
-
 static json_object *run_one(const char *spec, bool tls, int multifd)
 {
     bu_pair p;
@@ -426,7 +412,7 @@ static json_object *run_one(const char *spec, bool tls, int multifd)
         bu_params(p.src, j);
         bu_params(p.dst, j);
     }
-    snprintf(p.uri, sizeof(p.uri), "tcp:127.0.0.1:%d", free_port());
+    snprintf(p.uri, sizeof(p.uri), "tcp:127.0.0.1:%d", bu_free_port());
     if (!livemig_incoming(p.dst, p.uri, &err)) {
         fprintf(stderr, "bench-tls: %s\n", err.desc);
         exit(1);

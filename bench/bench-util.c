@@ -1,7 +1,10 @@
 /* bench-util.c - see bench-util.h. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,12 +41,24 @@ static void die(const char *what, const livemig_error *err)
     exit(1);
 }
 
+int bu_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof(sa);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+        perror("bench: no free loopback port");
+        exit(1);
+    }
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
 void bu_pair_start(bu_pair *p, const char *spec, livemig_tracker_kind tracker)
 {
-    static int port;
     livemig_error err = { 0 };
-    if (!port)
-        port = 30000 + getpid() % 20000;
     memset(p, 0, sizeof(*p));
     p->src = livemig_new(&err);
     p->dst = livemig_new(&err);
@@ -52,7 +67,7 @@ void bu_pair_start(bu_pair *p, const char *spec, livemig_tracker_kind tracker)
     if (!(p->psrc = lm_pattern_new(spec, p->src, false, tracker, &err)) ||
         !(p->pdst = lm_pattern_new(spec, p->dst, true, tracker, &err)))
         die(spec, &err);
-    snprintf(p->uri, sizeof(p->uri), "tcp:127.0.0.1:%d", port++);
+    snprintf(p->uri, sizeof(p->uri), "tcp:127.0.0.1:%d", bu_free_port());
     if (!livemig_incoming(p->dst, p->uri, &err))
         die("incoming", &err);
 }

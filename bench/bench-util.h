@@ -10,6 +10,8 @@
 #include "livemig/livemig.h"
 
 double bu_now(void);
+/* A loopback TCP port free now (the kernel's pick). */
+int bu_free_port(void);
 /* Member by path "a.b.c", NULL if absent. */
 json_object *bu_get(json_object *o, const char *path);
 uint64_t bu_u64(json_object *o, const char *path);

@@ -484,12 +484,25 @@ static void keep_up(out_state *s, mc_link *L, uint64_t epoch,
      * in an epoch of mc-delay. */
     double speed = (100.0 - s->throttle) / 100.0;
     double f = 0.6 * (double)epoch_us / (double)ckpt_us;
+    /* Ease off gently; double only from a checkpoint so small that the
+     * next one, twice as large, still takes under half of mc-delay. */
     if (f > 1.25)
-        f = 1.25;
+        f = f >= 2.5 ? 2.0 : 1.25;
+    /* A checkpoint of (nearly) all of RAM says only that the guest
+     * dirtied at least that much: its real speed may be many times what
+     * the link carries, and scaling by the ratio would take many long
+     * epochs to get there.  Cut harder. */
+    uint64_t ram = 0;
+    for (size_t i = 0; i < lm->nram; i++)
+        ram += lm->ram[i]->size;
+    if (bytes >= ram / 10 * 9 && f > 0.25)
+        f = 0.25;
     double want = speed * f;
     if (want > 1)
         want = 1;
-    unsigned pct = (unsigned)(100.0 - want * 100.0 + 0.5);
+    /* Rounded down, toward more speed: rounding to nearest kept a 99 %
+     * throttle at 99 % for ever (1 % eased by a quarter is 1.25 %). */
+    unsigned pct = (unsigned)(100.0 - want * 100.0);
     if (pct > s->p.max_cpu_throttle)
         pct = (unsigned)s->p.max_cpu_throttle;
     set_throttle(s, pct);
@@ -751,6 +764,13 @@ bool lm_mc_primary(out_state *s)
     lm->mc.active = true;
     pthread_mutex_unlock(&lm->lock);
     lm_output_hold(lm, 1);
+    if (s->p.mc_throttle && s->mc_outran) {
+        /* Precopy showed the guest outruns the link: start slow and let
+         * keep_up() ease off, rather than make the first epochs (and the
+         * outputs they hold) as long as a whole-RAM checkpoint. */
+        set_throttle(s, (unsigned)s->p.max_cpu_throttle);
+        L.throttling = true;
+    }
     /* The first epoch captures what the last pass left dirty: back the
      * pool for it now, before the backup starts timing our silence. */
     if (ok)

@@ -31,6 +31,8 @@ typedef struct out_state {
     uint64_t last_pass_event_us;
     bool unthrottled;              /* switchover: max-bandwidth is off */
     uint64_t dirty_pages;          /* to send in the next pass */
+    bool mc_outran;                /* precopy ended with the guest dirtying
+                                      faster than the link sends */
     bool stopped_guest;            /* we stopped it: restore on failure */
     livemig_runstate prev_runstate;/* what it was before switchover */
     bool past_return;              /* the end of the stream went out: only

@@ -954,14 +954,14 @@ static bool setup(out_state *s)
  * about one epoch's worth.  A guest faster than the link never gets
  * there: precopy stops once a pass no longer shrinks the dirty set. */
 #define MC_PRECOPY_MAX_PASSES 10
-static bool mc_ready(const out_state *s, uint64_t pass, uint64_t pass_us,
+static bool mc_ready(out_state *s, uint64_t pass, uint64_t pass_us,
                      uint64_t prev_dirty)
 {
     if (s->dirty_pages < 256 || pass_us <= s->p.mc_delay * 1000u)
         return true;
-    if (pass > 1 && s->dirty_pages * 10 >= prev_dirty * 9)
-        return true;
-    return pass >= MC_PRECOPY_MAX_PASSES;
+    s->mc_outran = (pass > 1 && s->dirty_pages * 10 >= prev_dirty * 9) ||
+                   pass >= MC_PRECOPY_MAX_PASSES;
+    return s->mc_outran;
 }
 
 static bool migrate(out_state *s)

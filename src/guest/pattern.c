@@ -52,6 +52,13 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
 static struct timespec ns_to_ts(uint64_t ns)
 {
     struct timespec ts = { .tv_sec = (time_t)(ns / NS_PER_S),
@@ -262,7 +269,7 @@ static void *worker_main(void *arg)
         cost = c < 1 ? 1 : c > 1e15 ? (uint64_t)1e15 : (uint64_t)c;
     }
     uint64_t start = now_ns();
-    uint64_t next = start, busy_start = start;
+    uint64_t next = start, busy_start = start, busy_cpu = thread_cpu_ns();
     uint64_t written = atomic_load(&w->written);
 
     for (;;) {
@@ -270,6 +277,7 @@ static void *worker_main(void *arg)
             if (!worker_park(p))
                 break;
             next = busy_start = now_ns();
+            busy_cpu = thread_cpu_ns();
         }
         uint64_t now = now_ns();
         if (paced) {
@@ -304,12 +312,19 @@ static void *worker_main(void *arg)
          * long; an unpaced one sleeps t/(100-t) of the time it worked. */
         unsigned t = atomic_load_explicit(&p->throttle, memory_order_relaxed);
         next += t && paced ? cost * 100 / (100 - t) : cost;
-        if (t && !paced) {
+        if (!paced) {
+            /* The sleep weighs the CPU time this slice took, not the
+             * wall time: a worker preempted or blocked for a while (a
+             * busy machine, a long checkpoint) did no work meanwhile,
+             * and counting it made a 99 % throttle sleep for minutes. */
             uint64_t end = now_ns();
             if (end - busy_start >= THROTTLE_SLICE_NS) {
-                uint64_t busy = end - busy_start;
-                worker_sleep_until(p, end + busy * t / (100 - t));
+                uint64_t cpu = thread_cpu_ns();
+                if (t)
+                    worker_sleep_until(p, now_ns() + (cpu - busy_cpu) * t /
+                                                         (100 - t));
                 busy_start = now_ns();
+                busy_cpu = t ? thread_cpu_ns() : cpu;
             }
         }
     }

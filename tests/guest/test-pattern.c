@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -530,6 +533,61 @@ static void test_throttle(void **state)
     guest_free(g);
 }
 
+/* A worker kept from running (here: blocked writing an output to a full
+ * FIFO) did no work: once it runs again, a 99 % throttle must slow it to
+ * about 1 %, not put it to sleep for 99 times the wall time it lost. */
+typedef struct drain {
+    int fd;
+    volatile int stop;
+} drain;
+
+static void *drain_main(void *arg)
+{
+    drain *d = arg;
+    char buf[4096];
+    while (!d->stop)
+        if (read(d->fd, buf, sizeof(buf)) <= 0)
+            sleep_ms(1);
+    return NULL;
+}
+
+static void test_throttle_after_blocked(void **state)
+{
+    (void)state;
+    char fifo[64], spec[160];
+    snprintf(fifo, sizeof(fifo), "/tmp/livemig-test-outputs-%d", getpid());
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    int rfd = open(fifo, O_RDONLY | O_NONBLOCK);
+    assert_true(rfd >= 0);
+    snprintf(spec, sizeof(spec), "pattern,size=16M,threads=1,dirty-rate=max,"
+             "outputs=%s", fifo);
+    guest *g = guest_new(spec, false);
+    /* Nobody reads: the FIFO fills and the worker blocks in write. */
+    int64_t w = -1;
+    for (int i = 0; i < WAIT_MS / 50 && qint(g->p, "pages-written") != w;
+         i++) {
+        w = qint(g->p, "pages-written");
+        sleep_ms(50);
+    }
+    assert_int_equal(qint(g->p, "pages-written"), w);
+    lm_pattern_guest_ops()->throttle(g->p, 99);
+    sleep_ms(1000);   /* the wall time the worker loses, blocked */
+    drain d = { rfd, 0 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, drain_main, &d), 0);
+    /* At 1 % of its speed it still writes thousands of pages a second;
+     * charged for the blocked second it would sleep 99 s. */
+    wait_written(g->p, 2000);
+    lm_pattern_guest_ops()->throttle(g->p, 0);
+    lm_pattern_halt(g->p);
+    d.stop = 1;
+    pthread_join(t, NULL);
+    guest_free(g);
+    close(rfd);
+    unlink(fifo);
+}
+
 /* ---- state section: a migration by hand --------------------------------- */
 
 static void save_state(lm_pattern *p, livemig_buf *out)
@@ -849,6 +907,7 @@ int main(void)
         cmocka_unit_test(test_stop_stops),
         cmocka_unit_test(test_pacing),
         cmocka_unit_test(test_throttle),
+        cmocka_unit_test(test_throttle_after_blocked),
         cmocka_unit_test(test_section_migrate),
         cmocka_unit_test(test_section_mismatch),
         cmocka_unit_test(test_section_checked_against_ram),
