@@ -242,7 +242,7 @@ static int trace(const char *tracker, const char *rate, double secs,
                    "\"bytes\": %llu, \"pause-us\": %llu, \"ack-us\": %llu, "
                    "\"pool-bytes\": %llu, \"passes\": %llu, "
                    "\"throttle\": %llu, \"commit-p99-us\": %llu, "
-                   "\"guest-pages-written\": %llu}\n",
+                   "\"guest-pages-written\": %llu, \"pause-parts-us\": %s}\n",
                    (bu_now() - t0) * 1e3, (unsigned long long)n,
                    (unsigned long long)bu_u64(q, "mc.checkpoint-bytes-last"),
                    (unsigned long long)bu_u64(q, "mc.pause-last-us"),
@@ -251,7 +251,9 @@ static int trace(const char *tracker, const char *rate, double secs,
                    (unsigned long long)bu_u64(q, "ram.dirty-sync-count"),
                    (unsigned long long)bu_u64(q, "mc.throttle-percentage"),
                    (unsigned long long)bu_u64(q, "mc.commit-us.p99"),
-                   (unsigned long long)written(p.psrc));
+                   (unsigned long long)written(p.psrc),
+                   json_object_to_json_string_ext(
+                       bu_get(q, "mc.pause-parts-us"), JSON_C_TO_STRING_PLAIN));
             fflush(stdout);
         }
         json_object_put(q);

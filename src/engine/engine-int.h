@@ -64,6 +64,8 @@ typedef struct lm_pc_stats {
     uint64_t requests;           /* pages asked for (dst) / served (src) */
     uint64_t preempt_pages;      /* sent (src) / placed (dst) on the
                                     postcopy-preempt channel */
+    uint64_t preempt_bytes;      /* dst: received on that channel (in
+                                    transferred, as on the source) */
     uint64_t bytes;              /* bytes sent / received after the switch */
     uint64_t faults;             /* requests answered (dst) */
     uint64_t blocktime_us;       /* guest threads waited for pages (dst) */

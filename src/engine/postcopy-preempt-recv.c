@@ -139,11 +139,15 @@ static void *pre_thread(void *arg)
             break;
         livemig_error e = { 0 };
         lm_rec rec;
+        uint64_t seen = 0;   /* the hello (header) counts too */
         while (lm_rd_record(r, &rec, &e) &&
                lm_pc_dst_place(p->pc, &rec, p->bounce, &e)) {
             pthread_mutex_lock(&p->lm->lock);
             p->lm->stats.pc.preempt_pages += rec.npages;
+            p->lm->stats.pc.preempt_bytes += r->total - seen;
+            p->lm->stats.transferred += r->total - seen;
             pthread_mutex_unlock(&p->lm->lock);
+            seen = r->total;
         }
         char why[400];
         snprintf(why, sizeof(why), "the postcopy-preempt channel broke: "

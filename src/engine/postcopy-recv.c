@@ -446,12 +446,14 @@ bool lm_pc_dst_stream(lm_pc_dst *pc, lm_reader *r, livemig_error *err)
         if (now - last >= 50000) {   /* progress for query-migrate */
             last = now;
             pthread_mutex_lock(&lm->lock);
-            lm->stats.transferred = pc->wire_before + r->total;
+            lm->stats.transferred = pc->wire_before + r->total +
+                                    lm->stats.pc.preempt_bytes;
             pthread_mutex_unlock(&lm->lock);
         }
     }
     pthread_mutex_lock(&lm->lock);
-    lm->stats.transferred = pc->wire_before + r->total;
+    lm->stats.transferred = pc->wire_before + r->total +
+                            lm->stats.pc.preempt_bytes;
     pthread_mutex_unlock(&lm->lock);
     return finish(pc, err);
 }

@@ -94,6 +94,12 @@ static void test_preempt_completes(void **state)
     if (sp > dreq)
         it_fail("%lld pages on the preempt channel for %lld requests",
                 sp, dreq);
+    /* Bytes on the wire, counted on both channels by both sides. */
+    long long sb = it_qm_int(p.src, "ram.transferred", -1);
+    long long db = it_qm_int(p.dst, "ram.transferred", -1);
+    if (sb != db)
+        it_fail("ram.transferred: the source sent %lld bytes, the "
+                "destination reports %lld", sb, db);
 }
 
 static void wait_resumed(lmh_daemon *d, int timeout_ms)
