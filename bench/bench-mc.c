@@ -142,22 +142,30 @@ static json_object *dist(json_object *q, const char *name)
     return o;
 }
 
-/* MC at @rate with mc-delay 100 for @secs once checkpointing. */
-static json_object *mc_run(livemig_tracker_kind kind, const char *rate,
-                           bool throttle, double secs, double tcp)
+/* Two engines with a pattern guest at @rate, micro-checkpointing at
+ * mc-delay 100 ms once migrate is run. */
+static void mc_pair(bu_pair *p, livemig_tracker_kind kind, const char *rate,
+                    bool throttle)
 {
     char spec[160];
     snprintf(spec, sizeof(spec), "pattern,size=" GUEST ",dirty-rate=%s,"
              "outputs=/dev/null", rate);
-    bu_pair p;
-    bu_pair_start(&p, spec, kind);
-    bu_caps(p.src, "{\"capabilities\": [{\"capability\": "
-                   "\"micro-checkpointing\", \"state\": true}]}");
+    bu_pair_start(p, spec, kind);
+    bu_caps(p->src, "{\"capabilities\": [{\"capability\": "
+                    "\"micro-checkpointing\", \"state\": true}]}");
     char params[128];
     snprintf(params, sizeof(params), "{\"mc-delay\": %u, "
              "\"mc-heartbeat-timeout\": 5000, \"mc-throttle\": %s}",
              DELAY_MS, throttle ? "true" : "false");
-    bu_params(p.src, params);
+    bu_params(p->src, params);
+}
+
+/* MC at @rate with mc-delay 100 for @secs once checkpointing. */
+static json_object *mc_run(livemig_tracker_kind kind, const char *rate,
+                           bool throttle, double secs, double tcp)
+{
+    bu_pair p;
+    mc_pair(&p, kind, rate, throttle);
     bu_migrate(&p);
     json_object *o = json_object_new_object();
     if (!bu_wait_status(p.src, LIVEMIG_STATUS_CHECKPOINTING, 60)) {
@@ -218,18 +226,8 @@ static int trace(const char *tracker, const char *rate, double secs,
         fprintf(stderr, "bench-mc trace: %s\n", err.desc);
         return 2;
     }
-    char spec[160];
-    snprintf(spec, sizeof(spec), "pattern,size=" GUEST ",dirty-rate=%s,"
-             "outputs=/dev/null", rate);
     bu_pair p;
-    bu_pair_start(&p, spec, kind);
-    bu_caps(p.src, "{\"capabilities\": [{\"capability\": "
-                   "\"micro-checkpointing\", \"state\": true}]}");
-    char params[96];
-    snprintf(params, sizeof(params), "{\"mc-delay\": %u, "
-             "\"mc-heartbeat-timeout\": 5000, \"mc-throttle\": %s}",
-             DELAY_MS, throttle ? "true" : "false");
-    bu_params(p.src, params);
+    mc_pair(&p, kind, rate, throttle);
     double t0 = bu_now();
     bu_migrate(&p);
     uint64_t seen = 0;
