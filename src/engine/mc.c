@@ -6,7 +6,7 @@
  * one epoch at a time:
  *
  *   wait mc-delay (heartbeats meanwhile, a kick re-reads mc-delay)
- *   copy dirty pages into the pool while the guest runs (up to 2 rounds)
+ *   copy dirty pages into the pool while the guest runs (up to 4 rounds)
  *   stop the guest; sync; copy the last dirty pages; save the sections;
  *   resume the guest                          <- the pause users feel
  *   send CKPT_BEGIN n, the captured pages, the sections, CKPT_END n
@@ -19,7 +19,7 @@
  * sync harvests a page's dirty bit before the copy reads the page: a
  * write after the harvest sets the bit again and the page is copied again
  * (into the same slot) in the pause.  It only pays while the guest
- * dirties slower than we copy, hence at most two rounds and only while
+ * dirties slower than we copy, hence at most four rounds and only while
  * there is a lot to copy.
  *
  * The link to the backup follows the timing rule of mc-int.h: the
@@ -514,17 +514,22 @@ static void quiesce(livemig *lm, bool on)
         lm_tracker_set_quiesced(lm->ram[i]->tracker, on);
 }
 
+#define MC_COPY_ROUNDS 4
+
 /* One epoch: capture with the guest paused as briefly as we can. */
 static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
                        uint64_t epoch, livemig_buf *secs, size_t *sec_len)
 {
     livemig *lm = s->lm;
-    /* Copy while the guest runs, while there is a lot to copy. */
-    uint64_t pages = 0;
-    for (int round = 0; round < 2; round++) {
+    /* Copy while the guest runs, while there is more than a few us of
+     * copying to do: each round copies what the guest dirtied during the
+     * one before, so rounds shrink fast while the guest dirties slower
+     * than we copy, and the pause is left with a few dozen pages. */
+    uint64_t pages = 0, last = 0;
+    for (int round = 0; round < MC_COPY_ROUNDS; round++) {
         if (!lm_out_sync_dirty(s))
             return false;
-        if (s->dirty_pages < 256)
+        if (s->dirty_pages < 32)
             break;
         uint64_t c = capture_all(s, L, mb);
         if (c == UINT64_MAX - 1)
@@ -532,7 +537,12 @@ static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
         if (c == UINT64_MAX)
             break;   /* the pause captures the rest */
         pages += c;
+        last = c;
     }
+    /* Back the pool for what the pause may capture (no more than the
+     * last round did, which had longer to collect it) now: growing it in
+     * the pause would fault in megabytes with the guest stopped. */
+    lm_mc_pool_reserve(mb[0].pool, mb[0].pool->used + last + 512);
 
     bool ok = true;
     /* The pause, with a clock read between its parts (query-migrate
