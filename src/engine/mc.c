@@ -488,14 +488,14 @@ static void keep_up(out_state *s, mc_link *L, uint64_t epoch,
      * next one, twice as large, still takes under half of mc-delay. */
     if (f > 1.25)
         f = f >= 2.5 ? 2.0 : 1.25;
-    /* A checkpoint of (nearly) all of RAM says only that the guest
-     * dirtied at least that much: its real speed may be many times what
-     * the link carries, and scaling by the ratio would take many long
-     * epochs to get there.  Cut harder. */
+    /* A checkpoint of (nearly) all of RAM that did not fit in mc-delay
+     * says only that the guest dirtied at least that much: its real speed
+     * may be many times what the link carries, and scaling by the ratio
+     * would take many long epochs to get there.  Cut harder. */
     uint64_t ram = 0;
     for (size_t i = 0; i < lm->nram; i++)
         ram += lm->ram[i]->size;
-    if (bytes >= ram / 10 * 9 && f > 0.25)
+    if (bytes >= ram / 10 * 9 && ckpt_us > delay_us && f > 0.25)
         f = 0.25;
     double want = speed * f;
     if (want > 1)
@@ -525,24 +525,27 @@ static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
      * copying to do: each round copies what the guest dirtied during the
      * one before, so rounds shrink fast while the guest dirties slower
      * than we copy, and the pause is left with a few dozen pages. */
-    uint64_t pages = 0, last = 0;
+    uint64_t pages = 0;
+    size_t grew = 0;   /* pool slots the last round took */
     for (int round = 0; round < MC_COPY_ROUNDS; round++) {
         if (!lm_out_sync_dirty(s))
             return false;
         if (s->dirty_pages < 32)
             break;
+        size_t used = mb[0].pool->used;
         uint64_t c = capture_all(s, L, mb);
         if (c == UINT64_MAX - 1)
             return false;
         if (c == UINT64_MAX)
             break;   /* the pause captures the rest */
         pages += c;
-        last = c;
+        grew = mb[0].pool->used - used;
     }
-    /* Back the pool for what the pause may capture (no more than the
-     * last round did, which had longer to collect it) now: growing it in
-     * the pause would fault in megabytes with the guest stopped. */
-    lm_mc_pool_reserve(mb[0].pool, mb[0].pool->used + last + 512);
+    /* Back the pool now for the new pages the pause may capture (about
+     * what the last round took, while the guest dirties slower than we
+     * copy): growing it in the pause would fault in megabytes with the
+     * guest stopped. */
+    lm_mc_pool_reserve(mb[0].pool, mb[0].pool->used + grew + 512);
 
     bool ok = true;
     /* The pause, with a clock read between its parts (query-migrate
@@ -780,6 +783,10 @@ bool lm_mc_primary(out_state *s)
          * outputs they hold) as long as a whole-RAM checkpoint. */
         set_throttle(s, (unsigned)s->p.max_cpu_throttle);
         L.throttling = true;
+    } else if (!s->p.mc_throttle && s->throttle) {
+        /* auto-converge throttled precopy; checkpoints need no
+         * convergence, and without mc-throttle nothing would lift it. */
+        set_throttle(s, 0);
     }
     /* The first epoch captures what the last pass left dirty: back the
      * pool for it now, before the backup starts timing our silence. */

@@ -959,9 +959,8 @@ static bool mc_ready(out_state *s, uint64_t pass, uint64_t pass_us,
 {
     if (s->dirty_pages < 256 || pass_us <= s->p.mc_delay * 1000u)
         return true;
-    s->mc_outran = (pass > 1 && s->dirty_pages * 10 >= prev_dirty * 9) ||
-                   pass >= MC_PRECOPY_MAX_PASSES;
-    return s->mc_outran;
+    s->mc_outran = pass > 1 && s->dirty_pages * 10 >= prev_dirty * 9;
+    return s->mc_outran || pass >= MC_PRECOPY_MAX_PASSES;
 }
 
 static bool migrate(out_state *s)

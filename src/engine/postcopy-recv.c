@@ -62,7 +62,11 @@ struct lm_pc_dst {
     lm_pc_pre_dst *pre;          /* postcopy-preempt channel, or NULL */
     uint8_t uuid[16];            /* of the migration being received */
     lm_reader *rr;               /* reader of a resumed connection */
-    uint64_t wire_before;        /* bytes of the connections before rr */
+    uint64_t wire_before;        /* bytes of the connections before the
+                                    one being read */
+    uint64_t wire_last;          /* bytes of the one read last, when its
+                                    stream ended (the first one's reader
+                                    is not rr: its caller owns it) */
 };
 
 static void reply(lm_pc_dst *pc, const uint8_t *b, size_t n)
@@ -426,7 +430,7 @@ void lm_pc_watch_link(int fd)
                      sizeof(timeout_ms));
 }
 
-bool lm_pc_dst_stream(lm_pc_dst *pc, lm_reader *r, livemig_error *err)
+static bool stream(lm_pc_dst *pc, lm_reader *r, livemig_error *err)
 {
     livemig *lm = pc->lm;
     uint64_t last = 0;
@@ -456,6 +460,13 @@ bool lm_pc_dst_stream(lm_pc_dst *pc, lm_reader *r, livemig_error *err)
                             lm->stats.pc.preempt_bytes;
     pthread_mutex_unlock(&lm->lock);
     return finish(pc, err);
+}
+
+bool lm_pc_dst_stream(lm_pc_dst *pc, lm_reader *r, livemig_error *err)
+{
+    bool ok = stream(pc, r, err);
+    pc->wire_last = r->total;
+    return ok;
 }
 
 /* Tell the source what is still missing (dropped and not placed), then
@@ -709,8 +720,9 @@ lm_reader *lm_pc_dst_recover(lm_pc_dst *pc, livemig_error *err)
         lm_listener_close(&lm->listener);
         pthread_mutex_unlock(&lm->lock);
         pthread_mutex_unlock(&pc->rp_lock);
+        pc->wire_before += pc->wire_last;
+        pc->wire_last = 0;
         if (pc->rr) {
-            pc->wire_before += pc->rr->total;
             lm_reader_destroy(pc->rr);
             free(pc->rr);
         }

@@ -317,13 +317,12 @@ static void *worker_main(void *arg)
              * wall time: a worker preempted or blocked for a while (a
              * busy machine, a long checkpoint) did no work meanwhile,
              * and counting it made a 99 % throttle sleep for minutes. */
-            uint64_t end = now_ns();
-            if (end - busy_start >= THROTTLE_SLICE_NS) {
+            if (now - busy_start >= THROTTLE_SLICE_NS) {
                 uint64_t cpu = thread_cpu_ns();
                 if (t)
                     worker_sleep_until(p, now_ns() + (cpu - busy_cpu) * t /
                                                          (100 - t));
-                busy_start = now_ns();
+                busy_start = t ? now_ns() : now;
                 busy_cpu = t ? thread_cpu_ns() : cpu;
             }
         }

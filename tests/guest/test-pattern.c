@@ -13,6 +13,8 @@
 #include <string.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -535,18 +537,20 @@ static void test_throttle(void **state)
 
 /* A worker kept from running (here: blocked writing an output to a full
  * FIFO) did no work: once it runs again, a 99 % throttle must slow it to
- * about 1 %, not put it to sleep for 99 times the wall time it lost. */
-typedef struct drain {
+ * about 1 %, not put it to sleep for 99 times the wall time it lost.
+ * The drain's state is static: a failing assertion leaves this frame
+ * while the thread may still run. */
+static struct {
     int fd;
-    volatile int stop;
+    atomic_int stop;
 } drain;
 
 static void *drain_main(void *arg)
 {
-    drain *d = arg;
+    (void)arg;
     char buf[4096];
-    while (!d->stop)
-        if (read(d->fd, buf, sizeof(buf)) <= 0)
+    while (!atomic_load(&drain.stop))
+        if (read(drain.fd, buf, sizeof(buf)) <= 0)
             sleep_ms(1);
     return NULL;
 }
@@ -560,32 +564,50 @@ static void test_throttle_after_blocked(void **state)
     assert_int_equal(mkfifo(fifo, 0600), 0);
     int rfd = open(fifo, O_RDONLY | O_NONBLOCK);
     assert_true(rfd >= 0);
+    int pipe_size = fcntl(rfd, F_GETPIPE_SZ);
+    assert_true(pipe_size > 0);
     snprintf(spec, sizeof(spec), "pattern,size=16M,threads=1,dirty-rate=max,"
              "outputs=%s", fifo);
     guest *g = guest_new(spec, false);
-    /* Nobody reads: the FIFO fills and the worker blocks in write. */
-    int64_t w = -1;
-    for (int i = 0; i < WAIT_MS / 50 && qint(g->p, "pages-written") != w;
-         i++) {
-        w = qint(g->p, "pages-written");
-        sleep_ms(50);
+    unlink(fifo);   /* both ends are open */
+    /* Nobody reads: the FIFO fills and the worker blocks in write (a
+     * pipe's pages take whole lines, so "full" leaves up to a line of
+     * room in each of them) and writes no more pages. */
+    int queued = 0;
+    int64_t before = -1, now = 0;
+    for (int i = 0; i < WAIT_MS / 20; i++) {
+        sleep_ms(20);
+        assert_int_equal(ioctl(rfd, FIONREAD, &queued), 0);
+        now = qint(g->p, "pages-written");
+        if (queued >= pipe_size - 4096 && now == before)
+            break;
+        before = now;
     }
-    assert_int_equal(qint(g->p, "pages-written"), w);
+    assert_true(queued >= pipe_size - 4096 && now == before);
     lm_pattern_guest_ops()->throttle(g->p, 99);
     sleep_ms(1000);   /* the wall time the worker loses, blocked */
-    drain d = { rfd, 0 };
+    int64_t w0 = qint(g->p, "pages-written");
+    drain.fd = rfd;
+    atomic_store(&drain.stop, 0);
     pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, drain_main, &d), 0);
+    assert_int_equal(pthread_create(&t, NULL, drain_main, NULL), 0);
     /* At 1 % of its speed it still writes thousands of pages a second;
      * charged for the blocked second it would sleep 99 s. */
-    wait_written(g->p, 2000);
+    int64_t w = w0;
+    for (int i = 0; i < WAIT_MS && w < w0 + 2000; i++) {
+        sleep_ms(1);
+        w = qint(g->p, "pages-written");
+    }
     lm_pattern_guest_ops()->throttle(g->p, 0);
     lm_pattern_halt(g->p);
-    d.stop = 1;
+    atomic_store(&drain.stop, 1);
     pthread_join(t, NULL);
     guest_free(g);
     close(rfd);
-    unlink(fifo);
+    if (w < w0 + 2000)
+        fail_msg("throttled to 99 %% after being blocked for 1 s, the "
+                 "guest wrote %lld pages in %d ms (at 1 %% of its speed it "
+                 "writes thousands a second)", (long long)(w - w0), WAIT_MS);
 }
 
 /* ---- state section: a migration by hand --------------------------------- */
