@@ -8,19 +8,17 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <json-c/json.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "engine/engine.h"
+#include "harness.h"
 #include "livemig/livemig.h"
 
 #define SIZE (16u << 20)
@@ -209,34 +207,11 @@ static void test_migrate_unix(void **state)
     migrate_over(uri);
 }
 
-/* A loopback port free now, probed as the listener binds (SO_REUSEADDR):
- * a port derived from the PID alone was sometimes taken (1 run in ~40
- * of make check, with a second suite running beside it). */
-static int free_port(void)
-{
-    int base = 20000 + (int)(getpid() % 200) * 100;
-    for (int i = 0; i < 20000; i++) {
-        int port = 20000 + (base - 20000 + i) % 20000, one = 1;
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(fd >= 0);
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        struct sockaddr_in sa = { .sin_family = AF_INET,
-                                  .sin_port = htons((uint16_t)port),
-                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-        close(fd);
-        if (rc == 0)
-            return port;
-    }
-    fail_msg("no free loopback port in 20000..39999");
-    return -1;
-}
-
 static void test_migrate_tcp(void **state)
 {
     (void)state;
     char uri[64];
-    snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", free_port());
+    snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", lmh_port());
     migrate_over(uri);
 }
 

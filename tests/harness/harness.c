@@ -9,6 +9,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <ftw.h>
 #include <poll.h>
 #include <signal.h>
@@ -675,4 +677,30 @@ void lmh_raw_close(int fd)
         b->data = NULL;
     }
     close(fd);
+}
+
+#define PORT_LO 20000
+#define PORT_N (32768 - PORT_LO)
+
+int lmh_port(void)
+{
+    static int next;
+    int base = (int)(getpid() % (PORT_N / 100)) * 100;
+    for (int tries = 0; tries < PORT_N; tries++) {
+        int port = PORT_LO + (base + next) % PORT_N;
+        next = (next + 1) % PORT_N;
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        struct sockaddr_in sa = { .sin_family = AF_INET,
+                                  .sin_port = htons((uint16_t)port) };
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+        close(fd);
+        if (rc == 0)
+            return port;
+    }
+    fail_msg("no free TCP port on 127.0.0.1 in %d..32767", PORT_LO);
+    return -1;
 }

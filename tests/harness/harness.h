@@ -114,6 +114,15 @@ const char *lmh_migration_status(livemig_qmp *q);
 /* Wait until the migration status is @status (true) or @timeout_ms. */
 bool lmh_wait_status(livemig_qmp *q, const char *status, int timeout_ms);
 
+/* A TCP port on 127.0.0.1 that a listener can take now.  Each process
+ * starts in its own range of 100 (by PID) in 20000..32767, below the
+ * kernel's ephemeral ports (other connections' ports are taken there
+ * between the probe and the listen), and moves on to the next ports when
+ * those are taken.  The probe binds as a daemon's listener does, with
+ * SO_REUSEADDR: TIME_WAIT left by earlier migrations does not stop a
+ * listener, only a live socket does. */
+int lmh_port(void);
+
 /* Run @argv[0] (a path) with @argv and environment @envp_extra entries
  * ("NAME=VALUE", NULL-terminated, may be NULL) added; stdin is /dev/null.
  * Captures stdout into *@out and stderr into *@err (malloc'd, may pass

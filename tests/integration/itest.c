@@ -3,14 +3,11 @@
  */
 #include "itest.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -112,34 +109,6 @@ void it_fail(const char *fmt, ...)
     }
     fail_msg("%s", msg);
     abort();   /* not reached: fail_msg leaves the test */
-}
-
-/* A port this process can listen on.  Each process starts in its own
- * range of 100 (by PID) and moves on to the next ranges when those are
- * taken.  The probe binds as the daemon's listener does, with
- * SO_REUSEADDR: the TIME_WAIT left by earlier migrations (hundreds in the
- * cancel race loop) does not stop a listener, only a live socket does. */
-int it_port(void)
-{
-    static int next;
-    int base = 20000 + (int)(getpid() % 200) * 100;
-    for (int tries = 0; tries < 2000; tries++) {
-        int port = 20000 + (base - 20000 + next) % 20000;
-        next = (next + 1) % 20000;
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(fd >= 0);
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        struct sockaddr_in sa = { .sin_family = AF_INET,
-                                  .sin_port = htons((uint16_t)port) };
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-        close(fd);
-        if (rc == 0)
-            return port;
-    }
-    fail_msg("no free port in 2000 tries from %d (20000..39999)", base);
-    return -1;
 }
 
 char *it_tcp_uri(int port, char *buf, size_t len)

@@ -8,11 +8,7 @@
  * next one.  On failure, it_fail() prints every live daemon's log and its
  * query-migrate before failing the test.
  *
- * Ports: it_port() hands out TCP ports on 127.0.0.1 starting in a range
- * derived from the test program's PID (20000 + (pid % 200) * 100) and
- * moving on through 20000..39999, skipping any that a listener holds
- * right now (one that only has connections in TIME_WAIT is free:
- * livemigd binds with SO_REUSEADDR).
+ * Ports: lmh_port() of the harness.
  *
  * Every wait is bounded (a timeout in ms) and polls; none sleeps to
  * synchronise.
@@ -52,7 +48,6 @@ long long it_now_ms(void);
 void it_sleep_ms(int ms);
 
 /* A free TCP port on 127.0.0.1 from this process's range. */
-int it_port(void);
 
 /* "tcp:127.0.0.1:PORT" into @buf; under scripts/two-hosts the
  * destination's veth address instead. */

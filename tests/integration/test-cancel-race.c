@@ -109,7 +109,7 @@ static proxy *proxy_start(int target)
     proxy *p = calloc(1, sizeof(*p));
     assert_non_null(p);
     p->target = target;
-    p->port = it_port();
+    p->port = lmh_port();
     p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(p->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -170,7 +170,7 @@ static void incoming(lmh_daemon *d, const char *uri)
  * answer: the source waits past its point of no return. */
 static proxy *held_migration(lmh_daemon **src, lmh_daemon **dst)
 {
-    int port = it_port();
+    int port = lmh_port();
     char uri[64];
     *dst = it_start(SPEC, it_tcp_uri(port, uri, sizeof(uri)), NULL);
     *src = it_start(SPEC, NULL, NULL);
@@ -245,7 +245,7 @@ static void test_unknown_outcome(void **state)
 static void test_cancel_on_destination(void **state)
 {
     (void)state;
-    int port = it_port();
+    int port = lmh_port();
     char uri[64], err[600], st[64];
     lmh_daemon *dst = it_start(SPEC, it_tcp_uri(port, uri, sizeof(uri)),
                                NULL);
@@ -309,7 +309,7 @@ static int race_once(lmh_daemon *src, lmh_daemon *dst, int delay_ms,
                      int run, bool *refused)
 {
     char uri[64], st[64], err[600];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     incoming(dst, uri);
     it_migrate(src, uri);
     if (delay_ms > 0)
@@ -359,7 +359,7 @@ static void test_cancel_race_loop(void **state)
     double center = 0;
     for (int i = 0; i < 3; i++) {
         char uri[64];
-        it_tcp_uri(it_port(), uri, sizeof(uri));
+        it_tcp_uri(lmh_port(), uri, sizeof(uri));
         incoming(dst, uri);
         long long m0 = it_now_ms();
         it_migrate(src, uri);

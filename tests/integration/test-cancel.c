@@ -48,7 +48,7 @@ static void cancel_and_check(lmh_daemon *src, lmh_daemon *dst,
     it_set_params(src, "{\"max-bandwidth\": 0, \"switchover-hold\": false}");
     it_set_cap(src, "pause-before-switchover", false);
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *dst2 = it_start(SPEC, uri, NULL);
     it_migrate(src, uri);
     it_check_completed(src, dst2, SIZE, true);
@@ -58,7 +58,7 @@ static void test_cancel_right_after_migrate(void **state)
 {
     (void)state;
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
     it_migrate(src, uri);
@@ -69,7 +69,7 @@ static void test_cancel_slow(void **state)
 {
     (void)state;
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
     it_set_params(src, "{\"max-bandwidth\": 20971520}");
@@ -84,7 +84,7 @@ static void test_cancel_held(void **state)
 {
     (void)state;
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
     it_set_params(src, "{\"switchover-hold\": true}");
@@ -98,7 +98,7 @@ static void test_cancel_pre_switchover(void **state)
 {
     (void)state;
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
     it_set_cap(src, "pause-before-switchover", true);

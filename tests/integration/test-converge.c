@@ -30,7 +30,7 @@ static void test_without_auto_converge(void **state)
 {
     (void)state;
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
     it_set_params(src, LINK);
@@ -120,7 +120,7 @@ static void test_with_auto_converge(void **state)
 {
     (void)state;
     char uri[64], end[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
     it_set_params(src, LINK);
@@ -165,7 +165,7 @@ static void test_auto_converge_throttles(void **state)
 {
     (void)state;
     char uri[64], st[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
     it_set_params(src, LINK);
@@ -203,7 +203,7 @@ static void test_auto_converge_cancel_lifts_throttle(void **state)
 {
     (void)state;
     char uri[64], st[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
     it_set_params(src, LINK);

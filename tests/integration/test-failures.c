@@ -55,7 +55,7 @@ static void test_destination_killed(void **state)
 {
     (void)state;
     char uri[64], uri2[64], err[600];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC128, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC128, uri, NULL);
     it_set_params(src, "{\"max-bandwidth\": 20971520}");   /* 20 MiB/s */
@@ -74,7 +74,7 @@ static void test_destination_killed(void **state)
 
     /* A second migration, to a new destination, completes. */
     it_set_params(src, "{\"max-bandwidth\": 0}");
-    it_tcp_uri(it_port(), uri2, sizeof(uri2));
+    it_tcp_uri(lmh_port(), uri2, sizeof(uri2));
     lmh_daemon *dst2 = it_start(SPEC128, uri2, NULL);
     it_migrate(src, uri2);
     it_check_completed(src, dst2, 128 * IT_MiB, true);
@@ -127,7 +127,7 @@ static void check_refused_then_recovers(lmh_daemon *dst, const char *what)
         it_fail("destination process gone after %s", what);
 
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     json_object *a = json_object_new_object();
     json_object_object_add(a, "uri", json_object_new_string(uri));
     json_object_put(lmh_ok_obj(dst->qmp, "migrate-incoming", a));
@@ -140,7 +140,7 @@ static void test_garbage_random(void **state)
 {
     (void)state;
     char uri[64];
-    int port = it_port();
+    int port = lmh_port();
     it_tcp_uri(port, uri, sizeof(uri));
     lmh_daemon *dst = it_start(SPEC64, uri, NULL);
     static unsigned char junk[256 * 1024];
@@ -159,7 +159,7 @@ static void test_garbage_http(void **state)
 {
     (void)state;
     char uri[64];
-    int port = it_port();
+    int port = lmh_port();
     it_tcp_uri(port, uri, sizeof(uri));
     lmh_daemon *dst = it_start(SPEC64, uri, NULL);
     /* What curl sends; it then waits for an answer with the connection
@@ -249,7 +249,7 @@ static void test_source_killed(void **state)
 {
     (void)state;
     char uri[64], err[600], st[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC128, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC128, uri, NULL);
     long long rss_start = it_vmrss_kib(dst->pid);
@@ -319,7 +319,7 @@ static void test_unreachable(void **state)
                       "/nonexistent/livemig.sock");
     /* Nothing wedged: a real migration still works. */
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *dst = it_start(SPEC64, uri, NULL);
     it_migrate(src, uri);
     it_check_completed(src, dst, 64 * IT_MiB, true);
@@ -328,7 +328,7 @@ static void test_unreachable(void **state)
 static void test_port_in_use(void **state)
 {
     (void)state;
-    int port = it_port();
+    int port = lmh_port();
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = { .sin_family = AF_INET,
                               .sin_port = htons((uint16_t)port) };
@@ -378,7 +378,7 @@ static void test_size_mismatch(void **state)
 {
     (void)state;
     char uri[64], err[600], st[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC64, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC128, uri, NULL);
     it_migrate(src, uri);

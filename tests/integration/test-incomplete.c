@@ -170,7 +170,7 @@ static void test_ram_without_sections(void **state)
 {
     (void)state;
     char uri[64];
-    int port = it_port();
+    int port = lmh_port();
     it_tcp_uri(port, uri, sizeof(uri));
     lmh_daemon *dst = it_start(IDLE, uri, NULL);
     int fd = connect_tcp(port);
@@ -196,7 +196,7 @@ static void test_multifd_wrong_uuid(void **state)
 {
     (void)state;
     char uri[64];
-    int port = it_port();
+    int port = lmh_port();
     it_tcp_uri(port, uri, sizeof(uri));
     lmh_daemon *dst = it_start(IDLE, uri, NULL);
     uint8_t b[64];
@@ -239,7 +239,7 @@ static void test_mc_first_sync_incomplete(void **state)
 {
     (void)state;
     char uri[64];
-    int port = it_port();
+    int port = lmh_port();
     it_tcp_uri(port, uri, sizeof(uri));
     lmh_daemon *dst = it_start(IDLE, uri, NULL);
     int fd = connect_tcp(port);
@@ -261,7 +261,7 @@ static void test_mc_checkpoint_without_section(void **state)
 {
     (void)state;
     char uri[64];
-    int port = it_port();
+    int port = lmh_port();
     it_tcp_uri(port, uri, sizeof(uri));
     lmh_daemon *dst = it_start(IDLE, uri, NULL);
     int fd = connect_tcp(port);
@@ -531,7 +531,7 @@ static void proxy_start(proxy *p, int dst_port)
     memset(p, 0, sizeof(*p));
     p->a = p->b = -1;
     p->dst_port = dst_port;
-    p->port = it_port();
+    p->port = lmh_port();
     p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(p->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -564,7 +564,7 @@ static void test_live_stream_loses_a_page(void **state)
 {
     (void)state;
     char uri[64], via[64], err[600], st[64];
-    int port = it_port();
+    int port = lmh_port();
     it_tcp_uri(port, uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
@@ -593,7 +593,7 @@ static void test_live_stream_loses_a_page(void **state)
 
     /* Nothing lost: the same destination, straight, completes. */
     char uri2[64];
-    it_tcp_uri(it_port(), uri2, sizeof(uri2));
+    it_tcp_uri(lmh_port(), uri2, sizeof(uri2));
     json_object *a = json_object_new_object();
     json_object_object_add(a, "uri", json_object_new_string(uri2));
     json_object_put(lmh_ok_obj(dst->qmp, "migrate-incoming", a));
@@ -683,7 +683,7 @@ static void uuid_proxy_start(uuid_proxy *x, int dst_port)
     memset(x, 0, sizeof(*x));
     pthread_mutex_init(&x->mu, NULL);
     x->dst_port = dst_port;
-    x->port = it_port();
+    x->port = lmh_port();
     x->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(x->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -717,7 +717,7 @@ static void test_live_multifd_wrong_uuid(void **state)
 {
     (void)state;
     char uri[64], via[64], err[600], st[64];
-    int port = it_port();
+    int port = lmh_port();
     it_tcp_uri(port, uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
@@ -746,7 +746,7 @@ static void test_live_multifd_wrong_uuid(void **state)
     it_wait_guest_writes(src, "source", 10000);
 
     char uri2[64];
-    it_tcp_uri(it_port(), uri2, sizeof(uri2));
+    it_tcp_uri(lmh_port(), uri2, sizeof(uri2));
     json_object *a = json_object_new_object();
     json_object_object_add(a, "uri", json_object_new_string(uri2));
     json_object_put(lmh_ok_obj(dst->qmp, "migrate-incoming", a));
@@ -759,7 +759,7 @@ static void test_live_multifd_wrong_uuid(void **state)
 static void test_refusal_not_utf8(void **state)
 {
     (void)state;
-    int port = it_port();
+    int port = lmh_port();
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));

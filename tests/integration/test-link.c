@@ -40,7 +40,7 @@ static void test_two_hosts_and_link_rate(void **state)
     const char *spec = "pattern,size=128M,threads=1,dirty-rate=0,"
                        "fill=random";
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(spec, NULL, NULL);
     lmh_daemon *dst = it_start(spec, uri, NULL);
     unsigned long long me = netns_of(getpid()), s = netns_of(src->pid),
@@ -72,7 +72,7 @@ static void test_cut_and_restore(void **state)
     const char *spec = "pattern,size=128M,threads=1,dirty-rate=20M,"
                        "fill=random";
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(spec, NULL, NULL);
     lmh_daemon *dst = it_start(spec, uri, NULL);
     it_migrate(src, uri);
@@ -98,7 +98,7 @@ static void test_precopy_stalls(void **state)
     const char *spec = "pattern,size=256M,threads=1,dirty-rate=max,"
                        "fill=random";
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(spec, NULL, NULL);
     lmh_daemon *dst = it_start(spec, uri, NULL);
     it_set_cap(src, "events", true);

@@ -42,7 +42,7 @@ static void caps(lmh_daemon *d, bool postcopy, bool preempt)
 static pair start_pair(const char *dst_spec, bool src_pre, bool dst_pre)
 {
     pair p;
-    it_tcp_uri(it_port(), p.uri, sizeof(p.uri));
+    it_tcp_uri(lmh_port(), p.uri, sizeof(p.uri));
     p.src = it_start(SPEC, NULL, NULL);
     p.dst = it_start(dst_spec, "defer", NULL);
     caps(p.src, true, src_pre);
@@ -131,7 +131,7 @@ static void test_preempt_recover(void **state)
     it_wait_status(p.src, "postcopy-paused", 30000);
     it_wait_status(p.dst, "postcopy-paused", 30000);
     char uri[64], args[128];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     snprintf(args, sizeof(args), "{\"uri\": \"%s\"}", uri);
     json_object_put(lmh_ok(p.dst->qmp, "migrate-recover", args));
     snprintf(args, sizeof(args), "{\"uri\": \"%s\", \"resume\": true}", uri);

@@ -48,7 +48,7 @@ static pair start_pair2(const char *spec, const char *dst_spec, bool src_pc,
                         bool dst_pc)
 {
     pair p;
-    it_tcp_uri(it_port(), p.uri, sizeof(p.uri));
+    it_tcp_uri(lmh_port(), p.uri, sizeof(p.uri));
     p.src = it_start(spec, NULL, NULL);
     p.dst = it_start(dst_spec, "defer", NULL);
     caps(p.src, src_pc);
@@ -316,7 +316,7 @@ static void test_kill_destination(void **state)
 static void recover(pair *p)
 {
     char uri[64], args[128];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     snprintf(args, sizeof(args), "{\"uri\": \"%s\"}", uri);
     json_object_put(lmh_ok(p->dst->qmp, "migrate-recover", args));
     snprintf(args, sizeof(args), "{\"uri\": \"%s\", \"resume\": true}",
@@ -403,7 +403,7 @@ static void test_pause_and_unrelated_resume(void **state)
     it_wait_status(p.dst, "postcopy-paused", 30000);
     /* Another source knocks on the recovery port: refused (uuid). */
     char uri[64], args[128];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     snprintf(args, sizeof(args), "{\"uri\": \"%s\"}", uri);
     json_object_put(lmh_ok(p.dst->qmp, "migrate-recover", args));
     it_wait_status(p.dst, "postcopy-recover", 10000);

@@ -30,7 +30,7 @@ static void test_tcp_with_events(void **state)
 {
     (void)state;
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
     it_set_cap(src, "events", true);
@@ -163,7 +163,7 @@ static void test_defer(void **state)
 {
     (void)state;
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC, "defer", NULL);
     char st[64];
@@ -193,7 +193,7 @@ static void test_progress_during_first_pass(void **state)
     const char *spec = "pattern,size=128M,threads=1,dirty-rate=0,"
                        "fill=random";
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(spec, NULL, NULL);
     lmh_daemon *dst = it_start(spec, uri, NULL);
     it_set_params(src, "{\"max-bandwidth\": 33554432}");
@@ -238,7 +238,7 @@ static void test_slow_link_keeps_moving(void **state)
     const char *spec = "pattern,size=32M,threads=1,dirty-rate=6M,"
                        "fill=random";
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(spec, NULL, NULL);
     lmh_daemon *dst = it_start(spec, uri, NULL);
     it_set_params(src, "{\"max-bandwidth\": 8388608}");

@@ -32,7 +32,7 @@ static long long mf_bytes(json_object *r)
 static void slow_migration(bool multifd)
 {
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
     (void)dst;

@@ -45,7 +45,7 @@ static void test_cache_too_big(void **state)
 {
     (void)state;
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
     it_set_cap(src, "xbzrle", true);

@@ -35,7 +35,7 @@ static void test_stopped_arrives_stopped(void **state)
 {
     (void)state;
     char uri[64], st[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
     json_object_put(lmh_ok(src->qmp, "stop", NULL));
@@ -76,7 +76,7 @@ static void test_stopped_cancelled_stays_stopped(void **state)
 {
     (void)state;
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(SPEC, NULL, NULL);
     lmh_daemon *dst = it_start(SPEC, uri, NULL);
     it_set_cap(src, "pause-before-switchover", true);

@@ -70,7 +70,7 @@ static void test_hold_idle(void **state)
     (void)state;
     const char *spec = "pattern,size=64M,threads=1,dirty-rate=0,fill=random";
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(spec, NULL, NULL);
     lmh_daemon *dst = it_start(spec, uri, NULL);
     it_set_cap(src, "events", true);
@@ -201,7 +201,7 @@ static void test_hold_dirtying(void **state)
     const char *spec = "pattern,size=32M,threads=1,dirty-rate=32M,"
                        "fill=random";
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(spec, NULL, NULL);
     lmh_daemon *dst = it_start(spec, uri, NULL);
     it_set_params(src, "{\"switchover-hold\": true}");
@@ -252,7 +252,7 @@ static void test_release_with_new_limits(void **state)
     const char *spec = "pattern,size=32M,threads=1,dirty-rate=32M,"
                        "fill=random";
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(spec, NULL, NULL);
     lmh_daemon *dst = it_start(spec, uri, NULL);
     it_set_params(src, "{\"switchover-hold\": true}");
@@ -309,7 +309,7 @@ static void test_pause_before_switchover(void **state)
     const char *spec = "pattern,size=64M,threads=1,dirty-rate=50M,"
                        "fill=random";
     char uri[64], st[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(spec, NULL, NULL);
     lmh_daemon *dst = it_start(spec, uri, NULL);
 

@@ -27,7 +27,7 @@ static void test_xbzrle(void **state)
 {
     (void)state;
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(XSPEC, NULL, NULL);
     lmh_daemon *dst = it_start(XSPEC, uri, NULL);
     it_set_cap(src, "xbzrle", true);
@@ -61,7 +61,7 @@ static void test_xbzrle(void **state)
 static void multifd(const char *compression)
 {
     char uri[64], params[160];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start(MSPEC, NULL, NULL);
     lmh_daemon *dst = it_start(MSPEC, uri, NULL);
     it_set_cap(src, "multifd", true);

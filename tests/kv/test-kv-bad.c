@@ -19,7 +19,7 @@
 /* Start a store with @extra, put a canary key in it; return the port. */
 static int start_with_canary(const char *extra)
 {
-    int port = it_port();
+    int port = lmh_port();
     kvt_start(port, extra, NULL);
     kvt_wait_serving(port, 30000);
     kvt_conn *c = kvt_open(port, 5000);

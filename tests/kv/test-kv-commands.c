@@ -160,7 +160,7 @@ static void test_every_command(void **state)
 {
     (void)state;
     kvt_need_redis_cli();
-    int port = it_port();
+    int port = lmh_port();
     kvt_start(port, NULL, NULL);
     kvt_wait_serving(port, 30000);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -223,7 +223,7 @@ static void test_pipelining(void **state)
 {
     (void)state;
     kvt_need_redis_cli();
-    int port = it_port();
+    int port = lmh_port();
     lmh_daemon *d = kvt_start(port, NULL, NULL);
     kvt_wait_serving(port, 30000);
     /* redis-cli --pipe: 10,000 inline and multibulk commands in a stream. */
@@ -298,7 +298,7 @@ static void test_pipelining(void **state)
 static void test_expiry(void **state)
 {
     (void)state;
-    int port = it_port();
+    int port = lmh_port();
     kvt_start(port, NULL, NULL);
     kvt_wait_serving(port, 30000);
     kvt_conn *c = kvt_open(port, 5000);
@@ -337,7 +337,7 @@ static void test_benchmark_load(void **state)
         printf("SKIP: /usr/bin/redis-benchmark is missing (redis-tools)\n");
         skip();
     }
-    int port = it_port();
+    int port = lmh_port();
     kvt_start(port, NULL, NULL);
     kvt_wait_serving(port, 30000);
     char cmd[256], *out = NULL;

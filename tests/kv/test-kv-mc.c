@@ -34,15 +34,15 @@ static void protect(lmh_daemon *pri, lmh_daemon *bak, const char *uri)
 static lmh_daemon *new_backup(int *port, char *uri, size_t len,
                               const char *extra)
 {
-    *port = it_port();
-    snprintf(uri, len, "tcp:127.0.0.1:%d", it_port());
+    *port = lmh_port();
+    snprintf(uri, len, "tcp:127.0.0.1:%d", lmh_port());
     return kvt_start(*port, extra, uri);
 }
 
 static void kills(int nkills, const char *extra)
 {
     srand((unsigned)getpid());
-    int pport = it_port(), bport;
+    int pport = lmh_port(), bport;
     char uri[64];
     lmh_daemon *pri = kvt_start(pport, extra, NULL);
     kvt_wait_serving(pport, 30000);

@@ -32,7 +32,7 @@ static void chain(const char *tracker)
     lmh_daemon *d[HOPS + 1];
     char extra[64];
     snprintf(extra, sizeof(extra), ",tracker=%s", tracker);
-    port[0] = it_port();
+    port[0] = lmh_port();
     d[0] = kvt_start(port[0], extra, NULL);
     kvt_wait_serving(port[0], 30000);
 
@@ -56,8 +56,8 @@ static void chain(const char *tracker)
 
     for (int h = 1; h <= HOPS; h++) {
         char inc[64];
-        port[h] = it_port();
-        int mport = it_port();
+        port[h] = lmh_port();
+        int mport = lmh_port();
         snprintf(inc, sizeof(inc), "tcp:127.0.0.1:%d", mport);
         d[h] = kvt_start(port[h], extra, inc);
         /* A destination does not serve before it runs. */

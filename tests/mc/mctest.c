@@ -3,15 +3,12 @@
  */
 #include "mctest.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <ftw.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -40,28 +37,6 @@ void mct_sleep_ms(int ms)
     struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
-}
-
-int mct_port(void)
-{
-    static int next;
-    int base = 40000 + (int)(getpid() % 250) * 100;
-    for (int tries = 0; tries < 100; tries++) {
-        int port = base + (next++ % 100);
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(fd >= 0);
-        struct sockaddr_in sa = { .sin_family = AF_INET,
-                                  .sin_port = htons((uint16_t)port) };
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        bool free_port = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-        close(fd);
-        if (free_port)
-            return port;
-    }
-    fail_msg("no free TCP port in %d..%d", base, base + 99);
-    return -1;
 }
 
 /* ---- failure ------------------------------------------------------------- */
@@ -137,7 +112,7 @@ static char *spec(char *buf, size_t len, const mct_conf *c,
 void mct_new_backup(mct_pair *p, const mct_conf *c)
 {
     char s[512], inc[64];
-    snprintf(p->uri, sizeof(p->uri), "tcp:127.0.0.1:%d", mct_port());
+    snprintf(p->uri, sizeof(p->uri), "tcp:127.0.0.1:%d", lmh_port());
     snprintf(inc, sizeof(inc), "%s", p->uri);
     p->bak = lmh_start("--guest", spec(s, sizeof(s), c, NULL),
                        "--incoming", inc, NULL);

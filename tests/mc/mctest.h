@@ -10,9 +10,7 @@
  * failure mct_fail() prints the logs and query-migrate of the live
  * daemons, then fails the test.
  *
- * Ports: mct_port() hands out TCP ports on 127.0.0.1 from a range derived
- * from the test program's PID (40000 + (pid % 250) * 100, 100 ports),
- * skipping any that is taken right now.
+ * Ports: lmh_port() of the harness.
  *
  * Every wait is bounded and polls; measurement windows (checkpoints per
  * second) are the only plain sleeps.
@@ -53,7 +51,6 @@ long long mct_now_ms(void);
 long long mct_wall_us(void);            /* CLOCK_REALTIME, as event stamps */
 void mct_sleep_ms(int ms);
 
-int mct_port(void);
 
 /* Dump the logs and query-migrate of every live daemon, then fail. */
 void mct_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2),

@@ -28,7 +28,7 @@ static bool has_checkpoints(void *opaque)
 static lmh_daemon *start_backup(mct_pair *p, const char *outputs)
 {
     char spec[512];
-    snprintf(p->uri, sizeof(p->uri), "tcp:127.0.0.1:%d", mct_port());
+    snprintf(p->uri, sizeof(p->uri), "tcp:127.0.0.1:%d", lmh_port());
     snprintf(spec, sizeof(spec), "pattern,size=%dM,threads=1,dirty-rate=%s,"
              "fill=random,outputs=%s", conf.size_mib, conf.rate, outputs);
     return lmh_start("--guest", spec, "--incoming", p->uri, NULL);

@@ -612,7 +612,7 @@ static void failover_without_mc(void **state)
 
     /* A backup still waiting for its primary. */
     char uri[64];
-    snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", mct_port());
+    snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", lmh_port());
     d = lmh_start("--guest", "pattern,size=32M,threads=1,dirty-rate=1M,"
                   "fill=random", "--incoming", uri, NULL);
     lmh_err(d->qmp, "mc-failover", NULL, "GenericError", "'setup'");

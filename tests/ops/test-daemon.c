@@ -215,7 +215,7 @@ static void test_readme_by_hand(void **state)
     char src[300], dst[300], port[16], livemigd[600], ctl[600];
     snprintf(src, sizeof(src), "%s/src.sock", tmpdir);
     snprintf(dst, sizeof(dst), "%s/dst.sock", tmpdir);
-    snprintf(port, sizeof(port), "%d", it_port());
+    snprintf(port, sizeof(port), "%d", lmh_port());
     snprintf(livemigd, sizeof(livemigd), "%s", getenv("LIVEMIGD"));
     snprintf(ctl, sizeof(ctl), "%s", lmh_ctl_path());
     b = subst(b, "/tmp/src.sock", src);
@@ -339,7 +339,7 @@ static void test_ctl_and_hmp(void **state)
     free(out);
 
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start("pattern,size=32M,dirty-rate=4M", NULL, NULL);
     lmh_daemon *dst = it_start("pattern,size=32M", uri, NULL);
     rc = ctl(src, &out, "wait-ready", NULL, NULL, NULL);

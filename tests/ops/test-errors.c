@@ -69,7 +69,7 @@ static void test_hint_after_cancel(void **state)
 {
     (void)state;
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start("pattern,size=64M,dirty-rate=8M", NULL, NULL);
     lmh_daemon *dst = it_start("pattern,size=64M", uri, NULL);
     it_set_params(src, "{\"max-bandwidth\": 8388608}");

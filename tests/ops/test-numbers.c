@@ -43,7 +43,7 @@ static void test_first_pass_and_passes(void **state)
 {
     (void)state;
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start("pattern,size=64M,dirty-rate=4M", NULL, NULL);
     lmh_daemon *dst = it_start("pattern,size=64M", uri, NULL);
     it_set_cap(src, "events", true);
@@ -108,7 +108,7 @@ static void test_first_pass_and_passes(void **state)
     /* the destination counted from the first byte: start a second
      * migration to a destination that listened for a while */
     char uri2[64];
-    it_tcp_uri(it_port(), uri2, sizeof(uri2));
+    it_tcp_uri(lmh_port(), uri2, sizeof(uri2));
     lmh_daemon *src2 = it_start("pattern,size=32M,dirty-rate=1M", NULL, NULL);
     lmh_daemon *dst2 = it_start("pattern,size=32M", uri2, NULL);
     long long t_listen = it_now_ms();
@@ -130,7 +130,7 @@ static void test_hold_watchable(void **state)
 {
     (void)state;
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start("pattern,size=32M,dirty-rate=4M", NULL, NULL);
     lmh_daemon *dst = it_start("pattern,size=32M", uri, NULL);
     it_set_cap(src, "events", true);
@@ -233,7 +233,7 @@ static void test_mc_everywhere(void **state)
     json_object_put(schema);
 
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *bak = it_start("pattern,size=32M", uri, NULL);
     lmh_daemon *pri = it_start("pattern,size=32M,dirty-rate=2M", NULL, NULL);
     it_set_cap(pri, "micro-checkpointing", true);

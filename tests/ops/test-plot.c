@@ -25,7 +25,7 @@ static void test_migrate_plot(void **state)
         skip();
     }
     char uri[64], svg[400];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start("pattern,size=64M,dirty-rate=16M", NULL, NULL);
     lmh_daemon *dst = it_start("pattern,size=64M", uri, NULL);
     /* 64 MiB/s: a first pass of about a second, then shorter ones */

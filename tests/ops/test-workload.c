@@ -68,7 +68,7 @@ static void test_precopy_carries_workload(void **state)
 {
     (void)state;
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start("pattern,size=32M,threads=1,dirty-rate=4M,"
                                "fill=text", NULL, NULL);
     lmh_daemon *dst = it_start("pattern,size=32M,threads=2,dirty-rate=0,"
@@ -83,7 +83,7 @@ static void test_failover_carries_workload(void **state)
 {
     (void)state;
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     /* The backup as docs/micro-checkpointing.md starts it: size only. */
     lmh_daemon *bak = it_start("pattern,size=32M", uri, NULL);
     lmh_daemon *pri = it_start("pattern,size=32M,threads=1,dirty-rate=4M,"
@@ -114,7 +114,7 @@ static void test_size_mismatch_refused(void **state)
 {
     (void)state;
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     lmh_daemon *src = it_start("pattern,size=32M,dirty-rate=1M", NULL, NULL);
     lmh_daemon *dst = it_start("pattern,size=16M", uri, NULL);
     it_migrate(src, uri);

@@ -63,7 +63,7 @@ typedef struct pair {
 static pair start_pair(const char *dst_spec, bool preempt)
 {
     pair p;
-    it_tcp_uri(it_port(), p.uri, sizeof(p.uri));
+    it_tcp_uri(lmh_port(), p.uri, sizeof(p.uri));
     p.src = it_start(SPEC, NULL, NULL);
     p.dst = it_start(dst_spec, "defer", NULL);
     add_x509(p.dst, "server", "server");
@@ -153,7 +153,7 @@ static pair paused_pair(bool preempt)
 static void listen_recover(pair *p)
 {
     char args[128];
-    it_tcp_uri(it_port(), p->uri, sizeof(p->uri));
+    it_tcp_uri(lmh_port(), p->uri, sizeof(p->uri));
     snprintf(args, sizeof(args), "{\"uri\": \"%s\"}", p->uri);
     json_object_put(lmh_ok(p->dst->qmp, "migrate-recover", args));
     it_wait_status(p->dst, "postcopy-recover", 10000);

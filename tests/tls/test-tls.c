@@ -108,7 +108,7 @@ static void pair_start(pair *p, const variant *v)
     if (v->unix_sock)
         snprintf(p->uri, sizeof(p->uri), "unix:%s/mig.sock", p->dir);
     else
-        it_tcp_uri(it_port(), p->uri, sizeof(p->uri));
+        it_tcp_uri(lmh_port(), p->uri, sizeof(p->uri));
     p->src = it_start(SPEC, NULL, NULL);
     p->dst = it_start(SPEC, "defer", NULL);
     if (v->multifd) {
@@ -254,7 +254,7 @@ static void test_objects(void **state)
             "no object");
     /* tls-creds naming a server endpoint cannot migrate out. */
     char uri[64];
-    it_tcp_uri(it_port(), uri, sizeof(uri));
+    it_tcp_uri(lmh_port(), uri, sizeof(uri));
     snprintf(j, sizeof(j), "{\"uri\":\"%s\"}", uri);
     lmh_err(d->qmp, "migrate", j, "GenericError", "endpoint");
     set_str(d, "tls-creds", "missing");
@@ -685,7 +685,7 @@ static void front_uri(const pair *p, const variant *v, char *out, size_t len)
     if (v->unix_sock)
         snprintf(out, len, "unix:%s/proxy.sock", p->dir);
     else
-        it_tcp_uri(it_port(), out, len);
+        it_tcp_uri(lmh_port(), out, len);
 }
 
 static void tamper(const variant *v, int mode)
