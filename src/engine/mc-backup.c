@@ -18,6 +18,7 @@
 #include "common/buf.h"
 #include "engine/engine-int.h"
 #include "engine/mc-int.h"
+#include "engine/mc-pool.h"
 #include "stream/stream.h"
 
 typedef struct stage_ent {
@@ -36,8 +37,9 @@ typedef struct stage_sec {
 
 typedef struct stage {
     livemig *lm;
-    uint8_t *data;        /* page data, then section data */
-    size_t used, cap;
+    lm_mc_pool mem;       /* page data, then section data, front to back */
+    uint8_t *data;        /* mem.base: it never moves */
+    size_t used;
     stage_ent *ents;
     size_t nents, capents;
     stage_sec *secs;
@@ -67,10 +69,10 @@ static uint8_t *reserve(stage *st, size_t len, livemig_error *err)
                           "stream is corrupt");
         return NULL;
     }
-    /* At least one byte: an empty first section must still get a
-     * buffer (no arithmetic on a NULL pointer). */
-    if (!grow((void **)&st->data, &st->cap, st->used + len + !len, 1)) {
-        livemig_error_set(err, "out of memory staging a checkpoint");
+    if (!lm_mc_pool_use(&st->mem, (st->used + len + LM_PAGE_SIZE - 1) /
+                                  LM_PAGE_SIZE)) {
+        livemig_error_set(err, "a checkpoint is larger than its staging "
+                          "area; the stream is corrupt");
         return NULL;
     }
     uint8_t *p = st->data + st->used;
@@ -98,8 +100,7 @@ static uint8_t *stage_raw(void *opaque, uint32_t block, uint64_t first,
     if (!p)
         return NULL;
     stage_ent e = { block, first, npages, false, (size_t)(p - st->data) };
-    /* reserve() may have moved data: the offset is what stays valid. */
-    return add_ent(st, &e, err) ? st->data + e.off : NULL;
+    return add_ent(st, &e, err) ? p : NULL;
 }
 
 static bool stage_section(stage *st, const lm_rec *rec, livemig_error *err)
@@ -181,8 +182,11 @@ static bool apply(stage *st, livemig_error *err)
     return true;
 }
 
+/* A new checkpoint: the last one's staging memory is free; keep what
+ * recent checkpoints needed, backed. */
 static void reset(stage *st)
 {
+    lm_mc_pool_epoch_end(&st->mem);
     st->used = st->nents = st->nsecs = 0;
 }
 
@@ -266,6 +270,10 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
     stage st = { .lm = lm };
     for (size_t i = 0; i < lm->nram; i++)
         st.limit += lm->ram[i]->size;
+    if (!lm_mc_pool_init(&st.mem, (st.limit + LM_STREAM_MAX_SECTION * 4ull) /
+                                  LM_PAGE_SIZE + 1, err))
+        return false;
+    st.data = st.mem.base;
     pthread_mutex_lock(&lm->lock);
     lm->mc.active = true;
     pthread_mutex_unlock(&lm->lock);
@@ -353,7 +361,7 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
         if (in_ckpt && lm_now_us() - l.sent_us >= pong_every_us)
             (void)reply(lm, &l, LM_RP_PONG, applied_epoch);
     }
-    free(st.data);
+    lm_mc_pool_destroy(&st.mem);
     free(st.ents);
     free(st.secs);
 

@@ -61,16 +61,32 @@ void lm_mc_pool_reserve(lm_mc_pool *p, size_t slots)
     populate(p, slots);
 }
 
+/* Back at least @slots slots, growing by half again (at least one huge
+ * page) so that filling the pool costs a few calls, not one per page. */
+static void grow_to(lm_mc_pool *p, size_t slots)
+{
+    if (slots <= p->populated)
+        return;
+    size_t more = p->populated / 2 > CHUNK ? p->populated / 2 : CHUNK;
+    populate(p, slots > p->populated + more ? slots : p->populated + more);
+}
+
 uint32_t lm_mc_pool_take(lm_mc_pool *p)
 {
     if (p->used == p->cap)
         return LM_MC_NO_SLOT;
-    if (p->used == p->populated) {
-        /* Grow by half again (at least one huge page). */
-        size_t more = p->populated / 2 > CHUNK ? p->populated / 2 : CHUNK;
-        populate(p, p->populated + more);
-    }
+    grow_to(p, p->used + 1);
     return (uint32_t)p->used++;
+}
+
+bool lm_mc_pool_use(lm_mc_pool *p, size_t slots)
+{
+    if (slots > p->cap)
+        return false;
+    grow_to(p, slots);
+    if (slots > p->used)
+        p->used = slots;
+    return true;
 }
 
 void lm_mc_pool_epoch_end(lm_mc_pool *p)
