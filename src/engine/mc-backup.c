@@ -71,8 +71,9 @@ static uint8_t *reserve(stage *st, size_t len, livemig_error *err)
     }
     if (!lm_mc_pool_use(&st->mem, (st->used + len + LM_PAGE_SIZE - 1) /
                                   LM_PAGE_SIZE)) {
-        livemig_error_set(err, "a checkpoint is larger than its staging "
-                          "area; the stream is corrupt");
+        livemig_error_set(err, "out of memory staging a checkpoint of "
+                          "%zu bytes; free memory on the backup's host",
+                          st->used + len);
         return NULL;
     }
     uint8_t *p = st->data + st->used;
@@ -361,6 +362,7 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
         if (in_ckpt && lm_now_us() - l.sent_us >= pong_every_us)
             (void)reply(lm, &l, LM_RP_PONG, applied_epoch);
     }
+    r->stage = NULL;   /* it points at st */
     lm_mc_pool_destroy(&st.mem);
     free(st.ents);
     free(st.secs);

@@ -1,4 +1,5 @@
 /* mc-pool.c - see mc-pool.h. */
+#include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -23,7 +24,8 @@ bool lm_mc_pool_init(lm_mc_pool *p, size_t cap_slots, livemig_error *err)
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (b == MAP_FAILED) {
         livemig_error_set(err, "cannot reserve %zu bytes of address space "
-                          "for the checkpoint pool: %m", p->cap * 4096u);
+                          "for checkpoints: %m; raise the address-space "
+                          "limit (ulimit -v)", p->cap * 4096u);
         return false;
     }
     madvise(b, p->cap * 4096u, MADV_HUGEPAGE);
@@ -38,52 +40,60 @@ void lm_mc_pool_destroy(lm_mc_pool *p)
     p->base = NULL;
 }
 
-/* Back slots [populated, want) with memory now, in one call. */
-static void populate(lm_mc_pool *p, size_t want)
+/* Back slots [populated, want) with memory now, in one call.  False if
+ * the memory cannot be had: better a failed checkpoint than the OOM
+ * killer. */
+static bool populate(lm_mc_pool *p, size_t want)
 {
     want = round_chunk(want);
     if (want > p->cap)
         want = p->cap;
     if (want <= p->populated)
-        return;
+        return true;
     uint8_t *from = p->base + p->populated * 4096u;
     size_t len = (want - p->populated) * 4096u;
-    if (madvise(from, len, MADV_POPULATE_WRITE) != 0)
+    if (madvise(from, len, MADV_POPULATE_WRITE) != 0) {
+        if (errno != EINVAL)
+            return false;
+        /* A kernel before 5.14: touch the pages instead. */
         for (size_t off = 0; off < len; off += 4096u)
             ((volatile uint8_t *)from)[off] = 0;
+    }
     p->populated = want;
     if (want > p->peak)
         p->peak = want;
+    return true;
 }
 
 void lm_mc_pool_reserve(lm_mc_pool *p, size_t slots)
 {
-    populate(p, slots);
+    (void)populate(p, slots);   /* ahead of need: a failure shows later */
 }
 
 /* Back at least @slots slots, growing by half again (at least one huge
- * page) so that filling the pool costs a few calls, not one per page. */
-static void grow_to(lm_mc_pool *p, size_t slots)
+ * page) so that filling the pool costs a few calls, not one per page;
+ * short of memory for that, exactly what is asked. */
+static bool grow_to(lm_mc_pool *p, size_t slots)
 {
     if (slots <= p->populated)
-        return;
+        return true;
     size_t more = p->populated / 2 > CHUNK ? p->populated / 2 : CHUNK;
-    populate(p, slots > p->populated + more ? slots : p->populated + more);
+    return populate(p, slots > p->populated + more ? slots
+                                                   : p->populated + more) ||
+           populate(p, slots);
 }
 
 uint32_t lm_mc_pool_take(lm_mc_pool *p)
 {
-    if (p->used == p->cap)
+    if (p->used == p->cap || !grow_to(p, p->used + 1))
         return LM_MC_NO_SLOT;
-    grow_to(p, p->used + 1);
     return (uint32_t)p->used++;
 }
 
 bool lm_mc_pool_use(lm_mc_pool *p, size_t slots)
 {
-    if (slots > p->cap)
+    if (slots > p->cap || !grow_to(p, slots))
         return false;
-    grow_to(p, slots);
     if (slots > p->used)
         p->used = slots;
     return true;

@@ -51,8 +51,8 @@ typedef struct mc_block {
 
 /* Copy the block's dirty pages into the pool and move their bits to the
  * send bitmap.  A page captured again in the same epoch reuses its slot.
- * Returns pages copied, or UINT64_MAX if the pool is full (impossible:
- * its cap is every guest page). */
+ * Returns pages copied, or UINT64_MAX if the pool cannot take them (its
+ * cap is every guest page, so only when memory ran out). */
 typedef struct mc_link mc_link;
 /* While the guest runs, a long capture keeps heartbeats going. */
 static bool capture_tick(out_state *s, mc_link *L);
@@ -146,7 +146,7 @@ static bool send_block(out_state *s, uint32_t bi, mc_block *b)
     return true;
 }
 
-/* Capture every block; UINT64_MAX: the pool is full, UINT64_MAX - 1:
+/* Capture every block; UINT64_MAX: the pool cannot grow, UINT64_MAX - 1:
  * the link ended during a heartbeat. */
 static uint64_t capture_all(out_state *s, mc_link *L, mc_block *mb)
 {
@@ -568,7 +568,10 @@ static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
     tp[2] = lm_now_us();
     uint64_t paused_pages = ok ? capture_all(s, NULL, mb) : 0;
     if (paused_pages == UINT64_MAX) {
-        livemig_error_set(&s->err, "the checkpoint pool is full");
+        livemig_error_set(&s->err, "out of memory for the checkpoint pool "
+                          "(%llu bytes held); free memory on this host or "
+                          "turn on mc-throttle so epochs dirty less",
+                          (unsigned long long)lm_mc_pool_bytes(mb[0].pool));
         ok = false;
     }
     tp[3] = lm_now_us();
