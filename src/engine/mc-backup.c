@@ -3,12 +3,12 @@
  *
  * After MC_START the destination becomes a backup.  Every checkpoint
  * (CKPT_BEGIN n ... CKPT_END n) is received whole into a staging area;
- * only then are its sections checked and loaded, the checkpoint
- * acknowledged, and its pages copied to guest RAM (before anything else:
- * a takeover comes after).  A checkpoint cut short is dropped, so guest
- * RAM always holds the last complete checkpoint.  When the primary is silent for the heartbeat
- * timeout, its connection breaks, or mc-failover is asked, the backup
- * resumes the guest from that checkpoint.
+ * only then are its sections checked, its pages copied to guest RAM, its
+ * sections loaded and the checkpoint acknowledged (a takeover comes
+ * after all of it).  A checkpoint cut short is dropped, so guest
+ * RAM always holds the last complete checkpoint.  When the primary is
+ * silent for the heartbeat timeout, its connection breaks, or mc-failover
+ * is asked, the backup resumes the guest from that checkpoint.
  */
 #include <json-c/json.h>
 #include <stdio.h>
@@ -38,13 +38,12 @@ typedef struct stage_sec {
 typedef struct stage {
     livemig *lm;
     lm_mc_pool mem;       /* page data, then section data, front to back */
-    uint8_t *data;        /* mem.base: it never moves */
     size_t used;
     stage_ent *ents;
     size_t nents, capents;
     stage_sec *secs;
     size_t nsecs, capsecs;
-    uint64_t limit;       /* bytes of guest RAM: a checkpoint is never more */
+    uint64_t limit;       /* bytes: guest RAM and its sections at most */
 } stage;
 
 static bool grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -64,7 +63,7 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elem)
 
 static uint8_t *reserve(stage *st, size_t len, livemig_error *err)
 {
-    if (st->used + len > st->limit + LM_STREAM_MAX_SECTION * 4ull) {
+    if (st->used + len > st->limit) {
         livemig_error_set(err, "a checkpoint is larger than guest RAM; the "
                           "stream is corrupt");
         return NULL;
@@ -76,7 +75,7 @@ static uint8_t *reserve(stage *st, size_t len, livemig_error *err)
                           st->used + len);
         return NULL;
     }
-    uint8_t *p = st->data + st->used;
+    uint8_t *p = st->mem.base + st->used;
     st->used += len;
     return p;
 }
@@ -100,7 +99,8 @@ static uint8_t *stage_raw(void *opaque, uint32_t block, uint64_t first,
     uint8_t *p = reserve(st, len, err);
     if (!p)
         return NULL;
-    stage_ent e = { block, first, npages, false, (size_t)(p - st->data) };
+    stage_ent e = { block, first, npages, false,
+                    (size_t)(p - st->mem.base) };
     return add_ent(st, &e, err) ? p : NULL;
 }
 
@@ -119,7 +119,7 @@ static bool stage_section(stage *st, const lm_rec *rec, livemig_error *err)
     stage_sec *s = &st->secs[st->nsecs++];
     snprintf(s->name, sizeof(s->name), "%s", rec->name);
     s->version = rec->version;
-    s->off = (size_t)(p - st->data);
+    s->off = (size_t)(p - st->mem.base);
     s->len = rec->len;
     return true;
 }
@@ -134,7 +134,7 @@ static void apply_pages(stage *st)
         if (e->zero)
             memset(dst, 0, len);
         else
-            memcpy(dst, st->data + e->off, len);
+            memcpy(dst, st->mem.base + e->off, len);
     }
 }
 
@@ -171,7 +171,8 @@ static bool apply(stage *st, livemig_error *err)
     apply_pages(st);
     for (size_t i = 0; i < st->nsecs; i++) {
         lm_section *s = lm_find_section(lm, st->secs[i].name);
-        livemig_cursor c = { st->data + st->secs[i].off, st->secs[i].len, 0 };
+        livemig_cursor c = { st->mem.base + st->secs[i].off,
+                             st->secs[i].len, 0 };
         if (!s->ops.load(s->opaque, st->secs[i].version, &c, err)) {
             /* RAM is already updated: this backup can no longer take over
              * consistently, so the caller must not fail over. */
@@ -271,10 +272,9 @@ bool lm_mc_backup(livemig *lm, lm_reader *r, uint32_t heartbeat_ms,
     stage st = { .lm = lm };
     for (size_t i = 0; i < lm->nram; i++)
         st.limit += lm->ram[i]->size;
-    if (!lm_mc_pool_init(&st.mem, (st.limit + LM_STREAM_MAX_SECTION * 4ull) /
-                                  LM_PAGE_SIZE + 1, err))
+    st.limit += LM_STREAM_MAX_SECTION * 4ull;
+    if (!lm_mc_pool_init(&st.mem, st.limit / LM_PAGE_SIZE + 1, err))
         return false;
-    st.data = st.mem.base;
     pthread_mutex_lock(&lm->lock);
     lm->mc.active = true;
     pthread_mutex_unlock(&lm->lock);
