@@ -133,6 +133,7 @@ typedef struct lm_mc_stats {
     uint64_t link_bytes;         /* what the link sends in mc-delay */
     uint64_t shadow_peak_bytes;
     uint64_t paused_pages_total; /* captured with the guest paused */
+    uint64_t paused_pages_last;
     bool standby;                /* backup stood down; its RAM holds
                                     checkpoint epoch: mc-failover forces */
     uint64_t failover_epoch;     /* backup: took over from this checkpoint */

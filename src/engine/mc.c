@@ -6,7 +6,7 @@
  * one epoch at a time:
  *
  *   wait mc-delay (heartbeats meanwhile, a kick re-reads mc-delay)
- *   copy dirty pages into the pool while the guest runs (up to 4 rounds)
+ *   copy dirty pages into the pool while the guest runs (up to 8 rounds)
  *   stop the guest; sync; copy the last dirty pages; save the sections;
  *   resume the guest                          <- the pause users feel
  *   send CKPT_BEGIN n, the captured pages, the sections, CKPT_END n
@@ -19,8 +19,8 @@
  * sync harvests a page's dirty bit before the copy reads the page: a
  * write after the harvest sets the bit again and the page is copied again
  * (into the same slot) in the pause.  It only pays while the guest
- * dirties slower than we copy, hence at most four rounds and only while
- * there is a lot to copy.
+ * dirties slower than we copy, hence at most eight rounds and only while
+ * more than a few pages are dirty.
  *
  * The link to the backup follows the timing rule of mc-int.h: the
  * primary hears a PONG or an ACK from a live backup at least every
@@ -514,38 +514,63 @@ static void quiesce(livemig *lm, bool on)
         lm_tracker_set_quiesced(lm->ram[i]->tracker, on);
 }
 
-#define MC_COPY_ROUNDS 4
+/* Copying while the guest runs: the dirty pages at which the pause takes
+ * the rest, and how long to chase a guest whose dirty set no longer
+ * halves from round to round.  A page copied in the pause costs 0.3-2 us
+ * (its source and its slot are cold), a round outside it a sync.  A guest
+ * that dirties slower than we copy leaves the pause a page or two within
+ * a few rounds; one that writes in bursts (a paced guest catching up
+ * after a stall writes up to 10 ms of its pages at once) is outlasted by
+ * the budget; one that writes as fast as we copy gets the budget and no
+ * more. */
+#define MC_PAUSE_PAGES 4
+#define MC_COPY_US 2000
+#define MC_COPY_ROUNDS 32
 
 /* One epoch: capture with the guest paused as briefly as we can. */
 static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
                        uint64_t epoch, livemig_buf *secs, size_t *sec_len)
 {
     livemig *lm = s->lm;
-    /* Copy while the guest runs, while there is more than a few us of
-     * copying to do: each round copies what the guest dirtied during the
-     * one before, so rounds shrink fast while the guest dirties slower
-     * than we copy, and the pause is left with a few dozen pages. */
-    uint64_t pages = 0;
+    /* Copy while the guest runs: each round copies what the guest
+     * dirtied during the one before, so rounds shrink fast while the
+     * guest dirties slower than we copy, and the pause is left with a few
+     * pages. */
+    uint64_t pages = 0, chase_us = 0, prev = UINT64_MAX;
     size_t grew = 0;   /* pool slots the last round took */
-    for (int round = 0; round < MC_COPY_ROUNDS; round++) {
+    lm_mc_pool *pool = mb[0].pool;
+    lm_mc_pool_reserve(pool, pool->used + 512);
+    for (int round = 0;; round++) {
         if (!lm_out_sync_dirty(s))
             return false;
-        if (s->dirty_pages < 32)
+        if (s->dirty_pages <= MC_PAUSE_PAGES)
             break;
-        size_t used = mb[0].pool->used;
+        bool halved = s->dirty_pages <= prev / 2;
+        prev = s->dirty_pages;
+        if (round == MC_COPY_ROUNDS ||
+            (round > 0 && !halved && lm_now_us() - chase_us >= MC_COPY_US)) {
+            lm_mc_pool_reserve(pool, pool->used + s->dirty_pages + 512);
+            break;   /* the guest outruns us: the pause takes the rest */
+        }
+        size_t used = pool->used;
         uint64_t c = capture_all(s, L, mb);
         if (c == UINT64_MAX - 1)
             return false;
         if (c == UINT64_MAX)
             break;   /* the pause captures the rest */
         pages += c;
-        grew = mb[0].pool->used - used;
+        grew = pool->used - used;
+        /* Back the pool for the new pages the next round or the pause
+         * may capture: growing it in the pause would fault in megabytes
+         * with the guest stopped.  About what this round took, while the
+         * guest dirties slower than we copy, except after the first
+         * round, which took the whole epoch: later ones take only pages
+         * not captured yet.  Here, not between the last sync and the
+         * stop: on a fresh host it takes milliseconds per megabyte. */
+        lm_mc_pool_reserve(pool, pool->used + (round ? grew : 0) + 512);
+        if (round == 0)
+            chase_us = lm_now_us();
     }
-    /* Back the pool now for the new pages the pause may capture (about
-     * what the last round took, while the guest dirties slower than we
-     * copy): growing it in the pause would fault in megabytes with the
-     * guest stopped. */
-    lm_mc_pool_reserve(mb[0].pool, mb[0].pool->used + grew + 512);
 
     bool ok = true;
     /* The pause, with a clock read between its parts (query-migrate
@@ -563,7 +588,7 @@ static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
     /* stop() returned: nothing writes guest RAM, and its return ordered
      * the guest's stores before us, so the sync needs no IPIs. */
     quiesce(lm, !running || lm->gops.stop);
-    ok = lm_out_sync_dirty(s);
+    ok = lm_out_harvest_dirty(s);
     quiesce(lm, false);
     tp[2] = lm_now_us();
     uint64_t paused_pages = ok ? capture_all(s, NULL, mb) : 0;
@@ -630,6 +655,7 @@ static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
         m->shadow_peak_bytes = shadow;
     m->pages_total += pages + paused_pages;
     m->paused_pages_total += paused_pages;
+    m->paused_pages_last = paused_pages;
     lm->stats.transferred = s->w->total;
     uint64_t bytes = m->bytes_last;
     pthread_mutex_unlock(&lm->lock);
@@ -791,10 +817,20 @@ bool lm_mc_primary(out_state *s)
          * convergence, and without mc-throttle nothing would lift it. */
         set_throttle(s, 0);
     }
-    /* The first epoch captures what the last pass left dirty: back the
-     * pool for it now, before the backup starts timing our silence. */
-    if (ok)
-        lm_mc_pool_reserve(&pool, s->dirty_pages + s->dirty_pages / 4);
+    /* The first epoch captures what the last pass left dirty, the next
+     * ones what the guest dirties in an epoch: back the pool for the
+     * larger now, before the backup starts timing our silence.  On a
+     * fresh host that takes milliseconds per MB, and copy rounds that
+     * slow let the guest outrun them. */
+    if (ok) {
+        pthread_mutex_lock(&lm->lock);
+        uint64_t rate = lm->stats.dirty_pages_rate;
+        pthread_mutex_unlock(&lm->lock);
+        uint64_t want = rate * s->p.mc_delay / 1000u;
+        if (want < s->dirty_pages)
+            want = s->dirty_pages;
+        lm_mc_pool_reserve(&pool, want + want / 4);
+    }
     L.heard_us = lm_now_us();
     if (ok && (!lm_wr_mc_start(s->w, (uint32_t)s->p.mc_heartbeat_timeout) ||
                !lm_wr_flush(s->w))) {

@@ -60,6 +60,9 @@ bool lm_out_send_block(out_state *s, uint32_t bi, uint64_t *bitmap,
 bool lm_out_tick(out_state *s);
 /* Sync every tracker into the blocks' dirty bitmaps; sets dirty_pages. */
 bool lm_out_sync_dirty(out_state *s);
+/* The same without counting (s->dirty_pages goes stale): for a caller
+ * that walks the bitmaps next anyway, as a checkpoint's pause does. */
+bool lm_out_harvest_dirty(out_state *s);
 /* Read one return-path message (RESUMED or ACK) within @timeout_ms (-1:
  * until cancel).  1 with *type and *value, 0 on timeout, -1 with s->err
  * (and *type LM_RP_ERROR when the destination said why). */

@@ -293,17 +293,25 @@ static bool end_pass(out_state *s, uint64_t pass)
 
 
 
+bool lm_out_harvest_dirty(out_state *s)
+{
+    for (size_t i = 0; i < s->lm->nram; i++) {
+        livemig_ram *r = s->lm->ram[i];
+        if (!lm_tracker_sync(r->tracker, r->dirty, NULL, &s->err))
+            return false;
+    }
+    return true;
+}
+
 bool lm_out_sync_dirty(out_state *s)
 {
+    if (!lm_out_harvest_dirty(s))
+        return false;
+    /* Count what is set, not what was new: pages left from an aborted
+     * pass are still to send. */
     uint64_t total = 0;
     for (size_t i = 0; i < s->lm->nram; i++) {
         livemig_ram *r = s->lm->ram[i];
-        size_t n = 0;
-        if (!lm_tracker_sync(r->tracker, r->dirty, &n, &s->err))
-            return false;
-        (void)n;
-        /* Count what is set, not what was new: pages left from an aborted
-         * pass are still to send. */
         for (size_t w = 0; w < r->bitmap_words; w++)
             total += (uint64_t)__builtin_popcountll(r->dirty[w]);
     }

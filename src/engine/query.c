@@ -179,6 +179,7 @@ json_object *livemig_query_migrate(livemig *lm)
             add_u64(m, "pause-max-us", mc.pause_max_us);
             add_u64(m, "pages-avg", mc.pages_total / n);
             add_u64(m, "paused-pages-avg", mc.paused_pages_total / n);
+            add_u64(m, "paused-pages-last", mc.paused_pages_last);
             add_u64(m, "outputs-held", held);
             add_u64(m, "outputs-released", released);
             add_u64(m, "outputs-discarded", discarded);

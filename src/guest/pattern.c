@@ -17,10 +17,12 @@
  * holds (guest-verify holding the workers), quit (lm_pattern_halt), parked
  * (workers waiting on p->wake).  pause_req mirrors
  * "engine_stopped || holds || quit" for the workers' lock-free check.
- * Stopping = set the flag, broadcast p->wake (a pacing or throttle sleep is
- * a timed wait on it, so it ends at once), wait on p->parked_cv until every
- * worker parked.  Parking under the lock orders every store of a worker
- * before the stopper returns.
+ * Stopping = set the flag, then wait until every worker parked (spinning
+ * first, then on p->parked_cv).  A worker in a pacing or throttle sleep
+ * counts as parked: it wrote nothing since it counted itself, and the
+ * pause keeps it asleep.  Releasing broadcasts p->wake.  The parked count's
+ * release/acquire orders every store of a worker before the stopper
+ * returns.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,8 +42,10 @@
 #define PAGE LM_PATTERN_PAGE_SIZE
 #define NS_PER_S 1000000000ull
 #define NS_PER_MS 1000000ull
+#define NS_PER_US 1000ull
 #define PACE_SLEEP_NS NS_PER_MS        /* sleep granularity of pacing */
 #define PACE_BURST_NS (10 * NS_PER_MS) /* catch-up allowed after a stall */
+#define PARK_SPIN_NS NS_PER_MS        /* a parked worker spins this long */
 #define THROTTLE_SLICE_NS NS_PER_MS    /* run this long, then sleep */
 #define MAX_HELPERS 8                  /* fill / verify threads */
 
@@ -75,16 +79,30 @@ static bool paused_locked(const lm_pattern *p)
 
 static void update_pause_locked(lm_pattern *p)
 {
-    atomic_store_explicit(&p->pause_req, paused_locked(p),
-                          memory_order_release);
-    pthread_cond_broadcast(&p->wake);
+    bool paused = paused_locked(p);
+    atomic_store_explicit(&p->pause_req, paused, memory_order_release);
+    /* The request before the stopper reads the parked count: see
+     * worker_park(). */
+    atomic_thread_fence(memory_order_seq_cst);
+    /* A pause needs no wake-up: a worker notices it within a page, and a
+     * sleeping one counts as parked already.  A release wakes the parked
+     * workers only: a pacing or throttle sleep goes on to its deadline.
+     * Waking a thread costs the waker an IPI to an idle CPU here, tens of
+     * us, and a checkpoint pauses and releases the guest ten times a
+     * second. */
+    if (!paused)
+        pthread_cond_broadcast(&p->wake);
+    if (p->quit || p->retire) {
+        pthread_cond_broadcast(&p->wake);
+        pthread_cond_broadcast(&p->sleep_cv);
+    }
 }
 
 /* Wait until every worker parked.  Called with p->lock held and the pause
  * requested. */
 static void wait_parked_locked(lm_pattern *p)
 {
-    while (p->parked < p->nworkers_started)
+    while (__atomic_load_n(&p->parked, __ATOMIC_ACQUIRE) < p->nworkers_started)
         pthread_cond_wait(&p->parked_cv, &p->lock);
 }
 
@@ -114,12 +132,34 @@ static bool spin_parked(lm_pattern *p, uint64_t ns)
     return false;
 }
 
-/* Park until released.  Returns false when the worker must exit. */
-static bool worker_park(lm_pattern *p)
+/* Park until released.  Returns false when the worker must exit.
+ * With a CPU to spare (@spin), it first spins through a checkpoint's
+ * pause (up to a millisecond), so neither side makes a system call for
+ * it.  Leaving the
+ * spin is lock-free: the decrement and the stopper's request are ordered
+ * as in Dekker's algorithm (seq_cst on both sides), so a stopper that
+ * still counts us parked is one whose request our next check sees. */
+static bool worker_park(lm_pattern *p, bool spin)
 {
     pthread_mutex_lock(&p->lock);
     __atomic_add_fetch(&p->parked, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&p->parked_cv);
+    if (spin) {
+        pthread_mutex_unlock(&p->lock);
+        uint64_t end = now_ns() + PARK_SPIN_NS;
+        do {
+            for (int i = 0; i < 64; i++) {
+                if (!atomic_load_explicit(&p->pause_req,
+                                          memory_order_acquire)) {
+                    __atomic_sub_fetch(&p->parked, 1, __ATOMIC_SEQ_CST);
+                    atomic_thread_fence(memory_order_seq_cst);
+                    return true;
+                }
+                cpu_relax();
+            }
+        } while (now_ns() < end);
+        pthread_mutex_lock(&p->lock);
+    }
     while (paused_locked(p) && !p->quit && !p->retire)
         pthread_cond_wait(&p->wake, &p->lock);
     __atomic_sub_fetch(&p->parked, 1, __ATOMIC_RELAXED);
@@ -142,7 +182,8 @@ static void worker_sleep_until(lm_pattern *p, uint64_t deadline)
         if (paused_locked(p))
             pthread_cond_wait(&p->wake, &p->lock);
         else if (now_ns() >= deadline ||
-                 pthread_cond_timedwait(&p->wake, &p->lock, &ts) == ETIMEDOUT)
+                 pthread_cond_timedwait(&p->sleep_cv, &p->lock, &ts) ==
+                     ETIMEDOUT)
             if (!paused_locked(p))
                 break;
     }
@@ -271,10 +312,13 @@ static void *worker_main(void *arg)
     uint64_t start = now_ns();
     uint64_t next = start, busy_start = start, busy_cpu = thread_cpu_ns();
     uint64_t written = atomic_load(&w->written);
+    /* Spin when parked only if that leaves the stopper a CPU. */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    bool spin = ncpu > 0 && p->spec.threads < (unsigned long)ncpu;
 
     for (;;) {
         if (atomic_load_explicit(&p->pause_req, memory_order_acquire)) {
-            if (!worker_park(p))
+            if (!worker_park(p, spin))
                 break;
             next = busy_start = now_ns();
             busy_cpu = thread_cpu_ns();
@@ -584,7 +628,8 @@ static bool init_sync(lm_pattern *p, livemig_error *err)
     pthread_condattr_t ca;
     if (pthread_condattr_init(&ca) ||
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ||
-        pthread_cond_init(&p->wake, &ca)) {
+        pthread_cond_init(&p->wake, &ca) ||
+        pthread_cond_init(&p->sleep_cv, &ca)) {
         livemig_error_set(err, "pattern guest: cannot create a condition "
                           "variable");
         return false;
@@ -773,6 +818,7 @@ void lm_pattern_free(lm_pattern *p)
     if (p->outputs_fd >= 0)
         close(p->outputs_fd);
     pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->sleep_cv);
     pthread_cond_destroy(&p->parked_cv);
     pthread_mutex_destroy(&p->lock);
     lm_pattern_spec_clear(&p->spec);

@@ -487,6 +487,40 @@ static void test_stop_stops(void **state)
     guest_free(g);
 }
 
+/* One worker on a machine with a CPU to spare parks by spinning and
+ * leaves the spin without the lock: a stop that comes right after a cont,
+ * while the worker is leaving, must still find it parked before it
+ * returns.  Thousands of cont/stop pairs, each checked for a write after
+ * stop returned. */
+static void test_stop_right_after_cont(void **state)
+{
+    (void)state;
+    guest *g = guest_new("pattern,size=1M,threads=1,dirty-rate=max", false);
+    size_t size;
+    uint8_t *ram = lm_pattern_ram(g->p, &size);
+    uint8_t *snap = malloc(size);
+    assert_non_null(snap);
+    wait_written(g->p, 1000);
+    const livemig_guest_ops *ops = lm_pattern_guest_ops();
+    double t0 = now_s();
+    for (int i = 0; i < 4000 && now_s() - t0 < 20; i++) {
+        ops->stop(g->p);
+        int64_t w0 = qint(g->p, "pages-written");
+        memcpy(snap, ram, size);
+        int64_t w1 = qint(g->p, "pages-written");
+        if (w1 != w0 || memcmp(snap, ram, size))
+            fail_msg("the worker wrote after stop returned (pair %d)", i);
+        ops->cont(g->p);
+        /* Vary where the next stop lands: at once, or after a few
+         * pages. */
+        for (int k = i % 7 * 50; k > 0; k--)
+            __asm__ volatile("" ::: "memory");
+    }
+    wait_written(g->p, 1000);
+    free(snap);
+    guest_free(g);
+}
+
 static double measure_rate(lm_pattern *p, unsigned ms)
 {
     int64_t w0 = qint(p, "pages-written");
@@ -927,6 +961,7 @@ int main(void)
         cmocka_unit_test(test_swap_pages),
         cmocka_unit_test(test_lost_page_while_running),
         cmocka_unit_test(test_stop_stops),
+        cmocka_unit_test(test_stop_right_after_cont),
         cmocka_unit_test(test_pacing),
         cmocka_unit_test(test_throttle),
         cmocka_unit_test(test_throttle_after_blocked),

@@ -179,7 +179,8 @@ static void checkpointing_starts(void **state)
     json_object *qm = mct_qm(p->pri);
     static const char *pri_members[] = {
         "role", "checkpoints", "epoch", "pause-last-us", "pause-avg-us",
-        "pause-max-us", "pages-avg", "paused-pages-avg", "outputs-held",
+        "pause-max-us", "pages-avg", "paused-pages-avg", "paused-pages-last",
+        "outputs-held",
         "outputs-released", "checkpoint-bytes-last", "checkpoint-bytes-avg",
     };
     for (size_t i = 0; i < sizeof(pri_members) / sizeof(*pri_members); i++) {
