@@ -6,7 +6,7 @@
  * one epoch at a time:
  *
  *   wait mc-delay (heartbeats meanwhile, a kick re-reads mc-delay)
- *   copy dirty pages into the pool while the guest runs (up to 8 rounds)
+ *   copy dirty pages into the pool while the guest runs (rounds)
  *   stop the guest; sync; copy the last dirty pages; save the sections;
  *   resume the guest                          <- the pause users feel
  *   send CKPT_BEGIN n, the captured pages, the sections, CKPT_END n
@@ -19,8 +19,8 @@
  * sync harvests a page's dirty bit before the copy reads the page: a
  * write after the harvest sets the bit again and the page is copied again
  * (into the same slot) in the pause.  It only pays while the guest
- * dirties slower than we copy, hence at most eight rounds and only while
- * more than a few pages are dirty.
+ * dirties slower than we copy, hence the bounds on the rounds (above
+ * checkpoint()).
  *
  * The link to the backup follows the timing rule of mc-int.h: the
  * primary hears a PONG or an ACK from a live backup at least every
@@ -75,8 +75,19 @@ static uint64_t capture(out_state *s, mc_link *L, livemig_ram *r,
             uint32_t sl = b->slot[page];
             if (sl == LM_MC_NO_SLOT) {
                 sl = lm_mc_pool_take(b->pool);
-                if (sl == LM_MC_NO_SLOT)
+                if (sl == LM_MC_NO_SLOT) {
+                    /* Give back what this word did not copy: dirty
+                     * again, and not to be sent unless an earlier
+                     * round gave it a slot. */
+                    uint64_t left = word | (1ull << (page & 63));
+                    r->dirty[wi] |= left;
+                    for (; left; left &= left - 1) {
+                        size_t pg = wi * 64 + (size_t)__builtin_ctzll(left);
+                        if (b->slot[pg] == LM_MC_NO_SLOT)
+                            b->send[wi] &= ~(1ull << (pg & 63));
+                    }
                     return UINT64_MAX;
+                }
                 b->slot[page] = sl;
             }
             memcpy(lm_mc_pool_at(b->pool, sl), r->host + page * LM_PAGE_SIZE,
@@ -515,17 +526,21 @@ static void quiesce(livemig *lm, bool on)
 }
 
 /* Copying while the guest runs: the dirty pages at which the pause takes
- * the rest, and how long to chase a guest whose dirty set no longer
- * halves from round to round.  A page copied in the pause costs 0.3-2 us
- * (its source and its slot are cold), a round outside it a sync.  A guest
- * that dirties slower than we copy leaves the pause a page or two within
- * a few rounds; one that writes in bursts (a paced guest catching up
- * after a stall writes up to 10 ms of its pages at once) is outlasted by
- * the budget; one that writes as fast as we copy gets the budget and no
- * more. */
+ * the rest, and for how long after the first round to go on when a round
+ * no longer halves the dirty set.  A page copied in the pause costs
+ * 0.3-2 us (its source and its slot are cold), a round outside it a sync.
+ * A guest that dirties slower than we copy leaves the pause a page or two
+ * within a few rounds; one that writes in bursts (a paced guest catching
+ * up after a stall writes up to 10 ms of its pages at once) is outlasted
+ * by the budget; one that writes as fast as we copy gets the budget and
+ * no more.  The trackers that write-protect re-arm every page a sync
+ * reports, and the guest's next write to it faults (15-50 us here): for
+ * them, few rounds and a larger residue, as before. */
 #define MC_PAUSE_PAGES 4
 #define MC_COPY_US 2000
 #define MC_COPY_ROUNDS 32
+#define MC_WP_PAUSE_PAGES 32
+#define MC_WP_COPY_ROUNDS 4
 
 /* One epoch: capture with the guest paused as briefly as we can. */
 static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
@@ -536,22 +551,24 @@ static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
      * dirtied during the one before, so rounds shrink fast while the
      * guest dirties slower than we copy, and the pause is left with a few
      * pages. */
+    bool wp = false;
+    for (size_t i = 0; i < lm->nram; i++)
+        wp |= lm_tracker_kind(lm->ram[i]->tracker) != LIVEMIG_TRACKER_MANUAL;
+    uint64_t pause_pages = wp ? MC_WP_PAUSE_PAGES : MC_PAUSE_PAGES;
+    int rounds = wp ? MC_WP_COPY_ROUNDS : MC_COPY_ROUNDS;
     uint64_t pages = 0, chase_us = 0, prev = UINT64_MAX;
     size_t grew = 0;   /* pool slots the last round took */
     lm_mc_pool *pool = mb[0].pool;
     lm_mc_pool_reserve(pool, pool->used + 512);
-    for (int round = 0;; round++) {
+    for (int round = 0; round < rounds; round++) {
         if (!lm_out_sync_dirty(s))
             return false;
-        if (s->dirty_pages <= MC_PAUSE_PAGES)
+        if (s->dirty_pages <= pause_pages)
             break;
         bool halved = s->dirty_pages <= prev / 2;
         prev = s->dirty_pages;
-        if (round == MC_COPY_ROUNDS ||
-            (round > 0 && !halved && lm_now_us() - chase_us >= MC_COPY_US)) {
-            lm_mc_pool_reserve(pool, pool->used + s->dirty_pages + 512);
+        if (round > 0 && !halved && lm_now_us() - chase_us >= MC_COPY_US)
             break;   /* the guest outruns us: the pause takes the rest */
-        }
         size_t used = pool->used;
         uint64_t c = capture_all(s, L, mb);
         if (c == UINT64_MAX - 1)

@@ -108,7 +108,8 @@ struct lm_pattern {
 
     /* Control state, protected by lock. */
     pthread_mutex_t lock;
-    pthread_cond_t wake;               /* parked workers wait here */
+    pthread_cond_t wake;               /* parked workers wait here, and
+                                          sleepers that a pause holds */
     pthread_cond_t sleep_cv;           /* pacing / throttle sleeps (both
                                           CLOCK_MONOTONIC) */
     pthread_cond_t parked_cv;          /* stoppers wait here */

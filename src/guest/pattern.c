@@ -14,9 +14,12 @@
  *     calling query / verify): take p->lock for the control state.
  *
  * Control state (protected by p->lock): engine_stopped (guest op stop/cont),
- * holds (guest-verify holding the workers), quit (lm_pattern_halt), parked
- * (workers waiting on p->wake).  pause_req mirrors
- * "engine_stopped || holds || quit" for the workers' lock-free check.
+ * holds (guest-verify holding the workers), quit (lm_pattern_halt), retire
+ * (a reshape).  parked (atomic) counts the workers that write nothing
+ * until released: waiting on p->wake, spinning in worker_park(), or in a
+ * pacing / throttle sleep.  pause_req mirrors
+ * "engine_stopped || holds || quit || retire" for the workers' lock-free
+ * check.
  * Stopping = set the flag, then wait until every worker parked (spinning
  * first, then on p->parked_cv).  A worker in a pacing or throttle sleep
  * counts as parked: it wrote nothing since it counted itself, and the
@@ -28,6 +31,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,12 +137,12 @@ static bool spin_parked(lm_pattern *p, uint64_t ns)
 }
 
 /* Park until released.  Returns false when the worker must exit.
- * With a CPU to spare (@spin), it first spins through a checkpoint's
- * pause (up to a millisecond), so neither side makes a system call for
- * it.  Leaving the
- * spin is lock-free: the decrement and the stopper's request are ordered
- * as in Dekker's algorithm (seq_cst on both sides), so a stopper that
- * still counts us parked is one whose request our next check sees. */
+ * With @spin, it first spins through a checkpoint's pause (up to a
+ * millisecond), so neither side makes a system call for it.  Leaving the
+ * spin is lock-free: our decrement and a stopper's request are ordered as
+ * in Dekker's algorithm (seq_cst on both sides), so a stopper that still
+ * counted us parked made a request that our caller's next check of
+ * pause_req sees; the caller checks again before it writes a page. */
 static bool worker_park(lm_pattern *p, bool spin)
 {
     pthread_mutex_lock(&p->lock);
@@ -178,7 +182,7 @@ static void worker_sleep_until(lm_pattern *p, uint64_t deadline)
     pthread_mutex_lock(&p->lock);
     __atomic_add_fetch(&p->parked, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&p->parked_cv);
-    while (!p->quit) {
+    while (!p->quit && !p->retire) {
         if (paused_locked(p))
             pthread_cond_wait(&p->wake, &p->lock);
         else if (now_ns() >= deadline ||
@@ -312,9 +316,14 @@ static void *worker_main(void *arg)
     uint64_t start = now_ns();
     uint64_t next = start, busy_start = start, busy_cpu = thread_cpu_ns();
     uint64_t written = atomic_load(&w->written);
-    /* Spin when parked only if that leaves the stopper a CPU. */
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    bool spin = ncpu > 0 && p->spec.threads < (unsigned long)ncpu;
+    /* Spin when parked only if that leaves the stopper a CPU, and only
+     * with the manual tracker: the others re-protect pages in the pause,
+     * and a CPU that runs a spinning worker must take the TLB-flush IPIs
+     * (DESIGN.md: block the workload there). */
+    cpu_set_t cpus;
+    int ncpu = sched_getaffinity(0, sizeof(cpus), &cpus) == 0
+                   ? CPU_COUNT(&cpus) : 1;
+    bool spin = p->bitmap && p->spec.threads < (unsigned)ncpu;
 
     for (;;) {
         if (atomic_load_explicit(&p->pause_req, memory_order_acquire)) {
@@ -322,6 +331,7 @@ static void *worker_main(void *arg)
                 break;
             next = busy_start = now_ns();
             busy_cpu = thread_cpu_ns();
+            continue;   /* check again before writing: see worker_park() */
         }
         uint64_t now = now_ns();
         if (paced) {

@@ -97,8 +97,8 @@ bool lm_tracker_sync(lm_tracker *t, uint64_t *dirty, size_t *count,
                      livemig_error *err);
 
 /* The caller says every writer of the block is stopped, and that stopping
- * ordered their stores before this thread (a lock or a condition variable
- * they went through).  While set, a manual sync skips its cross-CPU
+ * ordered their stores before this thread (a lock they went through, or
+ * a release of theirs that this thread acquired).  While set, a manual sync skips its cross-CPU
  * barrier (membarrier IPIs cost tens of us on a VM), which only matters
  * for writers still running.  Clear it before the writers resume. */
 void lm_tracker_set_quiesced(lm_tracker *t, bool quiesced);
