@@ -527,7 +527,7 @@ static void quiesce(livemig *lm, bool on)
 
 /* Copying while the guest runs: the dirty pages at which the pause takes
  * the rest, and for how long after the first round to go on when a round
- * no longer halves the dirty set.  A page copied in the pause costs
+ * no longer shrinks the dirty set by a quarter.  A page copied in the pause costs
  * 0.3-2 us (its source and its slot are cold), a round outside it a sync.
  * A guest that dirties slower than we copy leaves the pause a page or two
  * within a few rounds; one that writes in bursts (a paced guest catching
@@ -565,9 +565,11 @@ static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
             return false;
         if (s->dirty_pages <= pause_pages)
             break;
-        bool halved = s->dirty_pages <= prev / 2;
+        /* A set that shrinks by a quarter or more is converging (a guest
+         * at half our copy speed leaves 0.4-0.6 of it, noisily). */
+        bool shrank = s->dirty_pages <= prev / 4 * 3;
         prev = s->dirty_pages;
-        if (round > 0 && !halved && lm_now_us() - chase_us >= MC_COPY_US)
+        if (round > 0 && !shrank && lm_now_us() - chase_us >= MC_COPY_US)
             break;   /* the guest outruns us: the pause takes the rest */
         size_t used = pool->used;
         uint64_t c = capture_all(s, L, mb);
