@@ -128,6 +128,8 @@ typedef struct lm_mc_stats {
     uint64_t shadow_bytes;       /* primary: checkpoint pool and maps now */
     uint64_t pause_parts_us[5];  /* last pause: stop, sync, copy, sections,
                                     cont */
+    uint64_t pause_max_parts_us[5];  /* the same of the longest pause, */
+    uint64_t pause_max_pages;        /* and the pages copied in it */
     bool falling_behind;         /* checkpoints take longer than mc-delay */
     uint64_t epoch_ms;           /* length of the last epoch */
     uint64_t link_bytes;         /* what the link sends in mc-delay */

@@ -659,8 +659,13 @@ static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
     m->checkpoints++;
     m->epoch = epoch;
     m->pause_last_us = pause;
-    if (pause > m->pause_max_us)
+    if (pause > m->pause_max_us) {
+        /* The worst pause is the one to explain, not the last. */
         m->pause_max_us = pause;
+        memcpy(m->pause_max_parts_us, m->pause_parts_us,
+               sizeof(m->pause_max_parts_us));
+        m->pause_max_pages = paused_pages;
+    }
     m->pause_total_us += pause;
     m->bytes_last = s->w->total - b0;
     m->bytes_total += m->bytes_last;

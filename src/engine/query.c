@@ -194,9 +194,14 @@ json_object *livemig_query_migrate(livemig *lm)
             json_object *parts = json_object_new_object();
             static const char *const part[] = { "stop", "sync", "copy",
                                                 "sections", "cont" };
-            for (int i = 0; i < 5; i++)
+            json_object *worst = json_object_new_object();
+            for (int i = 0; i < 5; i++) {
                 add_u64(parts, part[i], mc.pause_parts_us[i]);
+                add_u64(worst, part[i], mc.pause_max_parts_us[i]);
+            }
+            add_u64(worst, "pages", mc.pause_max_pages);
             json_object_object_add(m, "pause-parts-us", parts);
+            json_object_object_add(m, "pause-max-parts-us", worst);
             json_object_object_add(m, "commit-us", json_object_get(commit));
         }
         json_object_object_add(m, "checkpoint-bytes", lm_hist_json(&mc.bytes));

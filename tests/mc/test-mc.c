@@ -197,6 +197,23 @@ static void checkpointing_starts(void **state)
         lmh_get_int(qm, "mc.checkpoint-bytes-avg") <= 0)
         mct_fail("query-migrate on the primary after 3 more checkpoints at "
                  "mc-delay 200: %s", json_object_to_json_string(qm));
+    /* The worst pause's parts are its own: they add up to it (each part
+     * is whole microseconds of the same clock reads). */
+    int64_t worst = 0;
+    static const char *parts[] = { "stop", "sync", "copy", "sections",
+                                   "cont" };
+    for (size_t i = 0; i < 5; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "mc.pause-max-parts-us.%s", parts[i]);
+        if (!lmh_get(qm, path))
+            mct_fail("query-migrate on the primary lacks %s: %s", path,
+                     json_object_to_json_string(qm));
+        worst += lmh_get_int(qm, path);
+    }
+    if (!lmh_get(qm, "mc.pause-max-parts-us.pages") ||
+        worst != lmh_get_int(qm, "mc.pause-max-us"))
+        mct_fail("mc.pause-max-parts-us does not add up to pause-max-us: "
+                 "%s", json_object_to_json_string(qm));
     static const char *pri_hists[] = { "pause-us", "checkpoint-bytes",
                                        "ack-us", "commit-us" };
     for (size_t i = 0; i < 4; i++)
