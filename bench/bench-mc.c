@@ -3,7 +3,9 @@
  * 100 ms, against the targets of docs/micro-checkpointing.md:
  *   - per tracker (manual, uffd-wp-async) and about 1k, 10k and 100k dirty
  *     pages per epoch: pause, ack and output-commit latency as
- *     p50 / p99 / max (query-migrate's sliding windows), the pause's parts,
+ *     p50 / p99 / max (query-migrate's sliding windows, and for the pause
+ *     also over the checkpoints after the first second, which the pause
+ *     targets are judged on), the pause's parts,
  *     checkpoint size, ack latency as a ratio to the time loopback TCP
  *     needs for the checkpoint's bytes (measured in this run, as a long
  *     stream: the target; and as a burst after mc-delay idle, which is
@@ -229,6 +231,56 @@ static json_object *dist(json_object *q, const char *name)
     return o;
 }
 
+/* Each checkpoint's pause once the first second of checkpointing is
+ * over: query-migrate's windows hold every checkpoint from the start,
+ * and on this VM the first ones after precopy grow both checkpoint pools
+ * into memory the host has not backed yet (6 us per 4 KiB page), which
+ * can stretch the first epochs to several times their size for about a
+ * second.  Polled every 10 ms (checkpoints are 100 ms apart); one that
+ * was missed is counted, not guessed. */
+typedef struct { uint64_t *v; size_t n, cap, missed; } samples;
+
+static void sample_pauses(bu_pair *p, double secs, samples *sm)
+{
+    json_object *q = livemig_query_migrate(p->src);
+    uint64_t seen = bu_u64(q, "mc.checkpoints");
+    json_object_put(q);
+    double end = bu_now() + secs;
+    while (bu_now() < end) {
+        usleep(10000);
+        q = livemig_query_migrate(p->src);
+        uint64_t n = bu_u64(q, "mc.checkpoints");
+        if (n == seen + 1 && sm->n < sm->cap)
+            sm->v[sm->n++] = bu_u64(q, "mc.pause-last-us");
+        else if (n > seen)
+            sm->missed += n - seen;
+        seen = n;
+        json_object_put(q);
+    }
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* p50 / p99 / max (nearest rank) and count of @sm. */
+static json_object *sample_dist(samples *sm)
+{
+    json_object *o = json_object_new_object();
+    if (!sm->n)
+        return o;
+    qsort(sm->v, sm->n, sizeof(uint64_t), cmp_u64);
+    size_t i50 = (sm->n * 50 + 99) / 100, i99 = (sm->n * 99 + 99) / 100;
+    json_object_object_add(o, "p50", json_object_new_uint64(sm->v[i50 - 1]));
+    json_object_object_add(o, "p99", json_object_new_uint64(sm->v[i99 - 1]));
+    json_object_object_add(o, "max", json_object_new_uint64(sm->v[sm->n - 1]));
+    json_object_object_add(o, "count", json_object_new_uint64(sm->n));
+    json_object_object_add(o, "missed", json_object_new_uint64(sm->missed));
+    return o;
+}
+
 /* Two engines with a pattern guest at @rate, micro-checkpointing at
  * mc-delay 100 ms once migrate is run. */
 static void mc_pair(bu_pair *p, livemig_tracker_kind kind, const char *rate,
@@ -266,7 +318,10 @@ static json_object *mc_run(livemig_tracker_kind kind, const char *rate,
     json_object *q0 = livemig_query_migrate(p.src);
     uint64_t w0 = written(p.psrc);
     double t0 = bu_now();
-    usleep((useconds_t)(secs * 1e6));
+    uint64_t pause_v[1024];
+    samples sm = { pause_v, 0, 1024, 0 };
+    usleep(700000);
+    sample_pauses(&p, secs - 0.7, &sm);
     double dt = bu_now() - t0;
     uint64_t w1 = written(p.psrc);
     json_object *q = livemig_query_migrate(p.src);
@@ -277,8 +332,11 @@ static json_object *mc_run(livemig_tracker_kind kind, const char *rate,
     add_d(o, "guest-pages-per-s", (double)(w1 - w0) / dt);
     add_d(o, "checkpoints-per-s", (double)n / dt);
     json_object_object_add(o, "pause-us", dist(q, "pause-us"));
+    json_object_object_add(o, "pause-us-after-1s", sample_dist(&sm));
     json_object_object_add(o, "pause-parts-us",
                            json_object_get(bu_get(q, "mc.pause-parts-us")));
+    json_object_object_add(o, "pause-max-parts-us",
+                           json_object_get(bu_get(q, "mc.pause-max-parts-us")));
     json_object_object_add(o, "ack-us", dist(q, "ack-us"));
     json_object_object_add(o, "commit-us", dist(q, "commit-us"));
     json_object_object_add(o, "checkpoint-bytes", dist(q, "checkpoint-bytes"));
@@ -399,10 +457,10 @@ int main(int argc, char **argv)
         struct { unsigned pages; const char *rate; } pts[] = {
             { 1000, "40M" }, { 10000, "400M" }, { 100000, "4000M" },
         };
-        /* 10 s: about 100 checkpoints, so that p99 is not just the
-         * largest sample. */
+        /* 12 s: over 100 checkpoints after the first second, so that
+         * p99 (nearest rank) is not just the largest sample. */
         for (int i = 0; i < 3; i++) {
-            json_object *r = mc_run(kinds[k], pts[i].rate, false, 10.0, tcp,
+            json_object *r = mc_run(kinds[k], pts[i].rate, false, 12.0, tcp,
                                     pts[i].pages <= 10000);
             char name[64];
             snprintf(name, sizeof(name), "%u-pages", pts[i].pages);
@@ -413,16 +471,16 @@ int main(int argc, char **argv)
                 target(targets, name, get_d(r, "ack-over-wire-time"), 1.3);
             }
             if (kinds[k] == LIVEMIG_TRACKER_MANUAL && pts[i].pages <= 10000) {
-                snprintf(name, sizeof(name), "manual %u pages: pause p50 us",
-                         pts[i].pages);
-                target(targets, name, get_d(r, "pause-us.p50"), 20);
-                snprintf(name, sizeof(name), "manual %u pages: pause p99 us",
-                         pts[i].pages);
-                target(targets, name, get_d(r, "pause-us.p99"), 100);
+                snprintf(name, sizeof(name), "manual %u pages: pause p50 us "
+                         "(after 1 s)", pts[i].pages);
+                target(targets, name, get_d(r, "pause-us-after-1s.p50"), 20);
+                snprintf(name, sizeof(name), "manual %u pages: pause p99 us "
+                         "(after 1 s)", pts[i].pages);
+                target(targets, name, get_d(r, "pause-us-after-1s.p99"), 100);
             }
             if (kinds[k] != LIVEMIG_TRACKER_MANUAL && pts[i].pages == 10000)
-                target(targets, "uffd-wp-async 10000 pages: pause p99 us",
-                       get_d(r, "pause-us.p99"), 500);
+                target(targets, "uffd-wp-async 10000 pages: pause p99 us "
+                       "(after 1 s)", get_d(r, "pause-us-after-1s.p99"), 500);
         }
         if (!pause_only) {
             double base = baseline_rate(kinds[k], 2.0);

@@ -129,7 +129,8 @@ typedef struct lm_mc_stats {
     uint64_t pause_parts_us[5];  /* last pause: stop, sync, copy, sections,
                                     cont */
     uint64_t pause_max_parts_us[5];  /* the same of the longest pause, */
-    uint64_t pause_max_pages;        /* and the pages copied in it */
+    uint64_t pause_max_pages;        /* and the pages copied in it, */
+    uint64_t pause_max_epoch;        /* in this checkpoint */
     bool falling_behind;         /* checkpoints take longer than mc-delay */
     uint64_t epoch_ms;           /* length of the last epoch */
     uint64_t link_bytes;         /* what the link sends in mc-delay */

@@ -200,6 +200,7 @@ json_object *livemig_query_migrate(livemig *lm)
                 add_u64(worst, part[i], mc.pause_max_parts_us[i]);
             }
             add_u64(worst, "pages", mc.pause_max_pages);
+            add_u64(worst, "epoch", mc.pause_max_epoch);
             json_object_object_add(m, "pause-parts-us", parts);
             json_object_object_add(m, "pause-max-parts-us", worst);
             json_object_object_add(m, "commit-us", json_object_get(commit));
