@@ -541,6 +541,7 @@ static void quiesce(livemig *lm, bool on)
 #define MC_COPY_ROUNDS 32
 #define MC_WP_PAUSE_PAGES 32
 #define MC_WP_COPY_ROUNDS 4
+#define MC_GROW_ROUNDS 4
 
 /* One epoch: capture with the guest paused as briefly as we can. */
 static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
@@ -569,7 +570,7 @@ static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
          * at half our copy speed leaves 0.4-0.6 of it, noisily). */
         bool shrank = s->dirty_pages <= prev / 4 * 3;
         prev = s->dirty_pages;
-        size_t used = pool->used;
+        size_t used = pool->used, backed = pool->populated;
         uint64_t c = capture_all(s, L, mb);
         if (c == UINT64_MAX - 1)
             return false;
@@ -589,10 +590,18 @@ static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
          * this round.  Ending after a copy, not after a sync: a set just
          * harvested and left to the pause would be copied with the guest
          * stopped, into slots that may still need backing (on a fresh
-         * host, 143 ms for 9,706 pages was seen). */
+         * host, 143 ms for 9,706 pages was seen).  A round that had to
+         * back pool memory says nothing about the guest's speed (it ran
+         * at the speed of the host's page faults): among the first
+         * MC_GROW_ROUNDS it does not end the chase (the first epochs grow
+         * the pool, and ending them early left 10k pages to the pause),
+         * after them it does (32 rounds that each grow the pool stretched
+         * epochs until the pool was all of RAM). */
         if (round == 0)
             chase_us = lm_now_us();
-        else if (!shrank && lm_now_us() - chase_us >= MC_COPY_US)
+        else if (!shrank &&
+                 (pool->populated == backed || round >= MC_GROW_ROUNDS) &&
+                 lm_now_us() - chase_us >= MC_COPY_US)
             break;
     }
 
