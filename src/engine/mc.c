@@ -527,15 +527,16 @@ static void quiesce(livemig *lm, bool on)
 
 /* Copying while the guest runs: the dirty pages at which the pause takes
  * the rest, and for how long after the first round to go on when a round
- * no longer shrinks the dirty set by a quarter.  A page copied in the pause costs
- * 0.3-2 us (its source and its slot are cold), a round outside it a sync.
- * A guest that dirties slower than we copy leaves the pause a page or two
- * within a few rounds; one that writes in bursts (a paced guest catching
- * up after a stall writes up to 10 ms of its pages at once) is outlasted
- * by the budget; one that writes as fast as we copy gets the budget and
- * no more.  The trackers that write-protect re-arm every page a sync
- * reports, and the guest's next write to it faults (15-50 us here): for
- * them, few rounds and a larger residue, as before. */
+ * no longer shrinks the dirty set by a quarter.  A page copied in the
+ * pause costs 0.3-2 us (its source and its slot are cold), a round
+ * outside it a sync.  A guest that dirties slower than we copy leaves the
+ * pause a page or two within a few rounds; one that writes in bursts (a
+ * paced guest catching up after a stall writes up to 10 ms of its pages
+ * at once) is outlasted by the budget; one that writes as fast as we copy
+ * gets the budget and no more.  The trackers that write-protect re-arm
+ * every page a sync reports, and the guest's next write to it faults
+ * (15-50 us here): for them, few rounds and a larger residue, as before.
+ * MC_GROW_ROUNDS: see the end of the loop in checkpoint(). */
 #define MC_PAUSE_PAGES 4
 #define MC_COPY_US 2000
 #define MC_COPY_ROUNDS 32
