@@ -240,15 +240,9 @@ typedef struct result {
     double rps, p50, p99;
 } result;
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static double median3(double *v)
 {
-    qsort(v, REPS, sizeof(double), cmp_double);
+    qsort(v, REPS, sizeof(double), bu_cmp_double);
     return v[REPS / 2];
 }
 

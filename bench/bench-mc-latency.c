@@ -69,15 +69,9 @@ static void *outputs(void *arg)
     return NULL;
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static json_object *summary(samples *s, const char *dir, const char *file)
 {
-    qsort(s->v, s->n, sizeof(double), cmp);
+    qsort(s->v, s->n, sizeof(double), bu_cmp_double);
     json_object *o = json_object_new_object();
     json_object_object_add(o, "count", json_object_new_uint64(s->n));
     if (!s->n)

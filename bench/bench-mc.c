@@ -127,12 +127,6 @@ static void *burst_sink(void *p)
     return NULL;
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Median microseconds of 9 such bursts (after one to warm up). */
 static double tcp_burst_us(size_t bytes)
 {
@@ -177,7 +171,7 @@ static double tcp_burst_us(size_t bytes)
     free(dst);
     if (done < 2)
         return 0;
-    qsort(us + 1, (size_t)done - 1, sizeof(double), cmp_d);
+    qsort(us + 1, (size_t)done - 1, sizeof(double), bu_cmp_double);
     return us[1 + (done - 1) / 2];
 }
 
@@ -238,7 +232,7 @@ static json_object *dist(json_object *q, const char *name)
  * can stretch the first epochs to several times their size for about a
  * second.  Polled every 10 ms (checkpoints are 100 ms apart); one that
  * was missed is counted, not guessed. */
-typedef struct { uint64_t *v; size_t n, cap, missed; } samples;
+typedef struct { double *v; size_t n, cap, missed; } samples;
 
 static void sample_pauses(bu_pair *p, double secs, samples *sm)
 {
@@ -251,18 +245,12 @@ static void sample_pauses(bu_pair *p, double secs, samples *sm)
         q = livemig_query_migrate(p->src);
         uint64_t n = bu_u64(q, "mc.checkpoints");
         if (n == seen + 1 && sm->n < sm->cap)
-            sm->v[sm->n++] = bu_u64(q, "mc.pause-last-us");
+            sm->v[sm->n++] = (double)bu_u64(q, "mc.pause-last-us");
         else if (n > seen)
             sm->missed += n - seen;
         seen = n;
         json_object_put(q);
     }
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* p50 / p99 / max (nearest rank) and count of @sm. */
@@ -271,11 +259,14 @@ static json_object *sample_dist(samples *sm)
     json_object *o = json_object_new_object();
     if (!sm->n)
         return o;
-    qsort(sm->v, sm->n, sizeof(uint64_t), cmp_u64);
+    qsort(sm->v, sm->n, sizeof(double), bu_cmp_double);
     size_t i50 = (sm->n * 50 + 99) / 100, i99 = (sm->n * 99 + 99) / 100;
-    json_object_object_add(o, "p50", json_object_new_uint64(sm->v[i50 - 1]));
-    json_object_object_add(o, "p99", json_object_new_uint64(sm->v[i99 - 1]));
-    json_object_object_add(o, "max", json_object_new_uint64(sm->v[sm->n - 1]));
+    json_object_object_add(o, "p50",
+                           json_object_new_uint64((uint64_t)sm->v[i50 - 1]));
+    json_object_object_add(o, "p99",
+                           json_object_new_uint64((uint64_t)sm->v[i99 - 1]));
+    json_object_object_add(o, "max",
+                           json_object_new_uint64((uint64_t)sm->v[sm->n - 1]));
     json_object_object_add(o, "count", json_object_new_uint64(sm->n));
     json_object_object_add(o, "missed", json_object_new_uint64(sm->missed));
     return o;
@@ -318,7 +309,7 @@ static json_object *mc_run(livemig_tracker_kind kind, const char *rate,
     json_object *q0 = livemig_query_migrate(p.src);
     uint64_t w0 = written(p.psrc);
     double t0 = bu_now();
-    uint64_t pause_v[1024];
+    double pause_v[1024];
     samples sm = { pause_v, 0, 1024, 0 };
     usleep(700000);
     sample_pauses(&p, secs - 0.7, &sm);
@@ -335,8 +326,8 @@ static json_object *mc_run(livemig_tracker_kind kind, const char *rate,
     json_object_object_add(o, "pause-us-after-1s", sample_dist(&sm));
     json_object_object_add(o, "pause-parts-us",
                            json_object_get(bu_get(q, "mc.pause-parts-us")));
-    json_object_object_add(o, "pause-max-parts-us",
-                           json_object_get(bu_get(q, "mc.pause-max-parts-us")));
+    json_object_object_add(o, "pause-max-parts-us", json_object_get(
+        bu_get(q, "mc.pause-max-parts-us")));
     json_object_object_add(o, "ack-us", dist(q, "ack-us"));
     json_object_object_add(o, "commit-us", dist(q, "commit-us"));
     json_object_object_add(o, "checkpoint-bytes", dist(q, "checkpoint-bytes"));
@@ -347,7 +338,6 @@ static json_object *mc_run(livemig_tracker_kind kind, const char *rate,
     double ack = (double)bu_u64(q, "mc.ack-us.p50");
     add_d(o, "checkpoint-GBps", ack > 0 ? bytes / ack / 1e3 : 0);
     add_d(o, "ack-over-wire-time", wire_us > 0 ? ack / wire_us : 0);
-
     uint64_t shadow = bu_u64(q, "mc.shadow-peak-bytes");
     json_object_object_add(o, "shadow-peak-bytes",
                            json_object_new_uint64(shadow));

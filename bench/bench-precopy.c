@@ -135,12 +135,6 @@ static json_object *run_one(const char *spec)
     return r;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 int main(int argc, char **argv)
 {
     const char *size = "1G";
@@ -191,7 +185,7 @@ int main(int argc, char **argv)
                 all_ok = false;
             json_object_array_add(arr, o);
         }
-        qsort(t, (size_t)runs, sizeof(double), cmp_double);
+        qsort(t, (size_t)runs, sizeof(double), bu_cmp_double);
         med_time[s] = t[runs / 2];
         json_object *so = json_object_new_object();
         json_object_object_add(so, "median-wall-s", json_object_new_double(med_time[s]));

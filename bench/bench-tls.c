@@ -249,12 +249,6 @@ static void *server_side(void *p)
     return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Median ms of @n handshakes over loopback, x509 or PSK. */
 static double handshake_ms(bool psk, int n)
 {
@@ -299,7 +293,7 @@ static double handshake_ms(bool psk, int n)
     lm_tls_creds_unref(cc);
     lm_tls_creds_unref(sc);
     lm_objects_free(o);
-    qsort(ms, (size_t)n, sizeof(double), cmp_double);
+    qsort(ms, (size_t)n, sizeof(double), bu_cmp_double);
     return ms[n / 2];
 }
 

@@ -18,6 +18,12 @@ double bu_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+int bu_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 json_object *bu_get(json_object *o, const char *path)
 {
     char buf[128];

@@ -10,6 +10,8 @@
 #include "livemig/livemig.h"
 
 double bu_now(void);
+/* qsort comparator for doubles, ascending. */
+int bu_cmp_double(const void *a, const void *b);
 /* A loopback TCP port free now (the kernel's pick). */
 int bu_free_port(void);
 /* Member by path "a.b.c", NULL if absent. */

@@ -561,7 +561,6 @@ static bool checkpoint(out_state *s, mc_link *L, mc_block *mb,
     uint64_t pages = 0, chase_us = 0, prev = UINT64_MAX;
     size_t grew = 0;   /* pool slots the last round took */
     lm_mc_pool *pool = mb[0].pool;
-    lm_mc_pool_reserve(pool, pool->used + 512);
     for (int round = 0; round < rounds; round++) {
         if (!lm_out_sync_dirty(s))
             return false;

@@ -98,9 +98,9 @@ bool lm_tracker_sync(lm_tracker *t, uint64_t *dirty, size_t *count,
 
 /* The caller says every writer of the block is stopped, and that stopping
  * ordered their stores before this thread (a lock they went through, or
- * a release of theirs that this thread acquired).  While set, a manual sync skips its cross-CPU
- * barrier (membarrier IPIs cost tens of us on a VM), which only matters
- * for writers still running.  Clear it before the writers resume. */
+ * a release of theirs that this thread acquired).  While set, a manual
+ * sync skips its cross-CPU barrier (membarrier IPIs cost tens of us on a
+ * VM), which only matters for writers still running.  Clear it before the writers resume. */
 void lm_tracker_set_quiesced(lm_tracker *t, bool quiesced);
 
 /* Stop tracking, unprotect everything; the guest runs at full speed again.
